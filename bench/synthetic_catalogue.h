@@ -1,0 +1,37 @@
+// The PersonalLLM-style synthetic catalogue and user population used by tailor-bench:
+// prompts x responses x reward-model scores with a shared quality factor (correlation rho
+// between reward models), and users drawn from Dirichlet(alpha) over the reward models.
+#ifndef TAILOR_BENCH_SYNTHETIC_CATALOGUE_H_
+#define TAILOR_BENCH_SYNTHETIC_CATALOGUE_H_
+
+#include <Eigen/Core>
+#include <random>
+#include <vector>
+
+namespace tailor::bench {
+
+// scores[p] is a responses x features matrix of z-scored values for prompt p.
+struct Catalogue {
+  std::vector<Eigen::MatrixXd> scores;
+  int responses() const { return scores.empty() ? 0 : static_cast<int>(scores[0].rows()); }
+  int features() const { return scores.empty() ? 0 : static_cast<int>(scores[0].cols()); }
+};
+
+// score = sqrt(rho) * quality(prompt, response) + sqrt(1 - rho) * noise(prompt, response, rm)
+Catalogue MakeSyntheticCatalogue(int prompts, int responses, int features, double rho,
+                                 std::mt19937_64& rng);
+
+// One user's weights over the features, Dirichlet(alpha, ..., alpha).
+Eigen::VectorXd SampleDirichlet(int dimension, double alpha, std::mt19937_64& rng);
+
+struct Diversity {
+  // Share of prompts whose most popular response is the favourite of a majority of users.
+  double majority_share = 0;
+  // Share of prompts with at least five distinct favourite responses across users.
+  double five_winners_share = 0;
+};
+Diversity MeasureDiversity(const Catalogue& catalogue, const std::vector<Eigen::VectorXd>& users);
+
+}  // namespace tailor::bench
+
+#endif  // TAILOR_BENCH_SYNTHETIC_CATALOGUE_H_

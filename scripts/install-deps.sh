@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs everything Tailor needs from Debian bookworm packages. Idempotent: packages that
+# are already installed are skipped, and apt is only updated when something is missing.
+#   scripts/install-deps.sh            build + test dependencies (developers, CI, Docker build)
+#   scripts/install-deps.sh --runtime  only the shared libraries tailord needs (Docker runtime)
+set -euo pipefail
+
+build_packages=(
+  build-essential cmake ninja-build pkg-config git
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libabsl-dev libeigen3-dev librocksdb-dev prometheus-cpp-dev libhnswlib-dev
+  libgtest-dev libgmock-dev clang-format
+)
+# Real components the tests start: Prometheus (promtool), nginx, openssl for test
+# certificates, and Debian's Python with gRPC for the Python client.
+test_packages=(
+  prometheus nginx-light openssl procps
+  python3 python3-grpcio python3-protobuf python3-numpy
+)
+runtime_packages=(
+  libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 librocksdb7.8
+  libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 ca-certificates
+)
+
+case "${1:-}" in
+  --runtime) wanted=("${runtime_packages[@]}") ;;
+  "") wanted=("${build_packages[@]}" "${test_packages[@]}") ;;
+  *) echo "usage: $0 [--runtime]" >&2; exit 64 ;;
+esac
+
+missing=()
+for package in "${wanted[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$package")
+  fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#wanted[@]} packages present"
+  exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q
+$sudo apt-get install -y -q --no-install-recommends "${missing[@]}"

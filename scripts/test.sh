@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The one test command: installs dependencies, checks formatting, builds, and runs every test
+# (ctest), then rebuilds with AddressSanitizer + UndefinedBehaviorSanitizer and runs them again.
+#   scripts/test.sh           everything (what CI runs)
+#   scripts/test.sh --quick   skip the sanitizer pass
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+
+echo "== format check (clang-format, .clang-format)"
+mapfile -t sources < <(git ls-files '*.cc' '*.h' 2>/dev/null || find . -name '*.cc' -o -name '*.h')
+if [ ${#sources[@]} -gt 0 ]; then
+  clang-format --dry-run -Werror "${sources[@]}"
+fi
+
+jobs=$(nproc)
+echo "== build + test (build/)"
+scripts/build.sh
+(cd build && ctest --output-on-failure -j "$jobs")
+
+if [ "${1:-}" != "--quick" ]; then
+  echo "== build + test with ASan + UBSan (build-asan/)"
+  TAILOR_BUILD_DIR=build-asan scripts/build.sh -DTAILOR_SANITIZE=ON
+  (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j "$jobs")
+fi
+echo "== all tests passed"

@@ -1,0 +1,85 @@
+// tailord: parses flags into a ServerConfig, starts a TailorServer, and stops it gracefully
+// on SIGTERM or SIGINT. Nothing else happens here.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "server/log.h"
+#include "server/server_config.h"
+#include "server/tailor_server.h"
+#include "server/version.h"
+
+namespace {
+const tailor::server::ServerConfig kDefaults;
+}  // namespace
+
+ABSL_FLAG(std::string, listen, kDefaults.listen, "gRPC listen address, host:port (port 0 = any)");
+ABSL_FLAG(std::string, metrics_listen, kDefaults.metrics_listen,
+          "Prometheus /metrics listen address, host:port (port 0 = any)");
+ABSL_FLAG(std::string, data_dir, kDefaults.data_dir, "RocksDB data directory");
+ABSL_FLAG(std::string, schema, kDefaults.schema_path,
+          "feature schema CSV (name,mean,sd); empty = built-in PersonalLLM schema");
+ABSL_FLAG(bool, sync, kDefaults.sync_wal,
+          "fsync the write-ahead log before acknowledging feedback (survives power loss)");
+ABSL_FLAG(int64_t, block_cache_mb, kDefaults.block_cache_mb, "RocksDB block cache size, MiB");
+ABSL_FLAG(int32_t, max_candidates, kDefaults.max_candidates, "most candidates per request");
+ABSL_FLAG(int32_t, max_message_bytes, kDefaults.max_message_bytes, "largest gRPC message");
+ABSL_FLAG(int32_t, max_concurrent_streams, kDefaults.max_concurrent_streams,
+          "most concurrent StreamFeedback streams");
+ABSL_FLAG(int32_t, shutdown_grace_ms, kDefaults.shutdown_grace_ms,
+          "on SIGTERM, how long in-flight RPCs may run before being cancelled");
+
+int main(int argc, char** argv) {
+  using tailor::server::Log;
+  using tailor::server::LogLevel;
+  absl::SetProgramUsageMessage("tailord: the Tailor personalization server");
+  absl::ParseCommandLine(argc, argv);
+
+  tailor::server::ServerConfig config;
+  config.listen = absl::GetFlag(FLAGS_listen);
+  config.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  config.data_dir = absl::GetFlag(FLAGS_data_dir);
+  config.schema_path = absl::GetFlag(FLAGS_schema);
+  config.sync_wal = absl::GetFlag(FLAGS_sync);
+  config.block_cache_mb = absl::GetFlag(FLAGS_block_cache_mb);
+  config.max_candidates = absl::GetFlag(FLAGS_max_candidates);
+  config.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  config.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
+  config.shutdown_grace_ms = absl::GetFlag(FLAGS_shutdown_grace_ms);
+  if (absl::Status valid = config.Validate(); !valid.ok()) {
+    std::fprintf(stderr, "tailord: %s\n", std::string(valid.message()).c_str());
+    return 2;
+  }
+
+  // Block the stop signals before any thread starts, so every thread inherits the mask and
+  // the signals are only ever taken by sigwait() below.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  auto server = tailor::server::TailorServer::Start(config);
+  if (!server.ok()) {
+    std::fprintf(stderr, "tailord: %s\n", std::string(server.status().message()).c_str());
+    return 1;
+  }
+  Log(LogLevel::kInfo, absl::StrCat("tailord ", tailor::kTailorVersion,
+                                    " serving grpc_port=", (*server)->grpc_port(), " metrics_port=",
+                                    (*server)->metrics_port(), " data_dir=", config.data_dir,
+                                    " durability=", config.sync_wal ? "wal+fsync" : "wal"));
+
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  Log(LogLevel::kInfo, absl::StrCat("received signal ", signal_number, ", shutting down"));
+  (*server)->Shutdown();
+  Log(LogLevel::kInfo, "stopped cleanly");
+  return 0;
+}

@@ -1,0 +1,52 @@
+#include "server/server_config.h"
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+
+namespace tailor::server {
+namespace {
+
+// host:port with a numeric port in [0, 65535]; IPv6 hosts in brackets ([::1]:50051).
+absl::Status CheckAddress(absl::string_view flag, absl::string_view address) {
+  const size_t colon = address.rfind(':');
+  if (colon == absl::string_view::npos || colon == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, ": must be host:port, got '", address, "'"));
+  }
+  int port = -1;
+  if (!absl::SimpleAtoi(address.substr(colon + 1), &port) || port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, ": port must be a number in 0..65535, got '", address, "'"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckRange(absl::string_view flag, int64_t value, int64_t low, int64_t high) {
+  if (value < low || value > high) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, ": must be in ", low, "..", high, ", got ", value));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ServerConfig::Validate() const {
+  for (absl::Status s : {
+           CheckAddress("listen", listen),
+           CheckAddress("metrics_listen", metrics_listen),
+           data_dir.empty() ? absl::InvalidArgumentError("--data_dir: must not be empty")
+                            : absl::OkStatus(),
+           CheckRange("block_cache_mb", block_cache_mb, 8, 1 << 20),
+           CheckRange("max_candidates", max_candidates, 2, 4096),
+           CheckRange("max_message_bytes", max_message_bytes, 1 << 12, 256 << 20),
+           CheckRange("max_concurrent_streams", max_concurrent_streams, 1, 1 << 20),
+           CheckRange("shutdown_grace_ms", shutdown_grace_ms, 0, 600000),
+       }) {
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace tailor::server

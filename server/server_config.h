@@ -1,0 +1,42 @@
+// ServerConfig: every setting of tailord, declared once with its default and bounds.
+// main.cc fills it from flags; tests fill it directly. Validate() before use.
+#ifndef TAILOR_SERVER_SERVER_CONFIG_H_
+#define TAILOR_SERVER_SERVER_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+
+namespace tailor::server {
+
+struct ServerConfig {
+  // gRPC address, host:port. Port 0 picks a free port (see TailorServer::grpc_port()).
+  std::string listen = "0.0.0.0:50051";
+  // Prometheus /metrics address, host:port; port 0 picks a free port.
+  std::string metrics_listen = "0.0.0.0:9464";
+  // RocksDB directory; created if missing (its parent must exist).
+  std::string data_dir = "./tailor-data";
+  // Feature schema CSV (columns name,mean,sd); empty = the built-in PersonalLLM schema.
+  std::string schema_path;
+  // fsync the WAL before acknowledging feedback (survives power loss; slower).
+  bool sync_wal = false;
+  // RocksDB block cache.
+  int64_t block_cache_mb = 128;
+  // Request limits.
+  int32_t max_candidates = 64;
+  int32_t max_message_bytes = 4 << 20;
+  int32_t max_concurrent_streams = 1024;
+  // How long SIGTERM waits for in-flight RPCs before cancelling them.
+  int32_t shutdown_grace_ms = 5000;
+
+  // Checks every field against its bounds; the error names the flag and the rule.
+  absl::Status Validate() const;
+};
+
+// Limits that are protocol rules rather than settings.
+inline constexpr int kMaxIdBytes = 128;
+
+}  // namespace tailor::server
+
+#endif  // TAILOR_SERVER_SERVER_CONFIG_H_

@@ -1,0 +1,90 @@
+#include "server/tailor_server.h"
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server_builder.h"
+
+namespace tailor::server {
+
+absl::StatusOr<model::FeatureSchema> LoadSchema(const std::string& path) {
+  if (path.empty()) return model::FeatureSchema::FromCsv(model::DefaultSchemaCsv());
+  std::ifstream file(path);
+  if (!file) return absl::NotFoundError(absl::StrCat("--schema: cannot read ", path));
+  std::stringstream text;
+  text << file.rdbuf();
+  absl::StatusOr<model::FeatureSchema> schema = model::FeatureSchema::FromCsv(text.str());
+  if (!schema.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--schema ", path, ": ", schema.status().message()));
+  }
+  return schema;
+}
+
+TailorServer::TailorServer(ServerConfig config) : config_(std::move(config)) {}
+
+absl::StatusOr<std::unique_ptr<TailorServer>> TailorServer::Start(const ServerConfig& config) {
+  if (absl::Status valid = config.Validate(); !valid.ok()) return valid;
+  absl::StatusOr<model::FeatureSchema> schema = LoadSchema(config.schema_path);
+  if (!schema.ok()) return schema.status();
+
+  std::unique_ptr<TailorServer> server(new TailorServer(config));
+  storage::StoreOptions store_options;
+  store_options.path = config.data_dir;
+  store_options.sync_wal = config.sync_wal;
+  store_options.block_cache_bytes = static_cast<size_t>(config.block_cache_mb) << 20;
+  absl::StatusOr<std::unique_ptr<storage::FeedbackStore>> store =
+      storage::FeedbackStore::Open(store_options);
+  if (!store.ok()) return store.status();
+  server->store_ = *std::move(store);
+
+  absl::StatusOr<std::unique_ptr<engine::PreferenceEngine>> engine =
+      engine::PreferenceEngine::Open(*std::move(schema), *server->store_);
+  if (!engine.ok()) return engine.status();
+  server->engine_ = *std::move(engine);
+
+  absl::StatusOr<std::unique_ptr<Metrics>> metrics = Metrics::Start(config.metrics_listen);
+  if (!metrics.ok()) return metrics.status();
+  server->metrics_ = *std::move(metrics);
+
+  server->service_ = std::make_unique<TailorService>(*server->engine_, server->config_);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &server->grpc_port_);
+  builder.RegisterService(server->service_.get());
+  builder.SetMaxReceiveMessageSize(config.max_message_bytes);
+  builder.SetMaxSendMessageSize(config.max_message_bytes);
+  server->grpc_server_ = builder.BuildAndStart();
+  if (server->grpc_server_ == nullptr || server->grpc_port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("--listen: cannot serve gRPC on ", config.listen,
+                                               " (address in use or not local?)"));
+  }
+  server->grpc_server_->GetHealthCheckService()->SetServingStatus(true);
+  return server;
+}
+
+void TailorServer::Shutdown() {
+  if (grpc_server_ != nullptr) {
+    // Load balancers and probes see NOT_SERVING first, so traffic drains elsewhere.
+    grpc_server_->GetHealthCheckService()->SetServingStatus(false);
+    grpc_server_->Shutdown(std::chrono::system_clock::now() +
+                           std::chrono::milliseconds(config_.shutdown_grace_ms));
+    grpc_server_->Wait();
+    grpc_server_.reset();
+  }
+  service_.reset();
+  engine_.reset();
+  store_.reset();  // closes RocksDB cleanly
+  metrics_.reset();
+}
+
+TailorServer::~TailorServer() { Shutdown(); }
+
+}  // namespace tailor::server

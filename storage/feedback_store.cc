@@ -1,0 +1,384 @@
+#include "storage/feedback_store.h"
+
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "rocksdb/cache.h"
+#include "rocksdb/db.h"
+#include "rocksdb/filter_policy.h"
+#include "rocksdb/options.h"
+#include "rocksdb/statistics.h"
+#include "rocksdb/table.h"
+#include "rocksdb/utilities/checkpoint.h"
+#include "rocksdb/write_batch.h"
+#include "storage/keys.h"
+
+namespace tailor::storage {
+namespace {
+
+constexpr char kFormatVersionKey[] = "format_version";
+constexpr char kSchemaKey[] = "schema";
+constexpr char kPopulationKey[] = "population";
+
+// rocksdb::Status -> absl::Status, once, at this boundary.
+absl::Status FromRocks(const rocksdb::Status& s, absl::string_view context) {
+  if (s.ok()) return absl::OkStatus();
+  std::string message = absl::StrCat(context, ": ", s.ToString());
+  if (s.IsNotFound()) return absl::NotFoundError(message);
+  if (s.IsCorruption()) return absl::DataLossError(message);
+  if (s.IsInvalidArgument()) return absl::InvalidArgumentError(message);
+  if (s.IsBusy() || s.IsTryAgain()) return absl::UnavailableError(message);
+  if (s.IsIOError() && s.ToString().find("lock") != std::string::npos) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(message, " (is another tailord using this data directory?)"));
+  }
+  return absl::InternalError(message);
+}
+
+rocksdb::Slice AsSlice(absl::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
+
+// Column family tuning. Tailor's access pattern: point reads of user state (mostly hits)
+// and idempotency keys (mostly misses: every new event checks its id), and range scans of
+// one user's history (rebuild, export, delete, cold-start warm-up).
+rocksdb::ColumnFamilyOptions FamilyOptions(const std::shared_ptr<rocksdb::Cache>& cache,
+                                           bool point_lookups, size_t write_buffer_bytes) {
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = cache;
+  // Index and filter blocks compete for the same bounded cache instead of growing unbounded
+  // with the data; the top levels' ones are pinned because every lookup touches them.
+  table.cache_index_and_filter_blocks = true;
+  table.pin_l0_filter_and_index_blocks_in_cache = true;
+  table.format_version = 5;
+  if (point_lookups) {
+    // ~1% false positives: a miss on an unseen event id costs no data-block read.
+    table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+    table.whole_key_filtering = true;
+  }
+  rocksdb::ColumnFamilyOptions options;
+  options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  options.write_buffer_size = write_buffer_bytes;
+  options.max_write_buffer_number = 3;
+  options.level_compaction_dynamic_level_bytes = true;
+  // LZ4 is cheap enough for the hot levels; the bottom level holds most of the (mostly
+  // cold) history, where zstd's better ratio is worth its CPU.
+  options.compression = rocksdb::kLZ4Compression;
+  options.bottommost_compression = rocksdb::kZSTD;
+  return options;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<FeedbackStore>> FeedbackStore::Open(const StoreOptions& options) {
+  if (options.path.empty()) return absl::InvalidArgumentError("data_dir: must not be empty");
+
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = true;
+  db_options.create_missing_column_families = true;
+  db_options.max_background_jobs = 2;
+  db_options.bytes_per_sync = 1 << 20;
+  // Keeps the WAL from growing without bound when one family is rarely flushed.
+  db_options.max_total_wal_size = 256ull << 20;
+  auto statistics = rocksdb::CreateDBStatistics();
+  statistics->set_stats_level(rocksdb::StatsLevel::kExceptDetailedTimers);
+  db_options.statistics = statistics;
+
+  auto cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  const size_t per_family = options.memtable_budget_bytes / 8;  // 4 families x ~2 buffers
+  db_options.db_write_buffer_size = options.memtable_budget_bytes;
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> families = {
+      {rocksdb::kDefaultColumnFamilyName, FamilyOptions(cache, true, per_family)},
+      {"state", FamilyOptions(cache, true, per_family)},
+      {"history", FamilyOptions(cache, false, per_family)},
+      {"idempotency", FamilyOptions(cache, true, per_family)},
+  };
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(db_options, options.path, families, &handles, &db);
+  if (!s.ok()) return FromRocks(s, absl::StrCat("opening data directory ", options.path));
+
+  std::unique_ptr<FeedbackStore> store(
+      new FeedbackStore(options, db, std::move(handles), std::move(statistics)));
+  if (absl::Status version = store->CheckFormatVersion(); !version.ok()) return version;
+  return store;
+}
+
+FeedbackStore::FeedbackStore(StoreOptions options, rocksdb::DB* db,
+                             std::vector<rocksdb::ColumnFamilyHandle*> handles,
+                             std::shared_ptr<rocksdb::Statistics> statistics)
+    : options_(std::move(options)),
+      db_(db),
+      handles_(std::move(handles)),
+      statistics_(std::move(statistics)) {}
+
+FeedbackStore::~FeedbackStore() {
+  for (rocksdb::ColumnFamilyHandle* handle : handles_) db_->DestroyColumnFamilyHandle(handle);
+  // Close() waits for background work and syncs the WAL: a clean shutdown needs no recovery.
+  db_->Close().PermitUncheckedError();
+  delete db_;
+}
+
+absl::Status FeedbackStore::CheckFormatVersion() {
+  absl::StatusOr<std::optional<std::string>> stored = Get(meta(), kFormatVersionKey);
+  if (!stored.ok()) return stored.status();
+  if (!stored->has_value()) {
+    rocksdb::WriteOptions write;
+    write.sync = true;
+    return FromRocks(
+        db_->Put(write, meta(), kFormatVersionKey, std::to_string(kStoreFormatVersion)),
+        "writing format version");
+  }
+  int version = 0;
+  if (!absl::SimpleAtoi(**stored, &version)) {
+    return absl::DataLossError(absl::StrCat("data directory ", options_.path,
+                                            ": unreadable format version '", **stored, "'"));
+  }
+  if (version > kStoreFormatVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "data directory ", options_.path, " has storage format ", version,
+        " but this tailord supports up to ", kStoreFormatVersion, ": upgrade tailord"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<std::string>> FeedbackStore::Get(rocksdb::ColumnFamilyHandle* family,
+                                                              absl::string_view key) {
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), family, AsSlice(key), &value);
+  if (s.IsNotFound()) return std::nullopt;
+  if (!s.ok()) return FromRocks(s, "read");
+  return value;
+}
+
+absl::Status FeedbackStore::Corrupt(absl::string_view what, absl::string_view user_id) {
+  corrupt_records_.fetch_add(1, std::memory_order_relaxed);
+  return absl::DataLossError(absl::StrCat("corrupt ", what, " record for user '", user_id, "'"));
+}
+
+absl::Status FeedbackStore::BindSchema(const records::SchemaRecord& schema) {
+  absl::StatusOr<std::optional<std::string>> stored = Get(meta(), kSchemaKey);
+  if (!stored.ok()) return stored.status();
+  if (stored->has_value()) {
+    records::SchemaRecord existing;
+    if (!existing.ParseFromString(**stored)) {
+      corrupt_records_.fetch_add(1, std::memory_order_relaxed);
+      return absl::DataLossError("corrupt schema record in the data directory");
+    }
+    if (existing.fingerprint() != schema.fingerprint()) {
+      std::string names;
+      for (const auto& f : existing.features())
+        absl::StrAppend(&names, names.empty() ? "" : ",", f.name());
+      return absl::FailedPreconditionError(absl::StrCat(
+          "data directory ", options_.path, " holds data for schema ", existing.fingerprint(), " (",
+          existing.features_size(), " features: ", names, ") but tailord was started with ",
+          "schema ", schema.fingerprint(), " (", schema.features_size(),
+          " features); start with the matching --schema or a new --data_dir"));
+    }
+    return absl::OkStatus();
+  }
+  rocksdb::WriteOptions write;
+  write.sync = true;
+  return FromRocks(db_->Put(write, meta(), kSchemaKey, schema.SerializeAsString()),
+                   "writing schema");
+}
+
+absl::StatusOr<std::optional<records::UserState>> FeedbackStore::ReadState(
+    absl::string_view user_id) {
+  absl::StatusOr<std::optional<std::string>> value = Get(state(), UserPrefix(user_id));
+  if (!value.ok()) return value.status();
+  if (!value->has_value()) return std::nullopt;
+  records::UserState parsed;
+  if (!parsed.ParseFromString(**value)) return Corrupt("state", user_id);
+  return parsed;
+}
+
+absl::StatusOr<std::optional<records::IdempotencyRecord>> FeedbackStore::FindEvent(
+    absl::string_view user_id, absl::string_view event_id) {
+  absl::StatusOr<std::optional<std::string>> value =
+      Get(idempotency(), IdempotencyKey(user_id, event_id));
+  if (!value.ok()) return value.status();
+  if (!value->has_value()) return std::nullopt;
+  records::IdempotencyRecord parsed;
+  if (!parsed.ParseFromString(**value)) return Corrupt("idempotency", user_id);
+  return parsed;
+}
+
+absl::Status FeedbackStore::Commit(std::span<const UserCommit> commits) {
+  rocksdb::WriteBatch batch;
+  std::string buffer;
+  for (const UserCommit& commit : commits) {
+    if (commit.user_id.size() > kMaxEncodedUserIdBytes) {
+      return absl::InvalidArgumentError("user_id: too long to store");
+    }
+    for (const AppliedEvent& event : commit.events) {
+      event.record.SerializeToString(&buffer);
+      batch.Put(history(), HistoryKey(commit.user_id, event.record.sequence()), buffer);
+      event.idempotency.SerializeToString(&buffer);
+      batch.Put(idempotency(), IdempotencyKey(commit.user_id, event.record.event_id()), buffer);
+    }
+    commit.state.SerializeToString(&buffer);
+    batch.Put(state(), UserPrefix(commit.user_id), buffer);
+  }
+  rocksdb::WriteOptions write;
+  write.sync = options_.sync_wal;
+  return FromRocks(db_->Write(write, &batch), "commit");
+}
+
+absl::Status FeedbackStore::ScanHistory(
+    absl::string_view user_id, absl::FunctionRef<bool(const records::FeedbackRecord&)> visit) {
+  const std::string prefix = UserPrefix(user_id);
+  const std::string upper = PrefixSuccessor(prefix);
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions read;
+  read.iterate_upper_bound = &upper_slice;  // the scan never reads past this user's range
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read, history()));
+  records::FeedbackRecord record;
+  for (it->Seek(prefix); it->Valid(); it->Next()) {
+    if (!record.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+      return Corrupt("history", user_id);
+    }
+    if (!visit(record)) break;
+  }
+  return FromRocks(it->status(), "history scan");
+}
+
+absl::StatusOr<UserExport> FeedbackStore::ExportUser(absl::string_view user_id) {
+  const rocksdb::Snapshot* snapshot = db_->GetSnapshot();
+  rocksdb::ReadOptions read;
+  read.snapshot = snapshot;
+  UserExport result;
+  absl::Status status = [&]() -> absl::Status {
+    std::string value;
+    rocksdb::Status s = db_->Get(read, state(), UserPrefix(user_id), &value);
+    if (s.ok()) {
+      records::UserState parsed;
+      if (!parsed.ParseFromString(value)) return Corrupt("state", user_id);
+      result.state = std::move(parsed);
+    } else if (!s.IsNotFound()) {
+      return FromRocks(s, "export state");
+    }
+    const std::string prefix = UserPrefix(user_id);
+    const std::string upper = PrefixSuccessor(prefix);
+    rocksdb::Slice upper_slice(upper);
+    read.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read, history()));
+    for (it->Seek(prefix); it->Valid(); it->Next()) {
+      records::FeedbackRecord& record = result.history.emplace_back();
+      if (!record.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+        return Corrupt("history", user_id);
+      }
+    }
+    return FromRocks(it->status(), "export history");
+  }();
+  db_->ReleaseSnapshot(snapshot);
+  if (!status.ok()) return status;
+  return result;
+}
+
+absl::StatusOr<DeletedUser> FeedbackStore::DeleteUser(absl::string_view user_id) {
+  const std::string prefix = UserPrefix(user_id);
+  const std::string upper = PrefixSuccessor(prefix);
+  DeletedUser deleted;
+  rocksdb::WriteBatch batch;
+
+  std::string ignored;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), state(), prefix, &ignored);
+  if (!s.ok() && !s.IsNotFound()) return FromRocks(s, "delete: read state");
+  deleted.existed = s.ok();
+  batch.Delete(state(), prefix);
+
+  // Point deletes (not DeleteRange) so the caller learns exactly what was removed; the
+  // caller holds the user's lock, so nothing is added to these ranges meanwhile.
+  for (auto [family, counter] : {std::pair{history(), &deleted.history_records},
+                                 std::pair{idempotency(), &deleted.idempotency_keys}}) {
+    rocksdb::Slice upper_slice(upper);
+    rocksdb::ReadOptions read;
+    read.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read, family));
+    for (it->Seek(prefix); it->Valid(); it->Next()) {
+      batch.Delete(family, it->key());
+      ++*counter;
+    }
+    if (!it->status().ok()) return FromRocks(it->status(), "delete: scan");
+  }
+  deleted.existed = deleted.existed || deleted.history_records > 0;
+  rocksdb::WriteOptions write;
+  write.sync = options_.sync_wal;
+  if (absl::Status w = FromRocks(db_->Write(write, &batch), "delete"); !w.ok()) return w;
+  return deleted;
+}
+
+absl::Status FeedbackStore::ScanStates(
+    absl::FunctionRef<void(absl::string_view, const absl::StatusOr<records::UserState>&)> visit) {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), state()));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    absl::string_view key(it->key().data(), it->key().size());
+    std::optional<DecodedUserKey> decoded = DecodeUserKey(key);
+    if (!decoded.has_value() || !decoded->rest.empty()) {
+      corrupt_records_.fetch_add(1, std::memory_order_relaxed);
+      continue;  // no user id can be recovered from a malformed key
+    }
+    records::UserState parsed;
+    if (parsed.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+      visit(decoded->user_id, parsed);
+    } else {
+      visit(decoded->user_id, Corrupt("state", decoded->user_id));
+    }
+  }
+  return FromRocks(it->status(), "state scan");
+}
+
+absl::StatusOr<std::optional<records::PopulationSnapshot>> FeedbackStore::ReadPopulation() {
+  absl::StatusOr<std::optional<std::string>> value = Get(meta(), kPopulationKey);
+  if (!value.ok()) return value.status();
+  if (!value->has_value()) return std::nullopt;
+  records::PopulationSnapshot parsed;
+  if (!parsed.ParseFromString(**value)) {
+    corrupt_records_.fetch_add(1, std::memory_order_relaxed);
+    return absl::DataLossError("corrupt population snapshot");
+  }
+  return parsed;
+}
+
+absl::Status FeedbackStore::WritePopulation(const records::PopulationSnapshot& snapshot) {
+  return FromRocks(
+      db_->Put(rocksdb::WriteOptions(), meta(), kPopulationKey, snapshot.SerializeAsString()),
+      "writing population snapshot");
+}
+
+absl::StatusOr<uint64_t> FeedbackStore::CreateCheckpoint(const std::string& directory) {
+  rocksdb::Checkpoint* raw = nullptr;
+  rocksdb::Status s = rocksdb::Checkpoint::Create(db_, &raw);
+  if (!s.ok()) return FromRocks(s, "checkpoint");
+  std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
+  uint64_t sequence = 0;
+  // log_size_for_flush = 0: always flush memtables first, so the checkpoint needs no WAL
+  // replay and starts fast.
+  s = checkpoint->CreateCheckpoint(directory, 0, &sequence);
+  if (!s.ok()) return FromRocks(s, absl::StrCat("checkpoint into ", directory));
+  return sequence;
+}
+
+StoreStats FeedbackStore::Stats() const {
+  StoreStats stats;
+  for (rocksdb::ColumnFamilyHandle* family : handles_) {
+    uint64_t value = 0;
+    if (db_->GetIntProperty(family, rocksdb::DB::Properties::kLiveSstFilesSize, &value)) {
+      stats.live_sst_bytes += value;
+    }
+    if (db_->GetIntProperty(family, rocksdb::DB::Properties::kCurSizeAllMemTables, &value)) {
+      stats.memtable_bytes += value;
+    }
+    if (db_->GetIntProperty(family, rocksdb::DB::Properties::kEstimatePendingCompactionBytes,
+                            &value)) {
+      stats.pending_compaction_bytes += value;
+    }
+  }
+  stats.stall_micros = statistics_->getTickerCount(rocksdb::STALL_MICROS);
+  stats.corrupt_records = corrupt_records_.load(std::memory_order_relaxed);
+  return stats;
+}
+
+}  // namespace tailor::storage

@@ -1,0 +1,154 @@
+// FeedbackStore: Tailor's durable state in RocksDB — per-user feedback histories, learned
+// state, idempotency keys and server metadata — with one atomic WriteBatch per commit.
+#ifndef TAILOR_STORAGE_FEEDBACK_STORE_H_
+#define TAILOR_STORAGE_FEEDBACK_STORE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "tailor/storage/v1/records.pb.h"
+
+namespace rocksdb {
+class Cache;
+class ColumnFamilyHandle;
+class DB;
+class Statistics;
+}  // namespace rocksdb
+
+namespace tailor::storage {
+
+namespace records = ::tailor::storage::v1;
+
+// Bumped when the meaning of stored records changes; a newer format refuses to open.
+inline constexpr int kStoreFormatVersion = 1;
+
+struct StoreOptions {
+  std::string path;
+  // false: a commit returns once it is in the write-ahead log (OS page cache): it survives a
+  // process crash (kill -9) but not a power loss or kernel panic.
+  // true: each commit also fsyncs the WAL; concurrent commits share one fsync (RocksDB's
+  // write-group leader), so throughput under concurrency stays reasonable while every
+  // acked event survives power loss.
+  bool sync_wal = false;
+  // Shared LRU block cache for all column families.
+  size_t block_cache_bytes = 128ull << 20;
+  // Upper bound on memtable memory across all column families.
+  size_t memtable_budget_bytes = 128ull << 20;
+};
+
+// One applied feedback event: its history record and idempotency entry.
+struct AppliedEvent {
+  records::FeedbackRecord record;
+  records::IdempotencyRecord idempotency;
+};
+
+// Everything one user's update writes: new events (possibly none) and the resulting state.
+struct UserCommit {
+  std::string user_id;
+  std::vector<AppliedEvent> events;
+  records::UserState state;
+};
+
+struct DeletedUser {
+  bool existed = false;
+  uint64_t history_records = 0;
+  uint64_t idempotency_keys = 0;
+};
+
+// A user's stored data read from one consistent snapshot.
+struct UserExport {
+  std::optional<records::UserState> state;
+  std::vector<records::FeedbackRecord> history;
+};
+
+struct StoreStats {
+  uint64_t live_sst_bytes = 0;
+  uint64_t memtable_bytes = 0;
+  uint64_t pending_compaction_bytes = 0;
+  uint64_t stall_micros = 0;
+  uint64_t corrupt_records = 0;
+};
+
+class FeedbackStore {
+ public:
+  // Opens (creating if needed) the database at options.path. Fails with a clear message if
+  // the directory is unusable, locked by another process, or of a newer format.
+  static absl::StatusOr<std::unique_ptr<FeedbackStore>> Open(const StoreOptions& options);
+  ~FeedbackStore();
+  FeedbackStore(const FeedbackStore&) = delete;
+  FeedbackStore& operator=(const FeedbackStore&) = delete;
+
+  // Binds the data directory to a feature schema: stores it on first use, and afterwards
+  // returns FAILED_PRECONDITION if a different schema is presented.
+  absl::Status BindSchema(const records::SchemaRecord& schema);
+
+  absl::StatusOr<std::optional<records::UserState>> ReadState(absl::string_view user_id);
+  absl::StatusOr<std::optional<records::IdempotencyRecord>> FindEvent(absl::string_view user_id,
+                                                                      absl::string_view event_id);
+
+  // Writes all commits (history records, idempotency keys, states) in one WriteBatch: after a
+  // crash either all of it is present or none.
+  absl::Status Commit(std::span<const UserCommit> commits);
+  absl::Status Commit(const UserCommit& commit) { return Commit(std::span(&commit, 1)); }
+
+  // Calls `visit` for each of the user's history records in sequence order until it returns
+  // false. A record that cannot be decoded stops the scan with DATA_LOSS (and is counted).
+  absl::Status ScanHistory(absl::string_view user_id,
+                           absl::FunctionRef<bool(const records::FeedbackRecord&)> visit);
+
+  // State and full history of one user from a single snapshot.
+  absl::StatusOr<UserExport> ExportUser(absl::string_view user_id);
+
+  // Removes the user's state, history and idempotency keys in one WriteBatch.
+  absl::StatusOr<DeletedUser> DeleteUser(absl::string_view user_id);
+
+  // Visits every user's state record. A record that cannot be decoded is passed as a
+  // DATA_LOSS status (and counted) so the caller can rebuild it from history.
+  absl::Status ScanStates(absl::FunctionRef<void(absl::string_view user_id,
+                                                 const absl::StatusOr<records::UserState>& state)>
+                              visit);
+
+  absl::StatusOr<std::optional<records::PopulationSnapshot>> ReadPopulation();
+  absl::Status WritePopulation(const records::PopulationSnapshot& snapshot);
+
+  // A consistent on-disk copy of the database in `directory` (which must not exist), taken
+  // while serving. Returns the latest sequence number it contains.
+  absl::StatusOr<uint64_t> CreateCheckpoint(const std::string& directory);
+
+  StoreStats Stats() const;
+  bool sync_wal() const { return options_.sync_wal; }
+
+ private:
+  FeedbackStore(StoreOptions options, rocksdb::DB* db,
+                std::vector<rocksdb::ColumnFamilyHandle*> handles,
+                std::shared_ptr<rocksdb::Statistics> statistics);
+
+  absl::Status CheckFormatVersion();
+  absl::StatusOr<std::optional<std::string>> Get(rocksdb::ColumnFamilyHandle* family,
+                                                 absl::string_view key);
+  absl::Status Corrupt(absl::string_view what, absl::string_view user_id);
+
+  rocksdb::ColumnFamilyHandle* meta() const { return handles_[0]; }
+  rocksdb::ColumnFamilyHandle* state() const { return handles_[1]; }
+  rocksdb::ColumnFamilyHandle* history() const { return handles_[2]; }
+  rocksdb::ColumnFamilyHandle* idempotency() const { return handles_[3]; }
+
+  const StoreOptions options_;
+  rocksdb::DB* db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  std::shared_ptr<rocksdb::Statistics> statistics_;
+  std::atomic<uint64_t> corrupt_records_{0};
+};
+
+}  // namespace tailor::storage
+
+#endif  // TAILOR_STORAGE_FEEDBACK_STORE_H_

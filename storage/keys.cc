@@ -1,0 +1,58 @@
+#include "storage/keys.h"
+
+#include "absl/strings/string_view.h"
+
+namespace tailor::storage {
+
+std::string UserPrefix(absl::string_view user_id) {
+  std::string key;
+  key.reserve(2 + user_id.size() + 8);
+  key.push_back(static_cast<char>((user_id.size() >> 8) & 0xFF));
+  key.push_back(static_cast<char>(user_id.size() & 0xFF));
+  key.append(user_id.data(), user_id.size());
+  return key;
+}
+
+std::string HistoryKey(absl::string_view user_id, uint64_t sequence) {
+  std::string key = UserPrefix(user_id);
+  for (int shift = 56; shift >= 0; shift -= 8) {
+    key.push_back(static_cast<char>((sequence >> shift) & 0xFF));
+  }
+  return key;
+}
+
+std::string IdempotencyKey(absl::string_view user_id, absl::string_view event_id) {
+  std::string key = UserPrefix(user_id);
+  key.append(event_id.data(), event_id.size());
+  return key;
+}
+
+std::string PrefixSuccessor(absl::string_view prefix) {
+  std::string next(prefix);
+  while (!next.empty()) {
+    unsigned char last = static_cast<unsigned char>(next.back());
+    if (last != 0xFF) {
+      next.back() = static_cast<char>(last + 1);
+      return next;
+    }
+    next.pop_back();
+  }
+  return next;  // every byte was 0xFF: no successor, empty means "unbounded"
+}
+
+std::optional<DecodedUserKey> DecodeUserKey(absl::string_view key) {
+  if (key.size() < 2) return std::nullopt;
+  const size_t length = (static_cast<size_t>(static_cast<unsigned char>(key[0])) << 8) |
+                        static_cast<unsigned char>(key[1]);
+  if (key.size() < 2 + length) return std::nullopt;
+  return DecodedUserKey{key.substr(2, length), key.substr(2 + length)};
+}
+
+std::optional<uint64_t> DecodeSequence(absl::string_view rest) {
+  if (rest.size() != 8) return std::nullopt;
+  uint64_t sequence = 0;
+  for (char c : rest) sequence = (sequence << 8) | static_cast<unsigned char>(c);
+  return sequence;
+}
+
+}  // namespace tailor::storage

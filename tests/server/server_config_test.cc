@@ -1,0 +1,56 @@
+#include "server/server_config.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace tailor::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(ServerConfigTest, DefaultsAreValid) { EXPECT_TRUE(ServerConfig().Validate().ok()); }
+
+struct BadConfigCase {
+  const char* name;
+  void (*mutate)(ServerConfig&);
+  const char* message;
+};
+
+void PrintTo(const BadConfigCase& c, std::ostream* os) { *os << c.name; }
+
+class BadConfigTest : public ::testing::TestWithParam<BadConfigCase> {};
+
+TEST_P(BadConfigTest, NamesTheFlagAndTheRule) {
+  ServerConfig config;
+  GetParam().mutate(config);
+  absl::Status status = config.Validate();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(status.message()), HasSubstr(GetParam().message));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Rules, BadConfigTest,
+    ::testing::Values(
+        BadConfigCase{"ListenWithoutPort", [](ServerConfig& c) { c.listen = "localhost"; },
+                      "--listen: must be host:port"},
+        BadConfigCase{"ListenPortTooLarge", [](ServerConfig& c) { c.listen = "0.0.0.0:70000"; },
+                      "--listen: port must be a number in 0..65535"},
+        BadConfigCase{"MetricsPortNotNumber",
+                      [](ServerConfig& c) { c.metrics_listen = "0.0.0.0:http"; },
+                      "--metrics_listen: port must be a number"},
+        BadConfigCase{"EmptyDataDir", [](ServerConfig& c) { c.data_dir = ""; },
+                      "--data_dir: must not be empty"},
+        BadConfigCase{"TinyCache", [](ServerConfig& c) { c.block_cache_mb = 1; },
+                      "--block_cache_mb: must be in 8.."},
+        BadConfigCase{"OneCandidate", [](ServerConfig& c) { c.max_candidates = 1; },
+                      "--max_candidates: must be in 2..4096"},
+        BadConfigCase{"TinyMessages", [](ServerConfig& c) { c.max_message_bytes = 100; },
+                      "--max_message_bytes: must be in"},
+        BadConfigCase{"NoStreams", [](ServerConfig& c) { c.max_concurrent_streams = 0; },
+                      "--max_concurrent_streams: must be in"},
+        BadConfigCase{"NegativeGrace", [](ServerConfig& c) { c.shutdown_grace_ms = -1; },
+                      "--shutdown_grace_ms: must be in"}),
+    [](const ::testing::TestParamInfo<BadConfigCase>& param) { return param.param.name; });
+
+}  // namespace
+}  // namespace tailor::server
