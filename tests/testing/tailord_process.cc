@@ -7,8 +7,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
-#include <regex>
 #include <thread>
 
 namespace tailor::testing {
@@ -68,15 +68,15 @@ void TailordProcess::Drain(int timeout_ms) {
 }
 
 bool TailordProcess::WaitUntilServing(int timeout_ms) {
-  static const std::regex kServing(R"(serving grpc_port=(\d+) metrics_port=(\d+))");
   const int64_t deadline = NowMs() + timeout_ms;
   while (NowMs() < deadline) {
     Drain(50);
-    std::smatch match;
-    if (std::regex_search(log_, match, kServing)) {
-      grpc_port_ = std::stoi(match[1]);
-      metrics_port_ = std::stoi(match[2]);
-      return true;
+    // The startup line: "... serving grpc_port=N metrics_port=M ..."
+    const size_t at = log_.find("serving grpc_port=");
+    if (at != std::string::npos && log_.find('\n', at) != std::string::npos) {
+      std::sscanf(log_.c_str() + at, "serving grpc_port=%d metrics_port=%d", &grpc_port_,
+                  &metrics_port_);
+      return grpc_port_ > 0;
     }
     int status = 0;
     if (::waitpid(pid_, &status, WNOHANG) == pid_) {
