@@ -1,0 +1,93 @@
+// Belief: what Tailor believes about one user's preference weights when it ranks — the
+// user's own posterior (under the population prior), blended with a likelihood-weighted
+// mixture of established users (neighbour cold start) while the user's own evidence is thin.
+// Ranking, favourite probabilities, Thompson sampling and comparison suggestions all read it.
+#ifndef TAILOR_MODEL_BELIEF_H_
+#define TAILOR_MODEL_BELIEF_H_
+
+#include <Eigen/Core>
+#include <cstdint>
+#include <optional>
+#include <random>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "model/posterior.h"
+
+namespace tailor::model {
+
+// Established users' weight estimates that new users may borrow from: one row per user.
+struct ReferenceSet {
+  std::vector<std::string> user_ids;
+  Eigen::MatrixXd weights;  // rows = users, cols = features
+  uint64_t version = 0;
+  int size() const { return static_cast<int>(weights.rows()); }
+};
+
+struct NeighbourMixture {
+  Eigen::VectorXd mean;
+  // The heaviest neighbours: (row in the reference set, normalised weight), heaviest first.
+  std::vector<std::pair<int, double>> top;
+  // exp(entropy) of the full weight distribution: how many neighbours effectively count.
+  double effective_neighbours = 0;
+};
+
+struct NeighbourOptions {
+  // Multiplies each pair's log-likelihood: < 1 tempers over-confident matches on noisy
+  // real-world feedback.
+  double temperature = 1.0;
+  int top_k = 32;
+};
+
+// Weights each reference user j by prod_i sigmoid(w_j . diff_i)^temperature over the user's
+// pairs and returns the weighted mean of their vectors. `exclude_row` (or -1) skips the user
+// themself. With no pairs the weights are uniform.
+NeighbourMixture MixNeighbours(std::span<const Eigen::VectorXd> diffs,
+                               const ReferenceSet& reference, int exclude_row,
+                               const NeighbourOptions& options);
+
+enum class KnowledgeSource { kPersonal, kNeighbours, kPopulation };
+
+struct Belief {
+  explicit Belief(Posterior own) : personal(std::move(own)) {}
+
+  // The user's own posterior (or the population prior for an unknown user).
+  Posterior personal;
+  // Share of the personal posterior in the blend; 1 = no neighbours.
+  double personal_weight = 1.0;
+  std::optional<NeighbourMixture> neighbours;
+  const ReferenceSet* reference = nullptr;  // rows that `neighbours->top` refers to
+  KnowledgeSource source = KnowledgeSource::kPopulation;
+
+  // The blended point estimate.
+  Eigen::VectorXd Mean() const;
+  // P(a beats b) for diff = x_a - x_b under the blended belief.
+  double PredictWin(const Eigen::VectorXd& diff) const;
+};
+
+struct RankedItem {
+  int index = 0;     // row of the candidate matrix
+  double score = 0;  // predicted reward (blended mean . features)
+  double probability_best = 0;
+};
+
+// Candidates as rows of `features` (z-scored). Sorted best first. With `explore`, the order
+// follows one Thompson draw from the belief instead of its mean (scores stay the means).
+// `samples` draws estimate each candidate's probability of being the user's favourite.
+std::vector<RankedItem> Rank(const Belief& belief, const Eigen::MatrixXd& features, bool explore,
+                             int samples, std::mt19937_64& rng);
+
+struct SuggestedPair {
+  int first = 0;
+  int second = 1;
+  double probability_first = 0.5;
+  double information_bits = 1.0;
+};
+// The pair whose outcome the belief is least sure about (maximum binary entropy).
+SuggestedPair SuggestPair(const Belief& belief, const Eigen::MatrixXd& features);
+
+}  // namespace tailor::model
+
+#endif  // TAILOR_MODEL_BELIEF_H_

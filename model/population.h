@@ -1,0 +1,38 @@
+// Population: the prior new users start from — the mean and spread of established users'
+// *true* preferences, fitted empirical-Bayes style so that each user's estimation noise is
+// not mistaken for disagreement between users.
+#ifndef TAILOR_MODEL_POPULATION_H_
+#define TAILOR_MODEL_POPULATION_H_
+
+#include <Eigen/Core>
+#include <span>
+
+#include "model/posterior.h"
+
+namespace tailor::model {
+
+struct Population {
+  Eigen::VectorXd mean;
+  Eigen::MatrixXd cov;
+  uint64_t users = 0;  // established users it was fitted on (0 = the base prior)
+};
+
+// What a user's weights are believed to be before any population exists: N(0, var * I) in
+// z-scored feature space.
+Population BasePrior(int dimension, double variance);
+
+// Re-expresses a posterior that was learned under `base` as if it had been learned under
+// `prior` (Gaussian likelihood approximation): precision = P_user - P_base + P_prior.
+Posterior Reprior(const Posterior& user, const Population& base, const Population& prior);
+
+// Fits the population prior to established users' posteriors (each learned under `base`) by
+// EM for the hierarchical Gaussian model: every E-step re-priors the users under the current
+// estimate; the M-step takes mean(mu_j) and mean(Sigma_j + (mu_j - mean)(mu_j - mean)^T) —
+// the spread of posterior means *plus* their remaining uncertainty, which is the spread of
+// the true preferences, not of their noisy estimates. `ridge` keeps it positive definite.
+Population FitPopulation(std::span<const Posterior> users, const Population& base,
+                         int iterations = 5, double ridge = 1e-3);
+
+}  // namespace tailor::model
+
+#endif  // TAILOR_MODEL_POPULATION_H_
