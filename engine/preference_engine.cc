@@ -1,10 +1,80 @@
 #include "engine/preference_engine.h"
 
+#include <algorithm>
+#include <cmath>
 #include <utility>
 
-#include "absl/strings/string_view.h"
+#include "absl/hash/hash.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 
 namespace tailor::engine {
+namespace {
+
+namespace records = storage::records;
+constexpr uint32_t kStateFormatVersion = 1;
+
+records::UserState ToState(const model::Posterior& posterior, uint64_t count, int64_t first,
+                           int64_t last) {
+  records::UserState state;
+  state.set_format_version(kStateFormatVersion);
+  state.set_feedback_count(count);
+  for (double m : posterior.mean()) state.add_mean(m);
+  state.set_covariance_is_diagonal(posterior.covariance_is_diagonal());
+  if (posterior.covariance_is_diagonal()) {
+    for (double v : posterior.diagonal_covariance()) state.add_covariance(v);
+  } else {
+    const Eigen::MatrixXd& cov = posterior.full_covariance();
+    for (int i = 0; i < cov.rows(); ++i) {
+      for (int j = i; j < cov.cols(); ++j) state.add_covariance(cov(i, j));
+    }
+  }
+  state.set_first_feedback_micros(first);
+  state.set_last_feedback_micros(last);
+  return state;
+}
+
+// nullopt if the record does not describe a posterior of dimension d in this format.
+std::optional<model::Posterior> FromState(const records::UserState& state, int d) {
+  if (state.format_version() != kStateFormatVersion || state.mean_size() != d) {
+    return std::nullopt;
+  }
+  Eigen::VectorXd mean(d);
+  for (int i = 0; i < d; ++i) mean[i] = state.mean(i);
+  if (state.covariance_is_diagonal()) {
+    if (state.covariance_size() != d) return std::nullopt;
+    Eigen::VectorXd diag(d);
+    for (int i = 0; i < d; ++i) diag[i] = state.covariance(i);
+    return model::Posterior::FromParts(mean, {}, diag, true);
+  }
+  if (state.covariance_size() != d * (d + 1) / 2) return std::nullopt;
+  Eigen::MatrixXd cov(d, d);
+  int k = 0;
+  for (int i = 0; i < d; ++i) {
+    for (int j = i; j < d; ++j) cov(i, j) = cov(j, i) = state.covariance(k++);
+  }
+  return model::Posterior::FromParts(mean, cov, {}, false);
+}
+
+int64_t NowMicros() { return absl::ToUnixMicros(absl::Now()); }
+
+}  // namespace
+
+struct PreferenceEngine::UserEntry {
+  model::Posterior posterior;  // learned under the base prior
+  uint64_t count = 0;
+  int64_t first_micros = 0;
+  int64_t last_micros = 0;
+  // The user's pair differences (z-scored) while neighbours still count for them.
+  std::vector<Eigen::VectorXd> recent;
+};
+
+struct PreferenceEngine::Knowledge {
+  model::Population population;
+  std::shared_ptr<const model::ReferenceSet> reference;
+  absl::flat_hash_map<std::string, int> rows;  // user id -> row of `reference`
+  uint64_t version = 0;
+};
 
 storage::records::SchemaRecord ToRecord(const model::FeatureSchema& schema) {
   storage::records::SchemaRecord record;
@@ -19,33 +89,433 @@ storage::records::SchemaRecord ToRecord(const model::FeatureSchema& schema) {
 }
 
 absl::StatusOr<std::unique_ptr<PreferenceEngine>> PreferenceEngine::Open(
-    model::FeatureSchema schema, storage::FeedbackStore& store) {
+    model::FeatureSchema schema, storage::FeedbackStore& store, EngineOptions options) {
   if (absl::Status bound = store.BindSchema(ToRecord(schema)); !bound.ok()) return bound;
-  std::unique_ptr<PreferenceEngine> engine(new PreferenceEngine(std::move(schema), store));
+  std::unique_ptr<PreferenceEngine> engine(
+      new PreferenceEngine(std::move(schema), store, std::move(options)));
   if (absl::Status loaded = engine->LoadUsers(); !loaded.ok()) return loaded;
+  engine->RefreshKnowledge();
+  if (engine->options_.refresh_period > absl::ZeroDuration()) {
+    engine->refresher_ = std::thread([e = engine.get()] { e->RefreshLoop(); });
+  }
   return engine;
 }
 
-PreferenceEngine::PreferenceEngine(model::FeatureSchema schema, storage::FeedbackStore& store)
-    : schema_(std::move(schema)), store_(store) {}
+PreferenceEngine::PreferenceEngine(model::FeatureSchema schema, storage::FeedbackStore& store,
+                                   EngineOptions options)
+    : schema_(std::move(schema)),
+      store_(store),
+      options_(std::move(options)),
+      base_prior_(model::BasePrior(schema_.dimension(), options_.base_prior_variance)) {
+  auto knowledge = std::make_shared<Knowledge>();
+  knowledge->population = base_prior_;
+  knowledge->reference = std::make_shared<model::ReferenceSet>();
+  knowledge_ = std::move(knowledge);
+}
+
+PreferenceEngine::~PreferenceEngine() {
+  {
+    absl::MutexLock lock(&refresh_mu_);
+    stopping_ = true;
+  }
+  if (refresher_.joinable()) refresher_.join();
+}
+
+void PreferenceEngine::RefreshLoop() {
+  absl::MutexLock lock(&refresh_mu_);
+  while (!refresh_mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.refresh_period)) {
+    refresh_mu_.Unlock();
+    RefreshKnowledge();
+    refresh_mu_.Lock();
+  }
+}
+
+PreferenceEngine::Stripe& PreferenceEngine::StripeFor(absl::string_view user_id) {
+  return stripes_[absl::HashOf(user_id) % kStripes];
+}
+
+std::shared_ptr<const PreferenceEngine::UserEntry> PreferenceEngine::Find(
+    absl::string_view user_id) {
+  Stripe& stripe = StripeFor(user_id);
+  absl::MutexLock lock(&stripe.map_mu);
+  auto it = stripe.users.find(user_id);
+  return it == stripe.users.end() ? nullptr : it->second;
+}
+
+std::shared_ptr<const PreferenceEngine::Knowledge> PreferenceEngine::CurrentKnowledge() const {
+  absl::MutexLock lock(&knowledge_mu_);
+  return knowledge_;
+}
+
+absl::StatusOr<std::shared_ptr<const PreferenceEngine::UserEntry>> PreferenceEngine::Rebuild(
+    absl::string_view user_id) {
+  auto entry = std::make_shared<UserEntry>(
+      UserEntry{model::Posterior(base_prior_.mean, base_prior_.cov), 0, 0, 0, {}});
+  absl::Status scan = store_.ScanHistory(user_id, [&](const records::FeedbackRecord& r) {
+    if (r.chosen_features_size() != schema_.dimension() ||
+        r.rejected_features_size() != schema_.dimension()) {
+      return true;  // cannot be learned from in this schema; kept in history for export
+    }
+    const Eigen::VectorXd diff =
+        schema_.Normalize(std::span(r.chosen_features().data(), r.chosen_features_size())) -
+        schema_.Normalize(std::span(r.rejected_features().data(), r.rejected_features_size()));
+    entry->posterior.Observe(diff);
+    entry->count = r.sequence();
+    if (entry->first_micros == 0) entry->first_micros = r.timestamp_micros();
+    entry->last_micros = r.timestamp_micros();
+    if (static_cast<int>(entry->recent.size()) < options_.handover_pairs) {
+      entry->recent.push_back(diff);
+    }
+    return true;
+  });
+  if (!scan.ok()) return scan;
+  return entry;
+}
 
 absl::Status PreferenceEngine::LoadUsers() {
-  uint64_t users = 0;
-  uint64_t events = 0;
+  std::vector<std::string> to_rebuild;
+  std::vector<std::pair<std::string, std::shared_ptr<UserEntry>>> loaded;
   absl::Status scan = store_.ScanStates(
-      [&](absl::string_view, const absl::StatusOr<storage::records::UserState>& state) {
-        ++users;
-        if (state.ok()) events += state->feedback_count();
+      [&](absl::string_view user_id, const absl::StatusOr<records::UserState>& state) {
+        std::optional<model::Posterior> posterior;
+        if (state.ok()) posterior = FromState(*state, schema_.dimension());
+        // Cold users' recent pairs live only in history: rebuild them from it too.
+        if (!posterior.has_value() ||
+            state->feedback_count() < static_cast<uint64_t>(options_.handover_pairs)) {
+          to_rebuild.emplace_back(user_id);
+          return;
+        }
+        loaded.emplace_back(std::string(user_id),
+                            std::make_shared<UserEntry>(UserEntry{*std::move(posterior),
+                                                                  state->feedback_count(),
+                                                                  state->first_feedback_micros(),
+                                                                  state->last_feedback_micros(),
+                                                                  {}}));
       });
-  users_ = users;
+  if (!scan.ok()) return scan;
+  for (const std::string& user_id : to_rebuild) {
+    absl::StatusOr<std::shared_ptr<const UserEntry>> entry = Rebuild(user_id);
+    if (!entry.ok()) return entry.status();
+    // Persist a fresh state where the stored one was unreadable or outdated.
+    std::optional<records::UserState> stored;
+    if (auto read = store_.ReadState(user_id); read.ok()) stored = *read;
+    if (!stored.has_value() || !FromState(*stored, schema_.dimension()).has_value()) {
+      storage::UserCommit commit;
+      commit.user_id = user_id;
+      commit.state = ToState((*entry)->posterior, (*entry)->count, (*entry)->first_micros,
+                             (*entry)->last_micros);
+      if (absl::Status w = store_.Commit(commit); !w.ok()) return w;
+      rebuilt_states_.fetch_add(1);
+    }
+    loaded.emplace_back(user_id, std::const_pointer_cast<UserEntry>(*std::move(entry)));
+  }
+  uint64_t events = 0;
+  uint64_t established = 0;
+  for (auto& [user_id, entry] : loaded) {
+    if (entry->count == 0) continue;
+    events += entry->count;
+    established += entry->count >= static_cast<uint64_t>(options_.established_pairs);
+    Stripe& stripe = StripeFor(user_id);
+    absl::MutexLock lock(&stripe.map_mu);
+    stripe.users[user_id] = std::move(entry);
+  }
+  users_ = loaded.size();
   feedback_events_ = events;
-  return scan;
+  established_users_ = established;
+  return absl::OkStatus();
+}
+
+void PreferenceEngine::RefreshKnowledge() {
+  absl::MutexLock serialize(&refresh_work_mu_);
+  // Seeded reservoir samples keep the cost bounded however many users there are.
+  std::mt19937_64 rng(0x7a11);
+  std::vector<std::pair<std::string, std::shared_ptr<const UserEntry>>> reference;
+  std::vector<model::Posterior> fit;
+  uint64_t seen = 0;
+  for (Stripe& stripe : stripes_) {
+    absl::MutexLock lock(&stripe.map_mu);
+    for (const auto& [user_id, entry] : stripe.users) {
+      if (entry->count < static_cast<uint64_t>(options_.established_pairs)) continue;
+      ++seen;
+      if (reference.size() < static_cast<size_t>(options_.max_reference_users)) {
+        reference.emplace_back(user_id, entry);
+      } else if (std::uniform_int_distribution<uint64_t>(0, seen - 1)(rng) <
+                 static_cast<uint64_t>(options_.max_reference_users)) {
+        reference[std::uniform_int_distribution<size_t>(0, reference.size() - 1)(rng)] = {user_id,
+                                                                                          entry};
+      }
+    }
+  }
+  std::sort(reference.begin(), reference.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (size_t i = 0;
+       i < reference.size() && fit.size() < static_cast<size_t>(options_.max_population_fit_users);
+       ++i) {
+    fit.push_back(reference[i].second->posterior);
+  }
+
+  auto knowledge = std::make_shared<Knowledge>();
+  knowledge->population = fit.empty() ? base_prior_ : model::FitPopulation(fit, base_prior_);
+  auto set = std::make_shared<model::ReferenceSet>();
+  set->weights.resize(static_cast<Eigen::Index>(reference.size()), schema_.dimension());
+  for (size_t i = 0; i < reference.size(); ++i) {
+    set->user_ids.push_back(reference[i].first);
+    set->weights.row(static_cast<Eigen::Index>(i)) =
+        reference[i].second->posterior.mean().transpose();
+    knowledge->rows[reference[i].first] = static_cast<int>(i);
+  }
+  knowledge->reference = std::move(set);
+  {
+    absl::MutexLock lock(&knowledge_mu_);
+    knowledge->version = knowledge_->version + 1;
+    knowledge_ = knowledge;
+  }
+  if (!fit.empty()) {
+    records::PopulationSnapshot snapshot;
+    snapshot.set_dimension(static_cast<uint32_t>(schema_.dimension()));
+    for (double m : knowledge->population.mean) snapshot.add_mean(m);
+    for (Eigen::Index i = 0; i < knowledge->population.cov.size(); ++i) {
+      snapshot.add_covariance(knowledge->population.cov.data()[i]);
+    }
+    snapshot.set_users(fit.size());
+    snapshot.set_computed_micros(NowMicros());
+    store_.WritePopulation(snapshot).IgnoreError();  // a cache for inspection; refit on start
+  }
+}
+
+absl::Status PreferenceEngine::CheckFeatures(absl::string_view field,
+                                             std::span<const float> features) const {
+  if (static_cast<int>(features.size()) != schema_.dimension()) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": has ", features.size(),
+                                                   " values, the schema has ", schema_.dimension(),
+                                                   " features"));
+  }
+  for (size_t i = 0; i < features.size(); ++i) {
+    if (!std::isfinite(features[i])) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, "[", i, "]: must be finite (no NaN or Inf)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Eigen::MatrixXd> PreferenceEngine::Normalize(
+    std::span<const CandidateInput> candidates) const {
+  Eigen::MatrixXd z(static_cast<Eigen::Index>(candidates.size()), schema_.dimension());
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    if (absl::Status s =
+            CheckFeatures(absl::StrCat("candidates[", i, "].features"), candidates[i].features);
+        !s.ok()) {
+      return s;
+    }
+    z.row(static_cast<Eigen::Index>(i)) = schema_.Normalize(candidates[i].features).transpose();
+  }
+  return z;
+}
+
+model::Belief PreferenceEngine::BeliefFor(const UserEntry* entry, const Knowledge& knowledge,
+                                          absl::string_view user_id, bool for_suggestion) const {
+  const model::ReferenceSet& reference = *knowledge.reference;
+  const bool have_neighbours = reference.size() > 0;
+  if (entry == nullptr || entry->count == 0) {
+    model::Belief belief(model::Posterior(knowledge.population.mean, knowledge.population.cov));
+    belief.source = model::KnowledgeSource::kPopulation;
+    if (for_suggestion && have_neighbours) {
+      // With nothing known, the best question is the one the population disagrees on most.
+      model::NeighbourOptions options{options_.neighbour_temperature, 256};
+      belief.neighbours = model::MixNeighbours({}, reference, -1, options);
+      belief.reference = &reference;
+      belief.personal_weight = 0;
+    }
+    return belief;
+  }
+  model::Belief belief(model::Reprior(entry->posterior, base_prior_, knowledge.population));
+  const double own =
+      std::min(1.0, static_cast<double>(entry->count) / std::max(1, options_.handover_pairs));
+  if (have_neighbours && own < 1.0 && !entry->recent.empty()) {
+    auto row = knowledge.rows.find(user_id);
+    model::NeighbourOptions options{options_.neighbour_temperature, options_.neighbour_top_k};
+    belief.neighbours = model::MixNeighbours(
+        entry->recent, reference, row == knowledge.rows.end() ? -1 : row->second, options);
+    belief.reference = &reference;
+    belief.personal_weight = own;
+    belief.source = model::KnowledgeSource::kNeighbours;
+  } else {
+    belief.source = model::KnowledgeSource::kPersonal;
+  }
+  return belief;
+}
+
+absl::StatusOr<RankResult> PreferenceEngine::Rank(absl::string_view user_id,
+                                                  std::span<const CandidateInput> candidates,
+                                                  bool explore) {
+  absl::StatusOr<Eigen::MatrixXd> z = Normalize(candidates);
+  if (!z.ok()) return z.status();
+  const std::shared_ptr<const UserEntry> entry = Find(user_id);
+  const std::shared_ptr<const Knowledge> knowledge = CurrentKnowledge();
+  const model::Belief belief = BeliefFor(entry.get(), *knowledge, user_id, false);
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  RankResult result;
+  for (const model::RankedItem& item :
+       model::Rank(belief, *z, explore, options_.probability_samples, rng)) {
+    result.ranked.push_back({item.index, item.score, item.probability_best});
+  }
+  result.source = belief.source;
+  result.user_feedback_count = entry == nullptr ? 0 : entry->count;
+  return result;
+}
+
+absl::StatusOr<Comparison> PreferenceEngine::Suggest(absl::string_view user_id,
+                                                     std::span<const CandidateInput> candidates) {
+  absl::StatusOr<Eigen::MatrixXd> z = Normalize(candidates);
+  if (!z.ok()) return z.status();
+  const std::shared_ptr<const UserEntry> entry = Find(user_id);
+  const std::shared_ptr<const Knowledge> knowledge = CurrentKnowledge();
+  const model::SuggestedPair pair =
+      model::SuggestPair(BeliefFor(entry.get(), *knowledge, user_id, true), *z);
+  return Comparison{pair.first, pair.second, pair.probability_first, pair.information_bits};
+}
+
+absl::StatusOr<FeedbackResult> PreferenceEngine::RecordFeedback(const FeedbackInput& event) {
+  if (absl::Status s = CheckFeatures("chosen.features", event.chosen.features); !s.ok()) return s;
+  if (absl::Status s = CheckFeatures("rejected.features", event.rejected.features); !s.ok()) {
+    return s;
+  }
+  const Eigen::VectorXd diff =
+      schema_.Normalize(event.chosen.features) - schema_.Normalize(event.rejected.features);
+  if (diff.cwiseAbs().maxCoeff() == 0) {
+    return absl::InvalidArgumentError(
+        "rejected.features: must differ from chosen.features (an identical pair teaches "
+        "nothing)");
+  }
+
+  Stripe& stripe = StripeFor(event.user_id);
+  absl::MutexLock write_lock(&stripe.write_mu);
+  absl::StatusOr<std::optional<records::IdempotencyRecord>> seen =
+      store_.FindEvent(event.user_id, event.event_id);
+  if (!seen.ok()) return seen.status();
+  if (seen->has_value()) {
+    return FeedbackResult{true, (*seen)->user_feedback_count(),
+                          (*seen)->predicted_chosen_probability(), (*seen)->sequence()};
+  }
+
+  const std::shared_ptr<const UserEntry> current = Find(event.user_id);
+  const std::shared_ptr<const Knowledge> knowledge = CurrentKnowledge();
+  // Progressive validation: what the model believed before learning from this event.
+  const double predicted =
+      BeliefFor(current.get(), *knowledge, event.user_id, false).PredictWin(diff);
+
+  auto next = current != nullptr
+                  ? std::make_shared<UserEntry>(*current)
+                  : std::make_shared<UserEntry>(UserEntry{
+                        model::Posterior(base_prior_.mean, base_prior_.cov), 0, 0, 0, {}});
+  next->posterior.Observe(diff);
+  next->count += 1;
+  const int64_t now = NowMicros();
+  const int64_t when = event.timestamp_micros != 0 ? event.timestamp_micros : now;
+  if (next->first_micros == 0) next->first_micros = when;
+  next->last_micros = when;
+  if (next->count < static_cast<uint64_t>(options_.handover_pairs)) {
+    next->recent.push_back(diff);
+  } else {
+    next->recent.clear();
+    next->recent.shrink_to_fit();
+  }
+
+  storage::UserCommit commit;
+  commit.user_id = event.user_id;
+  storage::AppliedEvent& applied = commit.events.emplace_back();
+  records::FeedbackRecord& record = applied.record;
+  record.set_sequence(next->count);
+  record.set_event_id(event.event_id);
+  record.set_prompt_id(event.prompt_id);
+  record.set_chosen_id(event.chosen.id);
+  record.mutable_chosen_features()->Add(event.chosen.features.begin(), event.chosen.features.end());
+  record.set_rejected_id(event.rejected.id);
+  record.mutable_rejected_features()->Add(event.rejected.features.begin(),
+                                          event.rejected.features.end());
+  record.set_timestamp_micros(when);
+  record.set_applied_micros(now);
+  record.set_predicted_chosen_probability(predicted);
+  applied.idempotency.set_sequence(next->count);
+  applied.idempotency.set_user_feedback_count(next->count);
+  applied.idempotency.set_predicted_chosen_probability(predicted);
+  commit.state = ToState(next->posterior, next->count, next->first_micros, next->last_micros);
+  if (absl::Status s = store_.Commit(commit); !s.ok()) return s;
+
+  {
+    absl::MutexLock lock(&stripe.map_mu);
+    stripe.users[event.user_id] = next;
+  }
+  if (current == nullptr) users_.fetch_add(1);
+  if (next->count == static_cast<uint64_t>(options_.established_pairs)) {
+    established_users_.fetch_add(1);
+  }
+  feedback_events_.fetch_add(1);
+  return FeedbackResult{false, next->count, predicted, next->count};
+}
+
+absl::StatusOr<UserProfile> PreferenceEngine::GetUser(absl::string_view user_id) {
+  const std::shared_ptr<const UserEntry> entry = Find(user_id);
+  if (entry == nullptr) return absl::NotFoundError(absl::StrCat("user_id: no such user"));
+  const std::shared_ptr<const Knowledge> knowledge = CurrentKnowledge();
+  const model::Belief belief = BeliefFor(entry.get(), *knowledge, user_id, false);
+  UserProfile profile;
+  profile.feedback_count = entry->count;
+  profile.weight_mean = belief.Mean();
+  profile.weight_stddev = belief.personal.Variances().cwiseSqrt();
+  profile.source = belief.source;
+  profile.first_feedback_micros = entry->first_micros;
+  profile.last_feedback_micros = entry->last_micros;
+  return profile;
+}
+
+absl::StatusOr<UserExport> PreferenceEngine::ExportUser(absl::string_view user_id) {
+  absl::StatusOr<UserProfile> profile = GetUser(user_id);
+  if (!profile.ok()) return profile.status();
+  absl::StatusOr<storage::UserExport> stored = store_.ExportUser(user_id);
+  if (!stored.ok()) return stored.status();
+  return UserExport{*std::move(profile), std::move(stored->history)};
+}
+
+absl::StatusOr<storage::DeletedUser> PreferenceEngine::DeleteUser(absl::string_view user_id) {
+  Stripe& stripe = StripeFor(user_id);
+  absl::MutexLock write_lock(&stripe.write_mu);
+  absl::StatusOr<storage::DeletedUser> deleted = store_.DeleteUser(user_id);
+  if (!deleted.ok()) return deleted;
+  std::shared_ptr<const UserEntry> removed;
+  {
+    absl::MutexLock lock(&stripe.map_mu);
+    auto it = stripe.users.find(user_id);
+    if (it != stripe.users.end()) {
+      removed = std::move(it->second);
+      stripe.users.erase(it);
+    }
+  }
+  if (removed != nullptr) {
+    users_.fetch_sub(1);
+    feedback_events_.fetch_sub(removed->count);
+    if (removed->count >= static_cast<uint64_t>(options_.established_pairs)) {
+      established_users_.fetch_sub(1);
+    }
+  }
+  // The user must stop influencing others' cold start now, not at the next refresh.
+  bool in_reference = false;
+  {
+    absl::MutexLock lock(&knowledge_mu_);
+    in_reference = knowledge_->rows.contains(user_id);
+  }
+  if (in_reference) RefreshKnowledge();
+  return deleted;
 }
 
 EngineStats PreferenceEngine::Stats() const {
   EngineStats stats;
   stats.users = users_.load();
+  stats.established_users = established_users_.load();
   stats.feedback_events = feedback_events_.load();
+  stats.reference_users = static_cast<uint64_t>(CurrentKnowledge()->reference->size());
+  stats.rebuilt_states = rebuilt_states_.load();
   return stats;
 }
 

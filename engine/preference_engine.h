@@ -1,43 +1,195 @@
 // PreferenceEngine: Tailor's use cases — rank candidates for a user, record feedback, cold
 // start from similar users, user lifecycle — on top of model/ (math) and storage/ (RocksDB).
+//
+// Concurrency: writes to one user serialize on a striped mutex held across the durable
+// commit; readers only copy a shared_ptr to the user's immutable entry under a short map
+// lock, so a ranking never waits for RocksDB or for a writer's math.
 #ifndef TAILOR_ENGINE_PREFERENCE_ENGINE_H_
 #define TAILOR_ENGINE_PREFERENCE_ENGINE_H_
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <random>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "model/belief.h"
+#include "model/population.h"
+#include "model/posterior.h"
 #include "model/schema.h"
 #include "storage/feedback_store.h"
 
 namespace tailor::engine {
 
+struct EngineOptions {
+  // Prior variance of each z-scored weight before any population exists; also the prior each
+  // user's own posterior is stored under (the population prior is applied on top).
+  double base_prior_variance = 1.0;
+  // A user with this many pairs joins the neighbour reference set and the population fit.
+  int established_pairs = 16;
+  // Neighbours' share of a user's belief falls linearly from 1 (no own pairs) to 0 here.
+  int handover_pairs = 64;
+  double neighbour_temperature = 1.0;
+  int neighbour_top_k = 32;
+  // Bounds the cold-start scan and the population fit: at most this many established users
+  // (a seeded uniform sample when there are more).
+  int max_reference_users = 20000;
+  int max_population_fit_users = 4000;
+  // Monte Carlo draws for favourite probabilities.
+  int probability_samples = 64;
+  // Background refresh of the population prior and reference set; 0 = only on demand.
+  absl::Duration refresh_period = absl::Seconds(30);
+};
+
 struct EngineStats {
   uint64_t users = 0;
   uint64_t established_users = 0;
   uint64_t feedback_events = 0;
+  uint64_t reference_users = 0;
+  uint64_t rebuilt_states = 0;
+};
+
+struct CandidateInput {
+  std::string id;
+  std::span<const float> features;
+};
+
+struct RankedCandidate {
+  int index = 0;  // position in the request
+  double score = 0;
+  double probability_best = 0;
+};
+
+struct RankResult {
+  std::vector<RankedCandidate> ranked;
+  model::KnowledgeSource source = model::KnowledgeSource::kPopulation;
+  uint64_t user_feedback_count = 0;
+};
+
+struct FeedbackInput {
+  std::string event_id;
+  std::string user_id;
+  std::string prompt_id;
+  CandidateInput chosen;
+  CandidateInput rejected;
+  int64_t timestamp_micros = 0;  // 0 = now
+};
+
+struct FeedbackResult {
+  bool duplicate = false;
+  uint64_t user_feedback_count = 0;
+  double predicted_chosen_probability = 0.5;
+  uint64_t sequence = 0;
+};
+
+struct Comparison {
+  int first = 0;
+  int second = 1;
+  double probability_first = 0.5;
+  double information_bits = 1.0;
+};
+
+struct UserProfile {
+  uint64_t feedback_count = 0;
+  Eigen::VectorXd weight_mean;
+  Eigen::VectorXd weight_stddev;
+  model::KnowledgeSource source = model::KnowledgeSource::kPopulation;
+  int64_t first_feedback_micros = 0;
+  int64_t last_feedback_micros = 0;
+};
+
+struct UserExport {
+  UserProfile profile;
+  std::vector<storage::records::FeedbackRecord> history;
 };
 
 class PreferenceEngine {
  public:
-  // Binds the store to `schema` (refusing a data directory made for another schema) and
-  // loads every user's state. `store` must outlive the engine.
+  // Binds the store to `schema` (refusing a data directory made for another schema), loads
+  // every user's state (rebuilding any that is missing or unreadable from its history), and
+  // fits the population. `store` must outlive the engine.
   static absl::StatusOr<std::unique_ptr<PreferenceEngine>> Open(model::FeatureSchema schema,
-                                                                storage::FeedbackStore& store);
+                                                                storage::FeedbackStore& store,
+                                                                EngineOptions options = {});
+  ~PreferenceEngine();
+
+  // Candidates must each have schema().dimension() finite features (INVALID_ARGUMENT if not).
+  absl::StatusOr<RankResult> Rank(absl::string_view user_id,
+                                  std::span<const CandidateInput> candidates, bool explore);
+  absl::StatusOr<Comparison> Suggest(absl::string_view user_id,
+                                     std::span<const CandidateInput> candidates);
+  // Durable before it returns. Idempotent on (user_id, event_id).
+  absl::StatusOr<FeedbackResult> RecordFeedback(const FeedbackInput& event);
+
+  // NOT_FOUND for a user without feedback.
+  absl::StatusOr<UserProfile> GetUser(absl::string_view user_id);
+  absl::StatusOr<UserExport> ExportUser(absl::string_view user_id);
+  // Erases everything stored about the user, and their place in the neighbour reference set.
+  absl::StatusOr<storage::DeletedUser> DeleteUser(absl::string_view user_id);
+
+  // Refits the population prior and rebuilds the neighbour reference set now.
+  void RefreshKnowledge();
 
   const model::FeatureSchema& schema() const { return schema_; }
   storage::FeedbackStore& store() { return store_; }
   EngineStats Stats() const;
 
  private:
-  PreferenceEngine(model::FeatureSchema schema, storage::FeedbackStore& store);
+  // A user's in-memory state; immutable once published (replaced, never mutated).
+  struct UserEntry;
+  // Population prior + reference set, replaced as a whole by each refresh.
+  struct Knowledge;
+  struct Stripe {
+    absl::Mutex write_mu;  // serializes writers of the stripe's users, held across commit
+    absl::Mutex map_mu;    // guards `users`; held only to copy or swap a pointer
+    absl::flat_hash_map<std::string, std::shared_ptr<const UserEntry>> users
+        ABSL_GUARDED_BY(map_mu);
+  };
+  static constexpr int kStripes = 256;
+
+  PreferenceEngine(model::FeatureSchema schema, storage::FeedbackStore& store,
+                   EngineOptions options);
   absl::Status LoadUsers();
+  absl::StatusOr<std::shared_ptr<const UserEntry>> Rebuild(absl::string_view user_id);
+  Stripe& StripeFor(absl::string_view user_id);
+  std::shared_ptr<const UserEntry> Find(absl::string_view user_id);
+  std::shared_ptr<const Knowledge> CurrentKnowledge() const;
+  absl::Status CheckFeatures(absl::string_view field, std::span<const float> features) const;
+  absl::StatusOr<Eigen::MatrixXd> Normalize(std::span<const CandidateInput> candidates) const;
+  model::Belief BeliefFor(const UserEntry* entry, const Knowledge& knowledge,
+                          absl::string_view user_id, bool for_suggestion) const;
+  void RefreshLoop();
 
   const model::FeatureSchema schema_;
   storage::FeedbackStore& store_;
+  const EngineOptions options_;
+  const model::Population base_prior_;
+  std::array<Stripe, kStripes> stripes_;
+
+  mutable absl::Mutex knowledge_mu_;
+  std::shared_ptr<const Knowledge> knowledge_ ABSL_GUARDED_BY(knowledge_mu_);
+
   std::atomic<uint64_t> users_{0};
+  std::atomic<uint64_t> established_users_{0};
   std::atomic<uint64_t> feedback_events_{0};
+  std::atomic<uint64_t> rebuilt_states_{0};
+
+  // Serializes refreshes, so an older refit can never be published over a newer one.
+  absl::Mutex refresh_work_mu_;
+  absl::Mutex refresh_mu_;
+  bool stopping_ ABSL_GUARDED_BY(refresh_mu_) = false;
+  std::thread refresher_;
 };
 
 // The schema as stored in a data directory.

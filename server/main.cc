@@ -33,6 +33,8 @@ ABSL_FLAG(int32_t, max_candidates, kDefaults.max_candidates, "most candidates pe
 ABSL_FLAG(int32_t, max_message_bytes, kDefaults.max_message_bytes, "largest gRPC message");
 ABSL_FLAG(int32_t, max_concurrent_streams, kDefaults.max_concurrent_streams,
           "most concurrent StreamFeedback streams");
+ABSL_FLAG(int32_t, refresh_ms, kDefaults.refresh_ms,
+          "period of the background refit of the population prior and neighbour index");
 ABSL_FLAG(int32_t, shutdown_grace_ms, kDefaults.shutdown_grace_ms,
           "on SIGTERM, how long in-flight RPCs may run before being cancelled");
 
@@ -52,6 +54,7 @@ int main(int argc, char** argv) {
   config.max_candidates = absl::GetFlag(FLAGS_max_candidates);
   config.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   config.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
+  config.refresh_ms = absl::GetFlag(FLAGS_refresh_ms);
   config.shutdown_grace_ms = absl::GetFlag(FLAGS_shutdown_grace_ms);
   if (absl::Status valid = config.Validate(); !valid.ok()) {
     std::fprintf(stderr, "tailord: %s\n", std::string(valid.message()).c_str());

@@ -27,6 +27,8 @@ struct ServerConfig {
   int32_t max_candidates = 64;
   int32_t max_message_bytes = 4 << 20;
   int32_t max_concurrent_streams = 1024;
+  // Period of the background refit of the population prior and neighbour reference set.
+  int32_t refresh_ms = 30000;
   // How long SIGTERM waits for in-flight RPCs before cancelling them.
   int32_t shutdown_grace_ms = 5000;
 

@@ -27,6 +27,18 @@ absl::StatusOr<model::FeatureSchema> LoadSchema(const std::string& path) {
   return schema;
 }
 
+namespace {
+// Storage-bound RPC work (commits, exports, deletes) runs here; RocksDB groups concurrent
+// commits, so a few threads per core keep the disk busy without oversubscribing the CPU.
+constexpr int kWorkThreads = 8;
+
+engine::EngineOptions EngineOptionsFor(const ServerConfig& config) {
+  engine::EngineOptions options;
+  options.refresh_period = absl::Milliseconds(config.refresh_ms);
+  return options;
+}
+}  // namespace
+
 TailorServer::TailorServer(ServerConfig config) : config_(std::move(config)) {}
 
 absl::StatusOr<std::unique_ptr<TailorServer>> TailorServer::Start(const ServerConfig& config) {
@@ -45,7 +57,7 @@ absl::StatusOr<std::unique_ptr<TailorServer>> TailorServer::Start(const ServerCo
   server->store_ = *std::move(store);
 
   absl::StatusOr<std::unique_ptr<engine::PreferenceEngine>> engine =
-      engine::PreferenceEngine::Open(*std::move(schema), *server->store_);
+      engine::PreferenceEngine::Open(*std::move(schema), *server->store_, EngineOptionsFor(config));
   if (!engine.ok()) return engine.status();
   server->engine_ = *std::move(engine);
 
@@ -53,12 +65,16 @@ absl::StatusOr<std::unique_ptr<TailorServer>> TailorServer::Start(const ServerCo
   if (!metrics.ok()) return metrics.status();
   server->metrics_ = *std::move(metrics);
 
-  server->service_ = std::make_unique<TailorService>(*server->engine_, server->config_);
+  server->queue_ = std::make_unique<WorkQueue>(kWorkThreads);
+  server->service_ =
+      std::make_unique<TailorService>(*server->engine_, *server->queue_, server->config_);
+  server->admin_ = std::make_unique<TailorAdminService>(*server->engine_, *server->queue_);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &server->grpc_port_);
   builder.RegisterService(server->service_.get());
+  builder.RegisterService(server->admin_.get());
   builder.SetMaxReceiveMessageSize(config.max_message_bytes);
   builder.SetMaxSendMessageSize(config.max_message_bytes);
   server->grpc_server_ = builder.BuildAndStart();
@@ -79,6 +95,8 @@ void TailorServer::Shutdown() {
     grpc_server_->Wait();
     grpc_server_.reset();
   }
+  queue_.reset();  // runs what is queued: every reactor has finished before this returns
+  admin_.reset();
   service_.reset();
   engine_.reset();
   store_.reset();  // closes RocksDB cleanly

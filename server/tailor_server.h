@@ -37,7 +37,9 @@ class TailorServer {
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<storage::FeedbackStore> store_;
   std::unique_ptr<engine::PreferenceEngine> engine_;
+  std::unique_ptr<WorkQueue> queue_;
   std::unique_ptr<TailorService> service_;
+  std::unique_ptr<TailorAdminService> admin_;
   std::unique_ptr<grpc::Server> grpc_server_;
   int grpc_port_ = 0;
 };

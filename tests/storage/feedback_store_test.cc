@@ -73,7 +73,8 @@ TEST(KeysTest, HistoryKeysSortBySequenceWithinAUser) {
   // A user id that extends another never falls inside the other's range.
   const std::string prefix = UserPrefix("ab");
   EXPECT_FALSE(HistoryKey("abc", 1).starts_with(prefix));
-  auto decoded = DecodeUserKey(HistoryKey("user\xff", 42));
+  const std::string key = HistoryKey("user\xff", 42);  // the decoded views point into it
+  auto decoded = DecodeUserKey(key);
   ASSERT_TRUE(decoded.has_value());
   EXPECT_EQ(decoded->user_id, "user\xff");
   EXPECT_EQ(DecodeSequence(decoded->rest), 42u);
