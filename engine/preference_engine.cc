@@ -330,16 +330,20 @@ model::Belief PreferenceEngine::BeliefFor(const UserEntry* entry, const Knowledg
     return belief;
   }
   model::Belief belief(model::Reprior(entry->posterior, base_prior_, knowledge.population));
-  const double own =
-      std::min(1.0, static_cast<double>(entry->count) / std::max(1, options_.handover_pairs));
-  if (have_neighbours && own < 1.0 && !entry->recent.empty()) {
+  const bool cold = entry->count < static_cast<uint64_t>(options_.handover_pairs);
+  if (have_neighbours && cold && !entry->recent.empty()) {
     auto row = knowledge.rows.find(user_id);
     model::NeighbourOptions options{options_.neighbour_temperature, options_.neighbour_top_k};
     belief.neighbours = model::MixNeighbours(
         entry->recent, reference, row == knowledge.rows.end() ? -1 : row->second, options);
     belief.reference = &reference;
-    belief.personal_weight = own;
-    belief.source = model::KnowledgeSource::kNeighbours;
+    // Posterior probability of the own-posterior model against "like one of the neighbours".
+    const double own_evidence =
+        model::LaplaceLogEvidence(belief.personal, entry->recent, knowledge.population);
+    belief.personal_weight = model::Sigmoid(own_evidence - belief.neighbours->log_evidence +
+                                            options_.own_model_log_prior_odds);
+    belief.source = belief.personal_weight < 0.5 ? model::KnowledgeSource::kNeighbours
+                                                 : model::KnowledgeSource::kPersonal;
   } else {
     belief.source = model::KnowledgeSource::kPersonal;
   }

@@ -38,10 +38,17 @@ struct EngineOptions {
   double base_prior_variance = 1.0;
   // A user with this many pairs joins the neighbour reference set and the population fit.
   int established_pairs = 16;
-  // Neighbours' share of a user's belief falls linearly from 1 (no own pairs) to 0 here.
-  int handover_pairs = 64;
+  // While a user has fewer pairs than this, their belief blends neighbours and their own
+  // posterior, each weighted by how well it explains the user's pairs (Bayesian model
+  // averaging of the two models' evidence); from here on only the own posterior is used.
+  // The user's pairs are kept in memory until then.
+  int handover_pairs = 128;
+  // Prior log-odds of the own-posterior model against the neighbour model in that blend;
+  // negative values ask the own model for more evidence before it takes over.
+  double own_model_log_prior_odds = -6.0;
   double neighbour_temperature = 1.0;
-  int neighbour_top_k = 32;
+  // Neighbours kept for favourite probabilities, exploration and suggestions.
+  int neighbour_top_k = 256;
   // Bounds the cold-start scan and the population fit: at most this many established users
   // (a seeded uniform sample when there are more).
   int max_reference_users = 20000;

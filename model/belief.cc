@@ -65,6 +65,8 @@ NeighbourMixture MixNeighbours(std::span<const Eigen::VectorXd> diffs,
   const double total = weight.sum();
   if (!(total > 0)) return mixture;
   weight /= total;
+  const int counted = exclude_row >= 0 && exclude_row < n ? n - 1 : n;
+  mixture.log_evidence = top + std::log(total) - std::log(std::max(1, counted));
   mixture.mean = reference.weights.transpose() * weight;
   double entropy = 0;
   for (int j = 0; j < n; ++j) {

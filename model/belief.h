@@ -32,6 +32,9 @@ struct NeighbourMixture {
   std::vector<std::pair<int, double>> top;
   // exp(entropy) of the full weight distribution: how many neighbours effectively count.
   double effective_neighbours = 0;
+  // log p(pairs | "the user is like one of them"): the tempered log-likelihood averaged over
+  // the reference users (log-mean-exp). Compared with the own model's evidence for hand-over.
+  double log_evidence = 0;
 };
 
 struct NeighbourOptions {

@@ -1,6 +1,7 @@
 #include "model/population.h"
 
 #include <Eigen/Cholesky>
+#include <cmath>
 
 namespace tailor::model {
 namespace {
@@ -65,6 +66,28 @@ Population FitPopulation(std::span<const Posterior> users, const Population& bas
     estimate.cov.diagonal().array() += ridge;
   }
   return estimate;
+}
+
+double LaplaceLogEvidence(const Posterior& posterior, std::span<const Eigen::VectorXd> diffs,
+                          const Population& prior) {
+  double log_likelihood = 0;
+  for (const Eigen::VectorXd& diff : diffs) {
+    const double m = posterior.mean().dot(diff);
+    log_likelihood += m >= 0 ? -std::log1p(std::exp(-m)) : m - std::log1p(std::exp(m));
+  }
+  const Eigen::VectorXd offset = posterior.mean() - prior.mean;
+  if (posterior.covariance_is_diagonal()) {
+    const Eigen::VectorXd prior_var = prior.cov.diagonal();
+    return log_likelihood - 0.5 * offset.cwiseAbs2().cwiseQuotient(prior_var).sum() +
+           0.5 * (posterior.diagonal_covariance().array().log().sum() -
+                  prior_var.array().log().sum());
+  }
+  Eigen::LDLT<Eigen::MatrixXd> prior_solver(prior.cov);
+  Eigen::LDLT<Eigen::MatrixXd> posterior_solver(posterior.full_covariance());
+  const double log_det_prior = prior_solver.vectorD().array().log().sum();
+  const double log_det_posterior = posterior_solver.vectorD().array().log().sum();
+  return log_likelihood - 0.5 * offset.dot(prior_solver.solve(offset)) +
+         0.5 * (log_det_posterior - log_det_prior);
 }
 
 }  // namespace tailor::model

@@ -33,6 +33,13 @@ Posterior Reprior(const Posterior& user, const Population& base, const Populatio
 Population FitPopulation(std::span<const Posterior> users, const Population& base,
                          int iterations = 5, double ridge = 1e-3);
 
+// Laplace approximation of log p(pairs | own Gaussian model with prior `prior`), given the
+// posterior under that prior: sum_i log sigmoid(mu . diff_i) - (mu - m0)' S0^-1 (mu - m0) / 2
+// + (log|Sigma| - log|S0|) / 2. Compared with the neighbour mixture's evidence, it decides how
+// much a user's own posterior is trusted over their neighbours.
+double LaplaceLogEvidence(const Posterior& posterior, std::span<const Eigen::VectorXd> diffs,
+                          const Population& prior);
+
 }  // namespace tailor::model
 
 #endif  // TAILOR_MODEL_POPULATION_H_
