@@ -115,18 +115,20 @@ PreferenceEngine::PreferenceEngine(model::FeatureSchema schema, storage::Feedbac
 
 PreferenceEngine::~PreferenceEngine() {
   {
-    absl::MutexLock lock(&refresh_mu_);
+    std::lock_guard<std::mutex> lock(stop_mu_);
     stopping_ = true;
   }
+  stop_cv_.notify_all();
   if (refresher_.joinable()) refresher_.join();
 }
 
 void PreferenceEngine::RefreshLoop() {
-  absl::MutexLock lock(&refresh_mu_);
-  while (!refresh_mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.refresh_period)) {
-    refresh_mu_.Unlock();
+  std::unique_lock<std::mutex> lock(stop_mu_);
+  while (!stop_cv_.wait_for(lock, absl::ToChronoMilliseconds(options_.refresh_period),
+                            [this] { return stopping_; })) {
+    lock.unlock();
     RefreshKnowledge();
-    refresh_mu_.Lock();
+    lock.lock();
   }
 }
 
@@ -137,13 +139,13 @@ PreferenceEngine::Stripe& PreferenceEngine::StripeFor(absl::string_view user_id)
 std::shared_ptr<const PreferenceEngine::UserEntry> PreferenceEngine::Find(
     absl::string_view user_id) {
   Stripe& stripe = StripeFor(user_id);
-  absl::MutexLock lock(&stripe.map_mu);
+  MutexLock lock(&stripe.map_mu);
   auto it = stripe.users.find(user_id);
   return it == stripe.users.end() ? nullptr : it->second;
 }
 
 std::shared_ptr<const PreferenceEngine::Knowledge> PreferenceEngine::CurrentKnowledge() const {
-  absl::MutexLock lock(&knowledge_mu_);
+  MutexLock lock(&knowledge_mu_);
   return knowledge_;
 }
 
@@ -216,7 +218,7 @@ absl::Status PreferenceEngine::LoadUsers() {
     events += entry->count;
     established += entry->count >= static_cast<uint64_t>(options_.established_pairs);
     Stripe& stripe = StripeFor(user_id);
-    absl::MutexLock lock(&stripe.map_mu);
+    MutexLock lock(&stripe.map_mu);
     stripe.users[user_id] = std::move(entry);
   }
   users_ = loaded.size();
@@ -226,14 +228,14 @@ absl::Status PreferenceEngine::LoadUsers() {
 }
 
 void PreferenceEngine::RefreshKnowledge() {
-  absl::MutexLock serialize(&refresh_work_mu_);
+  MutexLock serialize(&refresh_work_mu_);
   // Seeded reservoir samples keep the cost bounded however many users there are.
   std::mt19937_64 rng(0x7a11);
   std::vector<std::pair<std::string, std::shared_ptr<const UserEntry>>> reference;
   std::vector<model::Posterior> fit;
   uint64_t seen = 0;
   for (Stripe& stripe : stripes_) {
-    absl::MutexLock lock(&stripe.map_mu);
+    MutexLock lock(&stripe.map_mu);
     for (const auto& [user_id, entry] : stripe.users) {
       if (entry->count < static_cast<uint64_t>(options_.established_pairs)) continue;
       ++seen;
@@ -266,7 +268,7 @@ void PreferenceEngine::RefreshKnowledge() {
   }
   knowledge->reference = std::move(set);
   {
-    absl::MutexLock lock(&knowledge_mu_);
+    MutexLock lock(&knowledge_mu_);
     knowledge->version = knowledge_->version + 1;
     knowledge_ = knowledge;
   }
@@ -394,7 +396,7 @@ absl::StatusOr<FeedbackResult> PreferenceEngine::RecordFeedback(const FeedbackIn
   }
 
   Stripe& stripe = StripeFor(event.user_id);
-  absl::MutexLock write_lock(&stripe.write_mu);
+  MutexLock write_lock(&stripe.write_mu);
   absl::StatusOr<std::optional<records::IdempotencyRecord>> seen =
       store_.FindEvent(event.user_id, event.event_id);
   if (!seen.ok()) return seen.status();
@@ -448,7 +450,7 @@ absl::StatusOr<FeedbackResult> PreferenceEngine::RecordFeedback(const FeedbackIn
   if (absl::Status s = store_.Commit(commit); !s.ok()) return s;
 
   {
-    absl::MutexLock lock(&stripe.map_mu);
+    MutexLock lock(&stripe.map_mu);
     stripe.users[event.user_id] = next;
   }
   if (current == nullptr) users_.fetch_add(1);
@@ -484,12 +486,12 @@ absl::StatusOr<UserExport> PreferenceEngine::ExportUser(absl::string_view user_i
 
 absl::StatusOr<storage::DeletedUser> PreferenceEngine::DeleteUser(absl::string_view user_id) {
   Stripe& stripe = StripeFor(user_id);
-  absl::MutexLock write_lock(&stripe.write_mu);
+  MutexLock write_lock(&stripe.write_mu);
   absl::StatusOr<storage::DeletedUser> deleted = store_.DeleteUser(user_id);
   if (!deleted.ok()) return deleted;
   std::shared_ptr<const UserEntry> removed;
   {
-    absl::MutexLock lock(&stripe.map_mu);
+    MutexLock lock(&stripe.map_mu);
     auto it = stripe.users.find(user_id);
     if (it != stripe.users.end()) {
       removed = std::move(it->second);
@@ -506,7 +508,7 @@ absl::StatusOr<storage::DeletedUser> PreferenceEngine::DeleteUser(absl::string_v
   // The user must stop influencing others' cold start now, not at the next refresh.
   bool in_reference = false;
   {
-    absl::MutexLock lock(&knowledge_mu_);
+    MutexLock lock(&knowledge_mu_);
     in_reference = knowledge_->rows.contains(user_id);
   }
   if (in_reference) RefreshKnowledge();

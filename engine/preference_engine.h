@@ -9,6 +9,7 @@
 
 #include <array>
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -22,8 +23,8 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "engine/mutex.h"
 #include "model/belief.h"
 #include "model/population.h"
 #include "model/posterior.h"
@@ -158,8 +159,8 @@ class PreferenceEngine {
   // Population prior + reference set, replaced as a whole by each refresh.
   struct Knowledge;
   struct Stripe {
-    absl::Mutex write_mu;  // serializes writers of the stripe's users, held across commit
-    absl::Mutex map_mu;    // guards `users`; held only to copy or swap a pointer
+    Mutex write_mu;  // serializes writers of the stripe's users, held across commit
+    Mutex map_mu;    // guards `users`; held only to copy or swap a pointer
     absl::flat_hash_map<std::string, std::shared_ptr<const UserEntry>> users
         ABSL_GUARDED_BY(map_mu);
   };
@@ -184,7 +185,7 @@ class PreferenceEngine {
   const model::Population base_prior_;
   std::array<Stripe, kStripes> stripes_;
 
-  mutable absl::Mutex knowledge_mu_;
+  mutable Mutex knowledge_mu_;
   std::shared_ptr<const Knowledge> knowledge_ ABSL_GUARDED_BY(knowledge_mu_);
 
   std::atomic<uint64_t> users_{0};
@@ -193,9 +194,10 @@ class PreferenceEngine {
   std::atomic<uint64_t> rebuilt_states_{0};
 
   // Serializes refreshes, so an older refit can never be published over a newer one.
-  absl::Mutex refresh_work_mu_;
-  absl::Mutex refresh_mu_;
-  bool stopping_ ABSL_GUARDED_BY(refresh_mu_) = false;
+  Mutex refresh_work_mu_;
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+  bool stopping_ = false;  // guarded by stop_mu_
   std::thread refresher_;
 };
 

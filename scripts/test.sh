@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The one test command: installs dependencies, checks formatting, builds, and runs every test
-# (ctest), then rebuilds with AddressSanitizer + UndefinedBehaviorSanitizer and runs them again.
+# (ctest); then rebuilds with AddressSanitizer + UndefinedBehaviorSanitizer and runs them again
+# (all but the slow statistical ones), and runs the engine's concurrency test under
+# ThreadSanitizer.
 #   scripts/test.sh           everything (what CI runs)
-#   scripts/test.sh --quick   skip the sanitizer pass
+#   scripts/test.sh --quick   skip the sanitizer passes
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -22,5 +24,11 @@ if [ "${1:-}" != "--quick" ]; then
   echo "== build + test with ASan + UBSan (build-asan/)"
   TAILOR_BUILD_DIR=build-asan scripts/build.sh -DTAILOR_SANITIZE=ON
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j "$jobs" -LE statistical)
+
+  echo "== engine concurrency test with ThreadSanitizer (build-tsan/)"
+  cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTAILOR_TSAN=ON
+  cmake --build build-tsan -j "$jobs" --target engine_concurrency_test
+  TSAN_OPTIONS="suppressions=$PWD/tests/tsan.supp halt_on_error=1" \
+    build-tsan/bin/engine_concurrency_test
 fi
 echo "== all tests passed"

@@ -223,6 +223,9 @@ absl::Status FeedbackStore::Commit(std::span<const UserCommit> commits) {
   }
   rocksdb::WriteOptions write;
   write.sync = options_.sync_wal;
+#if defined(__SANITIZE_THREAD__)
+  std::lock_guard<std::mutex> serialize(tsan_write_mu_);
+#endif
   return FromRocks(db_->Write(write, &batch), "commit");
 }
 
@@ -306,6 +309,9 @@ absl::StatusOr<DeletedUser> FeedbackStore::DeleteUser(absl::string_view user_id)
   deleted.existed = deleted.existed || deleted.history_records > 0;
   rocksdb::WriteOptions write;
   write.sync = options_.sync_wal;
+#if defined(__SANITIZE_THREAD__)
+  std::lock_guard<std::mutex> serialize(tsan_write_mu_);
+#endif
   if (absl::Status w = FromRocks(db_->Write(write, &batch), "delete"); !w.ok()) return w;
   return deleted;
 }
@@ -343,6 +349,9 @@ absl::StatusOr<std::optional<records::PopulationSnapshot>> FeedbackStore::ReadPo
 }
 
 absl::Status FeedbackStore::WritePopulation(const records::PopulationSnapshot& snapshot) {
+#if defined(__SANITIZE_THREAD__)
+  std::lock_guard<std::mutex> serialize(tsan_write_mu_);
+#endif
   return FromRocks(
       db_->Put(rocksdb::WriteOptions(), meta(), kPopulationKey, snapshot.SerializeAsString()),
       "writing population snapshot");
