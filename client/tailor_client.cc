@@ -1,5 +1,6 @@
 #include "client/tailor_client.h"
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 #include <utility>
@@ -20,20 +21,22 @@ TailorClient::TailorClient(ClientOptions options)
     : options_(std::move(options)),
       channel_(grpc::CreateChannel(options_.target, grpc::InsecureChannelCredentials())),
       stub_(v1::Tailor::NewStub(channel_)),
-      health_(grpc::health::v1::Health::NewStub(channel_)) {}
+      health_(grpc::health::v1::Health::NewStub(channel_)),
+      admin_(v1::TailorAdmin::NewStub(channel_)) {}
 
 template <typename Attempt>
-absl::Status TailorClient::Call(const std::string& user_id, Attempt attempt) {
+absl::Status TailorClient::Call(const std::string& user_id, Attempt attempt, int max_attempts) {
   absl::Duration backoff = options_.initial_backoff;
   absl::Status status;
-  for (int i = 0; i < std::max(1, options_.max_attempts); ++i) {
+  const int attempts = max_attempts > 0 ? max_attempts : std::max(1, options_.max_attempts);
+  for (int i = 0; i < attempts; ++i) {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() +
                          absl::ToChronoMilliseconds(options_.deadline));
     // Lets a consistent-hash router keep each user on one shard.
     if (!user_id.empty()) context.AddMetadata("x-user-id", user_id);
     status = FromGrpc(attempt(context));
-    if (status.code() != absl::StatusCode::kUnavailable) return status;
+    if (status.code() != absl::StatusCode::kUnavailable || i + 1 == attempts) return status;
     std::this_thread::sleep_for(absl::ToChronoMilliseconds(backoff));
     backoff *= 2;
   }
@@ -47,6 +50,125 @@ absl::StatusOr<v1::ServerInfo> TailorClient::GetServerInfo() {
   });
   if (!status.ok()) return status;
   return info;
+}
+
+absl::StatusOr<v1::RankResponsesResponse> TailorClient::Rank(
+    const v1::RankResponsesRequest& request) {
+  v1::RankResponsesResponse response;
+  absl::Status status = Call(request.user_id(), [&](grpc::ClientContext& context) {
+    return stub_->RankResponses(&context, request, &response);
+  });
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<v1::SuggestComparisonResponse> TailorClient::Suggest(
+    const v1::SuggestComparisonRequest& request) {
+  v1::SuggestComparisonResponse response;
+  absl::Status status = Call(request.user_id(), [&](grpc::ClientContext& context) {
+    return stub_->SuggestComparison(&context, request, &response);
+  });
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<v1::FeedbackAck> TailorClient::SubmitFeedback(const v1::FeedbackEvent& event) {
+  v1::SubmitFeedbackRequest request;
+  *request.mutable_event() = event;
+  v1::FeedbackAck ack;
+  absl::Status status = Call(event.user_id(), [&](grpc::ClientContext& context) {
+    return stub_->SubmitFeedback(&context, request, &ack);
+  });
+  if (!status.ok()) return status;
+  return ack;
+}
+
+absl::StatusOr<std::vector<v1::FeedbackAck>> TailorClient::StreamFeedback(
+    const std::vector<v1::FeedbackEvent>& events,
+    const std::function<void(const v1::FeedbackAck&)>& on_ack) {
+  std::vector<v1::FeedbackAck> acks;
+  acks.reserve(events.size());
+  absl::Status status;
+  for (int stream_attempt = 0; stream_attempt < std::max(1, options_.max_attempts);
+       ++stream_attempt) {
+    if (acks.size() == events.size()) break;
+    // A stream has no overall deadline (it may carry millions of events); a dead server is
+    // noticed through the transport.
+    grpc::ClientContext context;
+    auto stream = stub_->StreamFeedback(&context);
+    const size_t first = acks.size();
+    // Writer and reader run concurrently so the window of in-flight events stays full.
+    std::thread writer([&] {
+      for (size_t i = first; i < events.size(); ++i) {
+        if (!stream->Write(events[i])) break;
+      }
+      stream->WritesDone();
+    });
+    v1::FeedbackAck ack;
+    while (acks.size() < events.size() && stream->Read(&ack)) {
+      acks.push_back(ack);
+      if (on_ack) on_ack(ack);
+    }
+    writer.join();
+    status = FromGrpc(stream->Finish());
+    if (status.ok() && acks.size() == events.size()) return acks;
+    if (!status.ok() && status.code() != absl::StatusCode::kUnavailable) return status;
+  }
+  if (acks.size() == events.size()) return acks;
+  return status.ok() ? absl::UnavailableError("feedback stream ended before every ack") : status;
+}
+
+absl::StatusOr<v1::UserProfile> TailorClient::GetUser(const std::string& user_id) {
+  v1::GetUserRequest request;
+  request.set_user_id(user_id);
+  v1::UserProfile profile;
+  absl::Status status = Call(user_id, [&](grpc::ClientContext& context) {
+    return stub_->GetUser(&context, request, &profile);
+  });
+  if (!status.ok()) return status;
+  return profile;
+}
+
+absl::StatusOr<std::vector<v1::ExportUserResponse>> TailorClient::ExportUser(
+    const std::string& user_id) {
+  v1::ExportUserRequest request;
+  request.set_user_id(user_id);
+  std::vector<v1::ExportUserResponse> items;
+  absl::Status status = Call(user_id, [&](grpc::ClientContext& context) {
+    items.clear();
+    auto reader = stub_->ExportUser(&context, request);
+    v1::ExportUserResponse item;
+    while (reader->Read(&item)) items.push_back(item);
+    return reader->Finish();
+  });
+  if (!status.ok()) return status;
+  return items;
+}
+
+absl::StatusOr<v1::DeleteUserResponse> TailorClient::DeleteUser(const std::string& user_id) {
+  v1::DeleteUserRequest request;
+  request.set_user_id(user_id);
+  v1::DeleteUserResponse response;
+  absl::Status status = Call(user_id, [&](grpc::ClientContext& context) {
+    return stub_->DeleteUser(&context, request, &response);
+  });
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<v1::CreateCheckpointResponse> TailorClient::CreateCheckpoint(
+    const std::string& directory) {
+  v1::CreateCheckpointRequest request;
+  request.set_directory(directory);
+  v1::CreateCheckpointResponse response;
+  absl::Status status = Call(
+      "",
+      [&](grpc::ClientContext& context) {
+        return admin_->CreateCheckpoint(&context, request, &response);
+      },
+      /*max_attempts=*/1);
+  if (!status.ok()) return status;
+  return response;
 }
 
 absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> TailorClient::CheckHealth(

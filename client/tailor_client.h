@@ -4,6 +4,7 @@
 #ifndef TAILOR_CLIENT_TAILOR_CLIENT_H_
 #define TAILOR_CLIENT_TAILOR_CLIENT_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -35,6 +36,23 @@ class TailorClient {
   explicit TailorClient(ClientOptions options);
 
   absl::StatusOr<v1::ServerInfo> GetServerInfo();
+  absl::StatusOr<v1::RankResponsesResponse> Rank(const v1::RankResponsesRequest& request);
+  absl::StatusOr<v1::SuggestComparisonResponse> Suggest(
+      const v1::SuggestComparisonRequest& request);
+  // Retried on UNAVAILABLE: safe, because the server is idempotent on event_id.
+  absl::StatusOr<v1::FeedbackAck> SubmitFeedback(const v1::FeedbackEvent& event);
+  // Streams `events` over one StreamFeedback call and returns their acks in order. `on_ack`
+  // (may be empty) sees each ack as it arrives. If the stream breaks, the events without an
+  // ack are resent on a new stream (up to max_attempts streams): event ids make that safe.
+  absl::StatusOr<std::vector<v1::FeedbackAck>> StreamFeedback(
+      const std::vector<v1::FeedbackEvent>& events,
+      const std::function<void(const v1::FeedbackAck&)>& on_ack = {});
+  absl::StatusOr<v1::UserProfile> GetUser(const std::string& user_id);
+  // The profile, then every stored event in order.
+  absl::StatusOr<std::vector<v1::ExportUserResponse>> ExportUser(const std::string& user_id);
+  absl::StatusOr<v1::DeleteUserResponse> DeleteUser(const std::string& user_id);
+  // Not retried: a checkpoint directory must not exist yet.
+  absl::StatusOr<v1::CreateCheckpointResponse> CreateCheckpoint(const std::string& directory);
   // Serving status of `service` ("" = the whole server) from the standard health service.
   absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> CheckHealth(
       const std::string& service = "");
@@ -46,12 +64,13 @@ class TailorClient {
  private:
   // Runs `attempt` (which performs one RPC with the given context) with deadline and retries.
   template <typename Attempt>
-  absl::Status Call(const std::string& user_id, Attempt attempt);
+  absl::Status Call(const std::string& user_id, Attempt attempt, int max_attempts = 0);
 
   ClientOptions options_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Tailor::Stub> stub_;
   std::unique_ptr<grpc::health::v1::Health::Stub> health_;
+  std::unique_ptr<v1::TailorAdmin::Stub> admin_;
 };
 
 }  // namespace tailor::client

@@ -1,7 +1,13 @@
 // tailorctl: the command-line client for tailord. Human-readable output by default, --json
 // for scripts; the exit code is the gRPC status code of the failing call (0 = OK), or 64 for
 // a usage error.
+#include <unistd.h>
+
 #include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -10,21 +16,37 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "client/tailor_client.h"
 #include "google/protobuf/util/json_util.h"
 
 ABSL_FLAG(std::string, target, "localhost:50051", "tailord address (gRPC target)");
 ABSL_FLAG(bool, json, false, "print machine-readable JSON");
 ABSL_FLAG(int32_t, deadline_ms, 5000, "deadline of each call, milliseconds");
+ABSL_FLAG(bool, explore, false, "rank: Thompson sampling instead of the posterior mean");
+ABSL_FLAG(uint32_t, top_k, 0, "rank: return only the best N (0 = all)");
+ABSL_FLAG(std::string, event, "", "feedback: one FeedbackEvent as JSON");
 
 namespace {
 
 constexpr int kUsageError = 64;
 constexpr char kUsage[] = R"(tailorctl [--target=host:port] [--json] COMMAND
 commands:
-  health      serving status of the server (exit 0 only when SERVING)
-  info        schema, limits, counts and version
-  services    gRPC services listed by server reflection)";
+  health                      serving status (exit 0 only when SERVING)
+  info                        schema, limits, counts and version
+  services                    gRPC services listed by server reflection
+  rank USER CANDIDATES.json   rank candidates for USER (--explore, --top_k=N)
+  suggest USER CANDIDATES.json
+                              the most informative pair to ask USER about
+  feedback EVENTS.jsonl       stream feedback events (one JSON FeedbackEvent per line;
+                              '-' reads stdin), with a progress bar on stderr
+  feedback --event='{...}'    submit one event
+  user get|export|delete USER profile, full export (JSON lines), or erasure
+  backup DIR                  online checkpoint into DIR on the server (absolute, new)
+CANDIDATES.json is a JSON array: [{"id": "a", "features": [1.5, ...]}, ...]
+Events use the proto's JSON names: {"event_id": "...", "user_id": "...", "chosen":
+{"id": "...", "features": [...]}, "rejected": {...}})";
 
 int Fail(const absl::Status& status) {
   std::fprintf(stderr, "tailorctl: %s: %s\n", absl::StatusCodeToString(status.code()).c_str(),
@@ -75,6 +97,216 @@ int Info(tailor::client::TailorClient& client, bool json) {
   return 0;
 }
 
+std::string JsonOf(const google::protobuf::Message& message) {
+  std::string json;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(message, &json, options);
+  return json;
+}
+
+absl::Status ParseJson(const std::string& json, google::protobuf::Message& message) {
+  auto status = google::protobuf::util::JsonStringToMessage(json, &message);
+  if (!status.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("bad JSON: ", status.message().as_string()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::stringstream text;
+  if (path == "-") {
+    text << std::cin.rdbuf();
+  } else {
+    std::ifstream file(path);
+    if (!file) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+    text << file.rdbuf();
+  }
+  return text.str();
+}
+
+// Candidates file (a JSON array) wrapped into the request's own JSON form.
+template <typename Request>
+absl::StatusOr<Request> CandidatesRequest(const std::string& user, const std::string& path) {
+  absl::StatusOr<std::string> candidates = ReadFile(path);
+  if (!candidates.ok()) return candidates.status();
+  Request request;
+  if (absl::Status s = ParseJson(absl::StrCat("{\"candidates\":", *candidates, "}"), request);
+      !s.ok()) {
+    return s;
+  }
+  request.set_user_id(user);
+  return request;
+}
+
+const char* SourceName(tailor::v1::KnowledgeSource source) {
+  switch (source) {
+    case tailor::v1::KNOWLEDGE_SOURCE_PERSONAL:
+      return "personal";
+    case tailor::v1::KNOWLEDGE_SOURCE_NEIGHBOURS:
+      return "neighbours";
+    case tailor::v1::KNOWLEDGE_SOURCE_POPULATION:
+      return "population";
+    default:
+      return "unspecified";
+  }
+}
+
+int Rank(tailor::client::TailorClient& client, bool json, const std::string& user,
+         const std::string& path) {
+  auto request = CandidatesRequest<tailor::v1::RankResponsesRequest>(user, path);
+  if (!request.ok()) return Fail(request.status());
+  request->mutable_options()->set_explore(absl::GetFlag(FLAGS_explore));
+  request->mutable_options()->set_top_k(absl::GetFlag(FLAGS_top_k));
+  auto response = client.Rank(*request);
+  if (!response.ok()) return Fail(response.status());
+  if (json) {
+    PrintJson(*response);
+    return 0;
+  }
+  std::printf("user %s: %llu feedback events, served from %s\n", user.c_str(),
+              static_cast<unsigned long long>(response->user_feedback_count()),
+              SourceName(response->knowledge_source()));
+  std::printf("%4s  %-24s %10s %8s\n", "rank", "id", "score", "P(best)");
+  for (int i = 0; i < response->ranked_size(); ++i) {
+    const auto& r = response->ranked(i);
+    std::printf("%4d  %-24s %10.4f %8.3f\n", i + 1, r.id().c_str(), r.score(),
+                r.probability_best());
+  }
+  return 0;
+}
+
+int Suggest(tailor::client::TailorClient& client, bool json, const std::string& user,
+            const std::string& path) {
+  auto request = CandidatesRequest<tailor::v1::SuggestComparisonRequest>(user, path);
+  if (!request.ok()) return Fail(request.status());
+  auto response = client.Suggest(*request);
+  if (!response.ok()) return Fail(response.status());
+  if (json) {
+    PrintJson(*response);
+    return 0;
+  }
+  std::printf("ask %s: %s vs %s  (P(first preferred)=%.3f, %.3f bits)\n", user.c_str(),
+              response->first_id().c_str(), response->second_id().c_str(),
+              response->probability_first_preferred(), response->expected_information_bits());
+  return 0;
+}
+
+int Feedback(tailor::client::TailorClient& client, bool json, const std::string& path) {
+  std::vector<tailor::v1::FeedbackEvent> events;
+  if (const std::string one = absl::GetFlag(FLAGS_event); !one.empty()) {
+    tailor::v1::FeedbackEvent event;
+    if (absl::Status s = ParseJson(one, event); !s.ok()) return Fail(s);
+    auto ack = client.SubmitFeedback(event);
+    if (!ack.ok()) return Fail(ack.status());
+    if (json) {
+      PrintJson(*ack);
+    } else {
+      std::printf("%s: %s, user now has %llu events, predicted P(chosen)=%.3f\n",
+                  ack->event_id().c_str(),
+                  tailor::v1::FeedbackAck::Outcome_Name(ack->outcome()).c_str(),
+                  static_cast<unsigned long long>(ack->user_feedback_count()),
+                  ack->predicted_chosen_probability());
+    }
+    return 0;
+  }
+  absl::StatusOr<std::string> text = ReadFile(path);
+  if (!text.ok()) return Fail(text.status());
+  int line_number = 0;
+  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+    ++line_number;
+    if (absl::StripAsciiWhitespace(line).empty()) continue;
+    tailor::v1::FeedbackEvent& event = events.emplace_back();
+    if (absl::Status s = ParseJson(std::string(line), event); !s.ok()) {
+      return Fail(
+          absl::InvalidArgumentError(absl::StrCat(path, ":", line_number, ": ", s.message())));
+    }
+  }
+  size_t done = 0;
+  std::map<std::string, int> outcomes;
+  const bool tty = ::isatty(STDERR_FILENO) != 0;
+  auto acks = client.StreamFeedback(events, [&](const tailor::v1::FeedbackAck& ack) {
+    ++done;
+    ++outcomes[tailor::v1::FeedbackAck::Outcome_Name(ack.outcome())];
+    if (ack.outcome() == tailor::v1::FeedbackAck::OUTCOME_REJECTED) {
+      std::fprintf(stderr, "%s%s: rejected: %s\n", tty ? "\r\033[K" : "", ack.event_id().c_str(),
+                   ack.error().c_str());
+    }
+    if (tty && (done % 64 == 0 || done == events.size())) {
+      const int width = 40;
+      const int filled = static_cast<int>(width * done / std::max<size_t>(1, events.size()));
+      std::fprintf(stderr, "\r[%s%s] %zu/%zu", std::string(filled, '#').c_str(),
+                   std::string(width - filled, ' ').c_str(), done, events.size());
+    }
+  });
+  if (tty) std::fprintf(stderr, "\n");
+  if (!acks.ok()) return Fail(acks.status());
+  if (json) {
+    for (const auto& ack : *acks) std::printf("%s\n", JsonOf(ack).c_str());
+  } else {
+    std::printf("%zu events:", acks->size());
+    for (const auto& [name, count] : outcomes) std::printf(" %s=%d", name.c_str(), count);
+    std::printf("\n");
+  }
+  return outcomes.count("OUTCOME_REJECTED") > 0
+             ? static_cast<int>(absl::StatusCode::kInvalidArgument)
+             : 0;
+}
+
+int User(tailor::client::TailorClient& client, bool json, const std::string& verb,
+         const std::string& user) {
+  if (verb == "get") {
+    auto profile = client.GetUser(user);
+    if (!profile.ok()) return Fail(profile.status());
+    if (json) {
+      PrintJson(*profile);
+      return 0;
+    }
+    std::printf("user %s: %llu feedback events, served from %s\n", user.c_str(),
+                static_cast<unsigned long long>(profile->feedback_count()),
+                SourceName(profile->knowledge_source()));
+    for (int i = 0; i < profile->weight_mean_size(); ++i) {
+      std::printf("  w[%d] = %+.4f +- %.4f\n", i, profile->weight_mean(i),
+                  profile->weight_stddev(i));
+    }
+    return 0;
+  }
+  if (verb == "export") {
+    auto items = client.ExportUser(user);
+    if (!items.ok()) return Fail(items.status());
+    for (const auto& item : *items) std::printf("%s\n", JsonOf(item).c_str());
+    return 0;
+  }
+  if (verb == "delete") {
+    auto deleted = client.DeleteUser(user);
+    if (!deleted.ok()) return Fail(deleted.status());
+    if (json) {
+      PrintJson(*deleted);
+    } else {
+      std::printf("user %s: %s, %llu feedback events erased\n", user.c_str(),
+                  deleted->existed() ? "deleted" : "did not exist",
+                  static_cast<unsigned long long>(deleted->feedback_events_deleted()));
+    }
+    return 0;
+  }
+  std::fprintf(stderr, "tailorctl: user takes get, export or delete\n");
+  return kUsageError;
+}
+
+int Backup(tailor::client::TailorClient& client, bool json, const std::string& directory) {
+  auto response = client.CreateCheckpoint(directory);
+  if (!response.ok()) return Fail(response.status());
+  if (json) {
+    PrintJson(*response);
+  } else {
+    std::printf("checkpoint written to %s (sequence %llu); restore with tailord --data_dir=%s\n",
+                response->directory().c_str(),
+                static_cast<unsigned long long>(response->sequence_number()),
+                response->directory().c_str());
+  }
+  return 0;
+}
+
 int Services(tailor::client::TailorClient& client, bool json) {
   auto names = client.ListServices();
   if (!names.ok()) return Fail(names.status());
@@ -104,6 +336,15 @@ int main(int argc, char** argv) {
   if (command == "health") return Health(client, json);
   if (command == "info") return Info(client, json);
   if (command == "services") return Services(client, json);
-  std::fprintf(stderr, "tailorctl: unknown command '%s'\n%s\n", command.c_str(), kUsage);
+  auto arg = [&](size_t i) { return args.size() > i ? std::string(args[i]) : std::string(); };
+  if (command == "rank" && args.size() == 4) return Rank(client, json, arg(2), arg(3));
+  if (command == "suggest" && args.size() == 4) return Suggest(client, json, arg(2), arg(3));
+  if (command == "feedback" && (args.size() == 3 || !absl::GetFlag(FLAGS_event).empty())) {
+    return Feedback(client, json, arg(2));
+  }
+  if (command == "user" && args.size() == 4) return User(client, json, arg(2), arg(3));
+  if (command == "backup" && args.size() == 3) return Backup(client, json, arg(2));
+  std::fprintf(stderr, "tailorctl: unknown command or wrong arguments: '%s'\n%s\n", command.c_str(),
+               kUsage);
   return kUsageError;
 }

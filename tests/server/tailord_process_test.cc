@@ -3,7 +3,10 @@
 #include "tests/testing/tailord_process.h"
 
 #include <signal.h>
+#include <sys/wait.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <thread>
 
@@ -167,6 +170,81 @@ TEST(TailordProcessTest, SigtermWithAConnectedClientExitsCleanly) {
   while (watch->Read(&update)) {
   }
   (void)watch->Finish();
+}
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;
+};
+
+// Runs tailorctl with `args` (a shell-quoted string), capturing stdout and stderr.
+CommandResult Tailorctl(const TailordProcess& tailord, const std::string& args) {
+  const std::string command =
+      std::string(TAILORCTL_BINARY) + " --target=" + tailord.target() + " " + args + " 2>&1";
+  CommandResult result;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) return result;
+  char buffer[4096];
+  size_t n;
+  while ((n = std::fread(buffer, 1, sizeof(buffer), pipe)) > 0) result.output.append(buffer, n);
+  const int status = ::pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+TEST(TailorctlTest, CommandsWorkAndExitCodesFollowTheGrpcStatus) {
+  TempDir dir;
+  TailordProcess tailord(TAILORD_BINARY,
+                         {"--data_dir=" + dir.Sub("db"), "--shutdown_grace_ms=300"});
+  ASSERT_TRUE(tailord.WaitUntilServing()) << tailord.log();
+  std::ofstream(dir.Sub("c.json")) << R"([{"id":"a","features":[9,4,1,1,0,0,0,0,0,0]},)"
+                                   << R"({"id":"b","features":[1,5,3,2,1,1,1,1,1,1]}])";
+  {
+    std::ofstream events(dir.Sub("e.jsonl"));
+    for (int i = 0; i < 5; ++i) {
+      events << R"({"event_id":"e)" << i << R"(","user_id":"bob","chosen":{"id":"a",)"
+             << R"("features":[9,4,1,1,0,0,0,0,0,0]},"rejected":{"id":"b","features":)"
+             << R"([1,5,3,2,1,1,1,1,1,)" << i << "]}}\n";
+    }
+  }
+
+  CommandResult rank = Tailorctl(tailord, "rank bob " + dir.Sub("c.json"));
+  EXPECT_EQ(rank.exit_code, 0) << rank.output;
+  EXPECT_THAT(rank.output, HasSubstr("served from population"));
+
+  CommandResult feedback = Tailorctl(tailord, "feedback " + dir.Sub("e.jsonl"));
+  EXPECT_EQ(feedback.exit_code, 0) << feedback.output;
+  EXPECT_THAT(feedback.output, HasSubstr("5 events: OUTCOME_APPLIED=5"));
+  CommandResult again = Tailorctl(tailord, "feedback " + dir.Sub("e.jsonl"));
+  EXPECT_THAT(again.output, HasSubstr("OUTCOME_DUPLICATE=5"));
+
+  CommandResult get = Tailorctl(tailord, "--json user get bob");
+  EXPECT_EQ(get.exit_code, 0) << get.output;
+  EXPECT_THAT(get.output, HasSubstr(R"("feedback_count":"5")"));
+
+  CommandResult bad = Tailorctl(tailord, "rank '' " + dir.Sub("c.json"));
+  EXPECT_EQ(bad.exit_code, 3) << bad.output;  // INVALID_ARGUMENT
+  EXPECT_THAT(bad.output, HasSubstr("user_id: must not be empty"));
+
+  CommandResult backup = Tailorctl(tailord, "backup " + dir.Sub("backup"));
+  EXPECT_EQ(backup.exit_code, 0) << backup.output;
+  CommandResult deleted = Tailorctl(tailord, "user delete bob");
+  EXPECT_THAT(deleted.output, HasSubstr("5 feedback events erased"));
+  EXPECT_EQ(Tailorctl(tailord, "user get bob").exit_code, 5);  // NOT_FOUND
+  EXPECT_EQ(Tailorctl(tailord, "frobnicate").exit_code, 64);   // usage
+
+  // The checkpoint taken before the deletion still holds bob.
+  TailordProcess restored(TAILORD_BINARY, {"--data_dir=" + dir.Sub("backup")});
+  ASSERT_TRUE(restored.WaitUntilServing()) << restored.log();
+  EXPECT_EQ(Tailorctl(restored, "user get bob").exit_code, 0);
+}
+
+TEST(TailorctlTest, UnreachableServerIsUnavailable) {
+  const std::string command = std::string(TAILORCTL_BINARY) +
+                              " --target=127.0.0.1:1 --deadline_ms=300 health > /dev/null 2>&1";
+  const int status = std::system(command.c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 14);  // UNAVAILABLE
 }
 
 }  // namespace
