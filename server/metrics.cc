@@ -1,39 +1,305 @@
 #include "server/metrics.h"
 
+#include <dirent.h>
+#include <unistd.h>
+
+#include <cmath>
 #include <exception>
+#include <fstream>
+#include <mutex>
+#include <sstream>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "prometheus/gauge.h"
+#include "absl/strings/str_split.h"
 #include "server/version.h"
 
 namespace tailor::server {
+namespace {
+
+constexpr std::array<const char*, kRpcCount> kRpcNames = {
+    "RankResponses", "SubmitFeedback", "StreamFeedback", "SuggestComparison", "GetUser",
+    "ExportUser",    "DeleteUser",     "GetServerInfo",  "CreateCheckpoint"};
+
+constexpr std::array<const char*, 17> kCodeNames = {
+    "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
+    "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+    "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
+    "DATA_LOSS", "UNAUTHENTICATED"};
+
+// Sub-millisecond work dominates: buckets from 25 us to 1 s.
+const prometheus::Histogram::BucketBoundaries kLatencyBuckets = {
+    0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+    0.005,    0.01,    0.025,  0.05,    0.1,    0.25,  1.0};
+
+prometheus::MetricFamily Family(const char* name, const char* help, prometheus::MetricType type,
+                                double value) {
+  prometheus::MetricFamily family{name, help, type, {}};
+  prometheus::ClientMetric metric;
+  if (type == prometheus::MetricType::Counter) {
+    metric.counter.value = value;
+  } else {
+    metric.gauge.value = value;
+  }
+  family.metric.push_back(std::move(metric));
+  return family;
+}
+
+struct ProcessStats {
+  double cpu_seconds = 0;
+  double resident_bytes = 0;
+  double start_time_seconds = 0;
+  double open_fds = 0;
+};
+
+// Linux /proc, the same numbers as the standard process_* metrics of other clients.
+ProcessStats ReadProcessStats() {
+  ProcessStats stats;
+  const double ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
+  const double page = static_cast<double>(::sysconf(_SC_PAGESIZE));
+  std::ifstream stat_file("/proc/self/stat");
+  std::string stat((std::istreambuf_iterator<char>(stat_file)), std::istreambuf_iterator<char>());
+  // Fields after the command name (which may contain spaces) start at ") ".
+  const size_t close = stat.rfind(')');
+  if (close != std::string::npos) {
+    std::vector<std::string> fields = absl::StrSplit(stat.substr(close + 2), ' ');
+    // utime=14, stime=15, starttime=22, rss=24 in proc(5) numbering; state is field 3.
+    double utime = 0, stime = 0, start = 0, rss = 0;
+    if (fields.size() > 21 && absl::SimpleAtod(fields[11], &utime) &&
+        absl::SimpleAtod(fields[12], &stime) && absl::SimpleAtod(fields[19], &start) &&
+        absl::SimpleAtod(fields[21], &rss)) {
+      stats.cpu_seconds = (utime + stime) / ticks;
+      stats.resident_bytes = rss * page;
+      std::ifstream uptime_file("/proc/uptime");
+      double uptime = 0;
+      uptime_file >> uptime;
+      const double boot = static_cast<double>(::time(nullptr)) - uptime;
+      stats.start_time_seconds = boot + start / ticks;
+    }
+  }
+  if (DIR* dir = ::opendir("/proc/self/fd")) {
+    while (::readdir(dir) != nullptr) stats.open_fds += 1;
+    ::closedir(dir);
+    stats.open_fds -= 3;  // ".", ".." and the directory's own descriptor
+  }
+  return stats;
+}
+
+}  // namespace
+
+// Reads the engine at scrape time. A scrape already running when the server stops still
+// holds this object, so the engine pointer is detached under a lock before the engine goes.
+class EngineCollector final : public prometheus::Collectable {
+ public:
+  explicit EngineCollector(engine::PreferenceEngine& engine) : engine_(&engine) {}
+
+  void Detach() {
+    std::lock_guard<std::mutex> lock(mu_);
+    engine_ = nullptr;
+  }
+
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    using prometheus::MetricType;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (engine_ == nullptr) return {};
+    const engine::EngineStats e = engine_->Stats();
+    const storage::StoreStats s = engine_->store().Stats();
+    const ProcessStats p = ReadProcessStats();
+    const auto d = [](uint64_t v) { return static_cast<double>(v); };
+    return {
+        Family("tailor_users", "Users with at least one feedback event.", MetricType::Gauge,
+               d(e.users)),
+        Family("tailor_established_users",
+               "Users with enough feedback to be served personally and to serve as neighbours.",
+               MetricType::Gauge, d(e.established_users)),
+        Family("tailor_feedback_events_stored", "Feedback events stored across all users.",
+               MetricType::Gauge, d(e.feedback_events)),
+        Family("tailor_neighbour_reference_users",
+               "Established users in the current cold-start reference set.", MetricType::Gauge,
+               d(e.reference_users)),
+        Family("tailor_states_rebuilt_total",
+               "User states rebuilt from history at startup (missing or unreadable).",
+               MetricType::Counter, d(e.rebuilt_states)),
+        Family("tailor_rocksdb_live_sst_bytes", "Size of live SST files.", MetricType::Gauge,
+               d(s.live_sst_bytes)),
+        Family("tailor_rocksdb_memtable_bytes", "Size of all memtables.", MetricType::Gauge,
+               d(s.memtable_bytes)),
+        Family("tailor_rocksdb_pending_compaction_bytes",
+               "Estimated bytes compaction still has to rewrite.", MetricType::Gauge,
+               d(s.pending_compaction_bytes)),
+        Family("tailor_rocksdb_stall_seconds_total", "Time writes were stalled by RocksDB.",
+               MetricType::Counter, d(s.stall_micros) / 1e6),
+        Family("tailor_storage_corrupt_records_total", "Stored records that could not be decoded.",
+               MetricType::Counter, d(s.corrupt_records)),
+        Family("process_cpu_seconds_total", "User and system CPU time spent.", MetricType::Counter,
+               p.cpu_seconds),
+        Family("process_resident_memory_bytes", "Resident memory size.", MetricType::Gauge,
+               p.resident_bytes),
+        Family("process_open_fds", "Open file descriptors.", MetricType::Gauge, p.open_fds),
+        Family("process_start_time_seconds", "Start time since the Unix epoch.", MetricType::Gauge,
+               p.start_time_seconds),
+    };
+  }
+
+ private:
+  mutable std::mutex mu_;
+  engine::PreferenceEngine* engine_;  // guarded by mu_
+};
+
+int ExperienceBucket(uint64_t pairs_before) {
+  if (pairs_before == 0) return 0;
+  if (pairs_before <= 2) return 1;
+  if (pairs_before <= 5) return 2;
+  if (pairs_before <= 10) return 3;
+  if (pairs_before <= 20) return 4;
+  return 5;
+}
+
+const char* ExperienceLabel(int bucket) {
+  static constexpr std::array<const char*, kExperienceBuckets> kLabels = {"0",    "1-2",   "3-5",
+                                                                          "6-10", "11-20", "21+"};
+  return kLabels[static_cast<size_t>(bucket)];
+}
 
 absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Start(const std::string& listen) {
-  auto registry = std::make_shared<prometheus::Registry>();
+  std::unique_ptr<Metrics> m(new Metrics());
+  m->registry_ = std::make_shared<prometheus::Registry>();
+  prometheus::Registry& r = *m->registry_;
   prometheus::BuildGauge()
       .Name("tailor_build_info")
       .Help("Always 1; the labels say which build is running.")
-      .Register(*registry)
+      .Register(r)
       .Add({{"version", kTailorVersion}})
       .Set(1);
 
-  std::unique_ptr<prometheus::Exposer> exposer;
+  auto& requests = prometheus::BuildCounter()
+                       .Name("tailor_rpc_requests_total")
+                       .Help("Finished RPCs by method and gRPC status code.")
+                       .Register(r);
+  auto& latency = prometheus::BuildHistogram()
+                      .Name("tailor_rpc_latency_seconds")
+                      .Help("Server-side RPC latency (streams: the whole stream).")
+                      .Register(r);
+  for (int i = 0; i < kRpcCount; ++i) {
+    for (size_t c = 0; c < kCodeNames.size(); ++c) {
+      m->requests_[static_cast<size_t>(i)][c] =
+          &requests.Add({{"method", kRpcNames[static_cast<size_t>(i)]}, {"code", kCodeNames[c]}});
+    }
+    m->latency_[static_cast<size_t>(i)] =
+        &latency.Add({{"method", kRpcNames[static_cast<size_t>(i)]}}, kLatencyBuckets);
+  }
+  auto& outcomes = prometheus::BuildCounter()
+                       .Name("tailor_feedback_events_total")
+                       .Help("Feedback events received, by outcome.")
+                       .Register(r);
+  m->feedback_outcomes_ = {&outcomes.Add({{"outcome", "applied"}}),
+                           &outcomes.Add({{"outcome", "duplicate"}}),
+                           &outcomes.Add({{"outcome", "rejected"}})};
+  auto& rankings = prometheus::BuildCounter()
+                       .Name("tailor_rankings_total")
+                       .Help("Rankings served, by the knowledge that served them.")
+                       .Register(r);
+  m->rankings_ = {&rankings.Add({{"source", "personal"}}),
+                  &rankings.Add({{"source", "neighbours"}}),
+                  &rankings.Add({{"source", "population"}})};
+  auto& predictions = prometheus::BuildCounter()
+                          .Name("tailor_predictions_total")
+                          .Help(
+                              "Progressive validation: feedback events predicted before "
+                              "learning from them, by the user's prior pairs.")
+                          .Register(r);
+  auto& correct = prometheus::BuildCounter()
+                      .Name("tailor_predictions_correct_total")
+                      .Help(
+                          "Progressive validation: predictions that gave the chosen "
+                          "response more than even odds.")
+                      .Register(r);
+  auto& log_loss = prometheus::BuildCounter()
+                       .Name("tailor_prediction_log_loss_total")
+                       .Help("Progressive validation: summed -log P(chosen) of predictions.")
+                       .Register(r);
+  for (int b = 0; b < kExperienceBuckets; ++b) {
+    const auto i = static_cast<size_t>(b);
+    m->predictions_[i] = &predictions.Add({{"experience", ExperienceLabel(b)}});
+    m->predictions_correct_[i] = &correct.Add({{"experience", ExperienceLabel(b)}});
+    m->prediction_log_loss_[i] = &log_loss.Add({{"experience", ExperienceLabel(b)}});
+  }
+  m->open_streams_ = &prometheus::BuildGauge()
+                          .Name("tailor_feedback_streams_open")
+                          .Help("StreamFeedback calls in progress.")
+                          .Register(r)
+                          .Add({});
+
   // prometheus-cpp (civetweb) reports a bind failure by throwing; convert it here, once.
   try {
-    exposer = std::make_unique<prometheus::Exposer>(listen, /*num_threads=*/2);
+    m->exposer_ = std::make_unique<prometheus::Exposer>(listen, /*num_threads=*/2);
   } catch (const std::exception& e) {
     return absl::UnavailableError(
         absl::StrCat("--metrics_listen: cannot serve metrics on ", listen, ": ", e.what()));
   }
-  exposer->RegisterCollectable(registry);
-  const std::vector<int> ports = exposer->GetListeningPorts();
-  const int port = ports.empty() ? 0 : ports.front();
-  return std::unique_ptr<Metrics>(new Metrics(std::move(registry), std::move(exposer), port));
+  m->exposer_->RegisterCollectable(m->registry_);
+  const std::vector<int> ports = m->exposer_->GetListeningPorts();
+  m->port_ = ports.empty() ? 0 : ports.front();
+  return m;
 }
 
-Metrics::Metrics(std::shared_ptr<prometheus::Registry> registry,
-                 std::unique_ptr<prometheus::Exposer> exposer, int port)
-    : registry_(std::move(registry)), exposer_(std::move(exposer)), port_(port) {}
+Metrics::~Metrics() { Unwatch(); }
+
+void Metrics::RecordRpc(Rpc rpc, grpc::StatusCode code, absl::Duration latency) {
+  const auto i = static_cast<size_t>(rpc);
+  const auto c = static_cast<size_t>(code);
+  if (c < kCodeNames.size()) requests_[i][c]->Increment();
+  latency_[i]->Observe(absl::ToDoubleSeconds(latency));
+}
+
+void Metrics::RecordFeedback(const v1::FeedbackAck& ack) {
+  switch (ack.outcome()) {
+    case v1::FeedbackAck::OUTCOME_APPLIED: {
+      feedback_outcomes_[0]->Increment();
+      const auto b = static_cast<size_t>(ExperienceBucket(ack.user_feedback_count() - 1));
+      const double p = ack.predicted_chosen_probability();
+      predictions_[b]->Increment();
+      if (p > 0.5) predictions_correct_[b]->Increment();
+      prediction_log_loss_[b]->Increment(-std::log(std::max(p, 1e-12)));
+      break;
+    }
+    case v1::FeedbackAck::OUTCOME_DUPLICATE:
+      feedback_outcomes_[1]->Increment();
+      break;
+    default:
+      feedback_outcomes_[2]->Increment();
+      break;
+  }
+}
+
+void Metrics::RecordRanking(v1::KnowledgeSource source) {
+  switch (source) {
+    case v1::KNOWLEDGE_SOURCE_PERSONAL:
+      rankings_[0]->Increment();
+      break;
+    case v1::KNOWLEDGE_SOURCE_NEIGHBOURS:
+      rankings_[1]->Increment();
+      break;
+    default:
+      rankings_[2]->Increment();
+      break;
+  }
+}
+
+Metrics::Metrics() = default;
+
+void Metrics::Watch(engine::PreferenceEngine& engine) {
+  engine_collector_ = std::make_shared<EngineCollector>(engine);
+  exposer_->RegisterCollectable(engine_collector_);
+}
+
+void Metrics::Unwatch() {
+  if (engine_collector_ != nullptr) {
+    exposer_->RemoveCollectable(engine_collector_);
+    engine_collector_->Detach();
+    engine_collector_.reset();
+  }
+}
 
 }  // namespace tailor::server

@@ -1,32 +1,83 @@
-// Metrics: tailord's Prometheus registry and the HTTP exposer serving /metrics on its own
-// port. Label sets are bounded: no user id or other unbounded value ever becomes a label.
+// Metrics: tailord's Prometheus metrics and the HTTP exposer serving /metrics on its own port.
+// RPC and feedback counters are recorded as calls finish; engine, RocksDB and process gauges
+// are read at scrape time. Label sets are bounded (method, status code, outcome, knowledge
+// source, experience bucket): no user id or other unbounded value ever becomes a label.
 #ifndef TAILOR_SERVER_METRICS_H_
 #define TAILOR_SERVER_METRICS_H_
 
+#include <array>
 #include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "engine/preference_engine.h"
+#include "grpcpp/support/status.h"
+#include "prometheus/counter.h"
 #include "prometheus/exposer.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
 #include "prometheus/registry.h"
+#include "tailor/v1/tailor.pb.h"
 
 namespace tailor::server {
+
+class EngineCollector;
+
+enum class Rpc {
+  kRankResponses,
+  kSubmitFeedback,
+  kStreamFeedback,
+  kSuggestComparison,
+  kGetUser,
+  kExportUser,
+  kDeleteUser,
+  kGetServerInfo,
+  kCreateCheckpoint,
+};
+inline constexpr int kRpcCount = 9;
+
+// Experience buckets of the live learning curve: how many pairs the user had given before.
+inline constexpr int kExperienceBuckets = 6;
+int ExperienceBucket(uint64_t pairs_before);
+const char* ExperienceLabel(int bucket);
 
 class Metrics {
  public:
   // Starts serving /metrics on `listen` (host:port; port 0 picks a free one).
   static absl::StatusOr<std::unique_ptr<Metrics>> Start(const std::string& listen);
+  ~Metrics();
 
-  prometheus::Registry& registry() { return *registry_; }
   int port() const { return port_; }
 
+  void RecordRpc(Rpc rpc, grpc::StatusCode code, absl::Duration latency);
+  // Outcome counts, and for applied events the progressive-validation counters.
+  void RecordFeedback(const v1::FeedbackAck& ack);
+  void RecordRanking(v1::KnowledgeSource source);
+  void StreamOpened() { open_streams_->Increment(); }
+  void StreamClosed() { open_streams_->Decrement(); }
+
+  // Exposes the engine's, the store's and the process's gauges, read at each scrape.
+  // Unwatch() before the engine goes away.
+  void Watch(engine::PreferenceEngine& engine);
+  void Unwatch();
+
  private:
-  Metrics(std::shared_ptr<prometheus::Registry> registry,
-          std::unique_ptr<prometheus::Exposer> exposer, int port);
+  Metrics();
 
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<prometheus::Exposer> exposer_;
-  int port_;
+  std::shared_ptr<EngineCollector> engine_collector_;
+  int port_ = 0;
+
+  std::array<std::array<prometheus::Counter*, 17>, kRpcCount> requests_{};
+  std::array<prometheus::Histogram*, kRpcCount> latency_{};
+  std::array<prometheus::Counter*, 3> feedback_outcomes_{};  // applied, duplicate, rejected
+  std::array<prometheus::Counter*, 3> rankings_{};           // personal, neighbours, population
+  std::array<prometheus::Counter*, kExperienceBuckets> predictions_{};
+  std::array<prometheus::Counter*, kExperienceBuckets> predictions_correct_{};
+  std::array<prometheus::Counter*, kExperienceBuckets> prediction_log_loss_{};
+  prometheus::Gauge* open_streams_ = nullptr;
 };
 
 }  // namespace tailor::server

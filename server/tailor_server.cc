@@ -66,9 +66,11 @@ absl::StatusOr<std::unique_ptr<TailorServer>> TailorServer::Start(const ServerCo
   server->metrics_ = *std::move(metrics);
 
   server->queue_ = std::make_unique<WorkQueue>(kWorkThreads);
-  server->service_ =
-      std::make_unique<TailorService>(*server->engine_, *server->queue_, server->config_);
-  server->admin_ = std::make_unique<TailorAdminService>(*server->engine_, *server->queue_);
+  server->metrics_->Watch(*server->engine_);
+  server->service_ = std::make_unique<TailorService>(*server->engine_, *server->queue_,
+                                                     *server->metrics_, server->config_);
+  server->admin_ =
+      std::make_unique<TailorAdminService>(*server->engine_, *server->queue_, *server->metrics_);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -96,6 +98,7 @@ void TailorServer::Shutdown() {
     grpc_server_.reset();
   }
   queue_.reset();  // runs what is queued: every reactor has finished before this returns
+  if (metrics_ != nullptr) metrics_->Unwatch();  // no scrape may read the engine from now on
   admin_.reset();
   service_.reset();
   engine_.reset();

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "server/request_validation.h"
 #include "server/version.h"
 
@@ -48,24 +49,36 @@ void FillProfile(absl::string_view user_id, const engine::UserProfile& profile,
   out.set_last_feedback_micros(profile.last_feedback_micros);
 }
 
-grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* context, const absl::Status& status) {
+// Where a unary call finishes: the status goes to the client and into the metrics.
+struct CallRecord {
+  Metrics& metrics;
+  Rpc rpc;
+  absl::Time start = absl::Now();
+  void Finish(grpc::ServerUnaryReactor* reactor, const grpc::Status& status) const {
+    metrics.RecordRpc(rpc, status.error_code(), absl::Now() - start);
+    reactor->Finish(status);
+  }
+};
+
+grpc::ServerUnaryReactor* Done(const CallRecord& call, grpc::CallbackServerContext* context,
+                               const absl::Status& status) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpc(status));
+  call.Finish(reactor, ToGrpc(status));
   return reactor;
 }
 
 // Runs `work` on the queue and finishes the call with its status; a call whose client has
 // gone (cancelled, deadline exceeded) is abandoned before any work is done.
 template <typename Work>
-grpc::ServerUnaryReactor* Deferred(WorkQueue& queue, grpc::CallbackServerContext* context,
-                                   Work work) {
+grpc::ServerUnaryReactor* Deferred(WorkQueue& queue, const CallRecord& call,
+                                   grpc::CallbackServerContext* context, Work work) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  queue.Post([context, reactor, work = std::move(work)]() mutable {
+  queue.Post([call, context, reactor, work = std::move(work)]() mutable {
     if (context->IsCancelled()) {
-      reactor->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "abandoned: call cancelled"));
+      call.Finish(reactor, grpc::Status(grpc::StatusCode::CANCELLED, "abandoned: call cancelled"));
       return;
     }
-    reactor->Finish(ToGrpc(work()));
+    call.Finish(reactor, ToGrpc(work()));
   });
   return reactor;
 }
@@ -75,38 +88,49 @@ grpc::ServerUnaryReactor* Deferred(WorkQueue& queue, grpc::CallbackServerContext
 // held back by HTTP/2 flow control instead of growing server memory.
 class FeedbackStream final : public grpc::ServerBidiReactor<v1::FeedbackEvent, v1::FeedbackAck> {
  public:
-  explicit FeedbackStream(TailorService& service) : service_(service) { StartRead(&event_); }
+  explicit FeedbackStream(TailorService& service) : service_(service) {
+    service_.metrics().StreamOpened();
+    StartRead(&event_);
+  }
 
   void OnReadDone(bool ok) override {
     if (!ok) {  // the client closed its side; every read event has been acked
-      Finish(grpc::Status::OK);
+      End(grpc::Status::OK);
       return;
     }
     service_.queue().Post([this] {
       ack_.Clear();
       absl::Status status = service_.ApplyFeedback(event_, ack_);
       if (!status.ok()) {  // a storage fault, not bad input: end the stream
-        Finish(ToGrpc(status));
+        End(ToGrpc(status));
         return;
       }
+      service_.metrics().RecordFeedback(ack_);
       StartWrite(&ack_);
     });
   }
 
   void OnWriteDone(bool ok) override {
     if (!ok) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken while acking"));
+      End(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken while acking"));
       return;
     }
     StartRead(&event_);
   }
 
   void OnDone() override {
+    service_.metrics().StreamClosed();
     service_.open_streams().fetch_sub(1);
     delete this;
   }
 
  private:
+  void End(const grpc::Status& status) {
+    service_.metrics().RecordRpc(Rpc::kStreamFeedback, status.error_code(), absl::Now() - start_);
+    Finish(status);
+  }
+
+  const absl::Time start_ = absl::Now();
   TailorService& service_;
   v1::FeedbackEvent event_;
   v1::FeedbackAck ack_;
@@ -121,19 +145,19 @@ class RefusedStream final : public grpc::ServerBidiReactor<v1::FeedbackEvent, v1
 class ExportWriter final : public grpc::ServerWriteReactor<v1::ExportUserResponse> {
  public:
   ExportWriter(TailorService& service, grpc::CallbackServerContext* context, std::string user_id)
-      : context_(context), user_id_(std::move(user_id)) {
+      : metrics_(service.metrics()), context_(context), user_id_(std::move(user_id)) {
     if (absl::Status s = ValidateId("user_id", user_id_); !s.ok()) {
-      Finish(ToGrpc(s));
+      End(ToGrpc(s));
       return;
     }
     service.queue().Post([this, &service] {
       if (context_->IsCancelled()) {
-        Finish(grpc::Status(grpc::StatusCode::CANCELLED, "abandoned: call cancelled"));
+        End(grpc::Status(grpc::StatusCode::CANCELLED, "abandoned: call cancelled"));
         return;
       }
       absl::StatusOr<engine::UserExport> exported = service.engine().ExportUser(user_id_);
       if (!exported.ok()) {
-        Finish(ToGrpc(exported.status()));
+        End(ToGrpc(exported.status()));
         return;
       }
       export_ = *std::move(exported);
@@ -144,11 +168,11 @@ class ExportWriter final : public grpc::ServerWriteReactor<v1::ExportUserRespons
 
   void OnWriteDone(bool ok) override {
     if (!ok) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+      End(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
       return;
     }
     if (next_ == export_.history.size()) {
-      Finish(grpc::Status::OK);
+      End(grpc::Status::OK);
       return;
     }
     const storage::records::FeedbackRecord& r = export_.history[next_++];
@@ -172,6 +196,13 @@ class ExportWriter final : public grpc::ServerWriteReactor<v1::ExportUserRespons
   void OnDone() override { delete this; }
 
  private:
+  void End(const grpc::Status& status) {
+    metrics_.RecordRpc(Rpc::kExportUser, status.error_code(), absl::Now() - start_);
+    Finish(status);
+  }
+
+  Metrics& metrics_;
+  const absl::Time start_ = absl::Now();
   grpc::CallbackServerContext* context_;
   std::string user_id_;
   engine::UserExport export_;
@@ -186,21 +217,22 @@ grpc::Status ToGrpc(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
-TailorService::TailorService(engine::PreferenceEngine& engine, WorkQueue& queue,
+TailorService::TailorService(engine::PreferenceEngine& engine, WorkQueue& queue, Metrics& metrics,
                              const ServerConfig& config)
-    : engine_(engine), queue_(queue), config_(config) {}
+    : engine_(engine), queue_(queue), metrics_(metrics), config_(config) {}
 
 grpc::ServerUnaryReactor* TailorService::RankResponses(grpc::CallbackServerContext* context,
                                                        const v1::RankResponsesRequest* request,
                                                        v1::RankResponsesResponse* response) {
+  const CallRecord call{metrics_, Rpc::kRankResponses};
   // CPU only, no storage: computed inline.
   for (absl::Status s : {ValidateId("user_id", request->user_id()),
                          ValidateCandidates(request->candidates(), 1, config_.max_candidates)}) {
-    if (!s.ok()) return Done(context, s);
+    if (!s.ok()) return Done(call, context, s);
   }
   absl::StatusOr<engine::RankResult> result = engine_.Rank(
       request->user_id(), ToCandidates(request->candidates()), request->options().explore());
-  if (!result.ok()) return Done(context, result.status());
+  if (!result.ok()) return Done(call, context, result.status());
   const size_t keep = request->options().top_k() == 0
                           ? result->ranked.size()
                           : std::min<size_t>(request->options().top_k(), result->ranked.size());
@@ -213,7 +245,8 @@ grpc::ServerUnaryReactor* TailorService::RankResponses(grpc::CallbackServerConte
   }
   response->set_knowledge_source(ToProto(result->source));
   response->set_user_feedback_count(result->user_feedback_count);
-  return Done(context, absl::OkStatus());
+  metrics_.RecordRanking(response->knowledge_source());
+  return Done(call, context, absl::OkStatus());
 }
 
 absl::Status TailorService::ApplyFeedback(const v1::FeedbackEvent& event, v1::FeedbackAck& ack) {
@@ -246,8 +279,10 @@ absl::Status TailorService::ApplyFeedback(const v1::FeedbackEvent& event, v1::Fe
 grpc::ServerUnaryReactor* TailorService::SubmitFeedback(grpc::CallbackServerContext* context,
                                                         const v1::SubmitFeedbackRequest* request,
                                                         v1::FeedbackAck* response) {
-  return Deferred(queue_, context, [this, request, response]() -> absl::Status {
+  const CallRecord call{metrics_, Rpc::kSubmitFeedback};
+  return Deferred(queue_, call, context, [this, request, response]() -> absl::Status {
     if (absl::Status s = ApplyFeedback(request->event(), *response); !s.ok()) return s;
+    metrics_.RecordFeedback(*response);
     if (response->outcome() == v1::FeedbackAck::OUTCOME_REJECTED) {
       return absl::InvalidArgumentError(response->error());
     }
@@ -270,30 +305,32 @@ grpc::ServerBidiReactor<v1::FeedbackEvent, v1::FeedbackAck>* TailorService::Stre
 grpc::ServerUnaryReactor* TailorService::SuggestComparison(
     grpc::CallbackServerContext* context, const v1::SuggestComparisonRequest* request,
     v1::SuggestComparisonResponse* response) {
+  const CallRecord call{metrics_, Rpc::kSuggestComparison};
   for (absl::Status s : {ValidateId("user_id", request->user_id()),
                          ValidateCandidates(request->candidates(), 2, config_.max_candidates)}) {
-    if (!s.ok()) return Done(context, s);
+    if (!s.ok()) return Done(call, context, s);
   }
   absl::StatusOr<engine::Comparison> pair =
       engine_.Suggest(request->user_id(), ToCandidates(request->candidates()));
-  if (!pair.ok()) return Done(context, pair.status());
+  if (!pair.ok()) return Done(call, context, pair.status());
   response->set_first_id(request->candidates(pair->first).id());
   response->set_second_id(request->candidates(pair->second).id());
   response->set_probability_first_preferred(pair->probability_first);
   response->set_expected_information_bits(pair->information_bits);
-  return Done(context, absl::OkStatus());
+  return Done(call, context, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* TailorService::GetUser(grpc::CallbackServerContext* context,
                                                  const v1::GetUserRequest* request,
                                                  v1::UserProfile* response) {
+  const CallRecord call{metrics_, Rpc::kGetUser};
   if (absl::Status s = ValidateId("user_id", request->user_id()); !s.ok()) {
-    return Done(context, s);
+    return Done(call, context, s);
   }
   absl::StatusOr<engine::UserProfile> profile = engine_.GetUser(request->user_id());
-  if (!profile.ok()) return Done(context, profile.status());
+  if (!profile.ok()) return Done(call, context, profile.status());
   FillProfile(request->user_id(), *profile, *response);
-  return Done(context, absl::OkStatus());
+  return Done(call, context, absl::OkStatus());
 }
 
 grpc::ServerWriteReactor<v1::ExportUserResponse>* TailorService::ExportUser(
@@ -304,10 +341,11 @@ grpc::ServerWriteReactor<v1::ExportUserResponse>* TailorService::ExportUser(
 grpc::ServerUnaryReactor* TailorService::DeleteUser(grpc::CallbackServerContext* context,
                                                     const v1::DeleteUserRequest* request,
                                                     v1::DeleteUserResponse* response) {
+  const CallRecord call{metrics_, Rpc::kDeleteUser};
   if (absl::Status s = ValidateId("user_id", request->user_id()); !s.ok()) {
-    return Done(context, s);
+    return Done(call, context, s);
   }
-  return Deferred(queue_, context, [this, request, response]() -> absl::Status {
+  return Deferred(queue_, call, context, [this, request, response]() -> absl::Status {
     absl::StatusOr<storage::DeletedUser> deleted = engine_.DeleteUser(request->user_id());
     if (!deleted.ok()) return deleted.status();
     response->set_existed(deleted->existed);
@@ -319,6 +357,7 @@ grpc::ServerUnaryReactor* TailorService::DeleteUser(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* TailorService::GetServerInfo(grpc::CallbackServerContext* context,
                                                        const v1::GetServerInfoRequest*,
                                                        v1::ServerInfo* response) {
+  const CallRecord call{metrics_, Rpc::kGetServerInfo};
   response->set_version(kTailorVersion);
   v1::Schema* schema = response->mutable_schema();
   for (const model::FeatureSpec& spec : engine_.schema().features()) {
@@ -338,20 +377,22 @@ grpc::ServerUnaryReactor* TailorService::GetServerInfo(grpc::CallbackServerConte
   response->set_established_users(stats.established_users);
   response->set_feedback_events(stats.feedback_events);
   response->set_durability(engine_.store().sync_wal() ? "wal+fsync" : "wal");
-  return Done(context, absl::OkStatus());
+  return Done(call, context, absl::OkStatus());
 }
 
-TailorAdminService::TailorAdminService(engine::PreferenceEngine& engine, WorkQueue& queue)
-    : engine_(engine), queue_(queue) {}
+TailorAdminService::TailorAdminService(engine::PreferenceEngine& engine, WorkQueue& queue,
+                                       Metrics& metrics)
+    : engine_(engine), queue_(queue), metrics_(metrics) {}
 
 grpc::ServerUnaryReactor* TailorAdminService::CreateCheckpoint(
     grpc::CallbackServerContext* context, const v1::CreateCheckpointRequest* request,
     v1::CreateCheckpointResponse* response) {
+  const CallRecord call{metrics_, Rpc::kCreateCheckpoint};
   const std::filesystem::path directory(request->directory());
   if (!directory.is_absolute()) {
-    return Done(context, absl::InvalidArgumentError("directory: must be an absolute path"));
+    return Done(call, context, absl::InvalidArgumentError("directory: must be an absolute path"));
   }
-  return Deferred(queue_, context, [this, request, response]() -> absl::Status {
+  return Deferred(queue_, call, context, [this, request, response]() -> absl::Status {
     absl::StatusOr<uint64_t> sequence = engine_.store().CreateCheckpoint(request->directory());
     if (!sequence.ok()) return sequence.status();
     response->set_directory(request->directory());

@@ -7,6 +7,7 @@
 #include <atomic>
 
 #include "engine/preference_engine.h"
+#include "server/metrics.h"
 #include "server/server_config.h"
 #include "server/work_queue.h"
 #include "tailor/v1/tailor.grpc.pb.h"
@@ -18,7 +19,8 @@ grpc::Status ToGrpc(const absl::Status& status);
 
 class TailorService final : public tailor::v1::Tailor::CallbackService {
  public:
-  TailorService(engine::PreferenceEngine& engine, WorkQueue& queue, const ServerConfig& config);
+  TailorService(engine::PreferenceEngine& engine, WorkQueue& queue, Metrics& metrics,
+                const ServerConfig& config);
 
   grpc::ServerUnaryReactor* RankResponses(grpc::CallbackServerContext* context,
                                           const v1::RankResponsesRequest* request,
@@ -49,19 +51,21 @@ class TailorService final : public tailor::v1::Tailor::CallbackService {
 
   WorkQueue& queue() { return queue_; }
   engine::PreferenceEngine& engine() { return engine_; }
+  Metrics& metrics() { return metrics_; }
   std::atomic<int>& open_streams() { return open_streams_; }
   const ServerConfig& config() const { return config_; }
 
  private:
   engine::PreferenceEngine& engine_;
   WorkQueue& queue_;
+  Metrics& metrics_;
   const ServerConfig& config_;
   std::atomic<int> open_streams_{0};
 };
 
 class TailorAdminService final : public tailor::v1::TailorAdmin::CallbackService {
  public:
-  TailorAdminService(engine::PreferenceEngine& engine, WorkQueue& queue);
+  TailorAdminService(engine::PreferenceEngine& engine, WorkQueue& queue, Metrics& metrics);
   grpc::ServerUnaryReactor* CreateCheckpoint(grpc::CallbackServerContext* context,
                                              const v1::CreateCheckpointRequest* request,
                                              v1::CreateCheckpointResponse* response) override;
@@ -69,6 +73,7 @@ class TailorAdminService final : public tailor::v1::TailorAdmin::CallbackService
  private:
   engine::PreferenceEngine& engine_;
   WorkQueue& queue_;
+  Metrics& metrics_;
 };
 
 }  // namespace tailor::server

@@ -36,9 +36,9 @@ class TailordServer:
             line = self.proc.stderr.readline()
             if not line:
                 break
-            match = re.search(r"serving grpc_port=(\d+)", line)
+            match = re.search(r"serving grpc_port=(\d+) metrics_port=(\d+)", line)
             if match:
-                self.port = int(match.group(1))
+                self.port, self.metrics_port = int(match.group(1)), int(match.group(2))
         if self.port is None:
             raise RuntimeError("tailord did not start")
 
