@@ -24,6 +24,8 @@ void QualityScore::Add(const QualityScore& other) {
   pairwise_total += other.pairwise_total;
   top1_correct += other.top1_correct;
   prompts += other.prompts;
+  pick_reward += other.pick_reward;
+  regret += other.regret;
 }
 
 void ScoreRanking(const Catalogue& catalogue, const Eigen::VectorXd& w, int prompt,
@@ -41,6 +43,8 @@ void ScoreRanking(const Catalogue& catalogue, const Eigen::VectorXd& w, int prom
   }
   score.prompts += 1;
   score.top1_correct += utility[ranking[0]] >= utility.maxCoeff() - 1e-12 ? 1 : 0;
+  score.pick_reward += utility[ranking[0]];
+  score.regret += utility.maxCoeff() - utility[ranking[0]];
 }
 
 }  // namespace tailor::bench

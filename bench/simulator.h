@@ -33,10 +33,14 @@ struct QualityScore {
   double pairwise_total = 0;
   double top1_correct = 0;
   double prompts = 0;
+  double pick_reward = 0;  // summed true utility of the top pick
+  double regret = 0;       // summed (best true utility - pick's true utility)
   double pairwise_accuracy() const {
     return pairwise_total > 0 ? pairwise_correct / pairwise_total : 0;
   }
   double top1() const { return prompts > 0 ? top1_correct / prompts : 0; }
+  double mean_pick_reward() const { return prompts > 0 ? pick_reward / prompts : 0; }
+  double mean_regret() const { return prompts > 0 ? regret / prompts : 0; }
   void Add(const QualityScore& other);
 };
 

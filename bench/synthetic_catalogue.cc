@@ -2,6 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
+#include <map>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace tailor::bench {
 
@@ -11,6 +17,9 @@ Catalogue MakeSyntheticCatalogue(int prompts, int responses, int features, doubl
   const double shared = std::sqrt(rho);
   const double own = std::sqrt(1.0 - rho);
   Catalogue catalogue;
+  for (int b = 0; b < features; ++b) catalogue.feature_names.push_back("rm" + std::to_string(b));
+  catalogue.raw_mean = Eigen::VectorXd::Zero(features);
+  catalogue.raw_sd = Eigen::VectorXd::Ones(features);
   catalogue.scores.reserve(static_cast<size_t>(prompts));
   for (int p = 0; p < prompts; ++p) {
     Eigen::MatrixXd scores(responses, features);
@@ -19,6 +28,70 @@ Catalogue MakeSyntheticCatalogue(int prompts, int responses, int features, doubl
       for (int b = 0; b < features; ++b) scores(r, b) = shared * quality + own * normal(rng);
     }
     catalogue.scores.push_back(std::move(scores));
+  }
+  return catalogue;
+}
+
+absl::StatusOr<Catalogue> LoadCatalogueCsv(const std::string& path) {
+  std::ifstream file(path);
+  if (!file) return absl::NotFoundError("catalogue: cannot read " + path);
+  std::string line;
+  std::getline(file, line);
+  std::vector<std::string> header = absl::StrSplit(line, ',');
+  if (header.size() < 4 || header[0] != "prompt_id") {
+    return absl::InvalidArgumentError(
+        "catalogue: header must be prompt_id,response_id,label,<feature...>");
+  }
+  Catalogue catalogue;
+  catalogue.feature_names.assign(header.begin() + 3, header.end());
+  const int d = static_cast<int>(catalogue.feature_names.size());
+  std::vector<std::string> prompt_order;
+  std::map<std::string, std::vector<std::vector<double>>> rows;
+  int line_number = 1;
+  while (std::getline(file, line)) {
+    ++line_number;
+    if (line.empty()) continue;
+    std::vector<std::string> cells = absl::StrSplit(line, ',');
+    if (static_cast<int>(cells.size()) != d + 3) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("catalogue line ", line_number, ": expected ", d + 3, " cells"));
+    }
+    std::vector<double> values(static_cast<size_t>(d));
+    for (int b = 0; b < d; ++b) {
+      if (!absl::SimpleAtod(cells[static_cast<size_t>(b + 3)], &values[static_cast<size_t>(b)])) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("catalogue line ", line_number, ": not a number"));
+      }
+    }
+    if (!rows.contains(cells[0])) prompt_order.push_back(cells[0]);
+    rows[cells[0]].push_back(std::move(values));
+  }
+  if (prompt_order.empty()) return absl::InvalidArgumentError("catalogue: no rows");
+  const size_t responses = rows[prompt_order[0]].size();
+  Eigen::VectorXd sum = Eigen::VectorXd::Zero(d), sum2 = Eigen::VectorXd::Zero(d);
+  double n = 0;
+  for (const std::string& prompt : prompt_order) {
+    if (rows[prompt].size() != responses || responses < 2) {
+      return absl::InvalidArgumentError(
+          "catalogue: every prompt needs the same number (>= 2) "
+          "of responses; " +
+          prompt + " differs");
+    }
+    Eigen::MatrixXd m(static_cast<Eigen::Index>(responses), d);
+    for (size_t r = 0; r < responses; ++r) {
+      for (int b = 0; b < d; ++b)
+        m(static_cast<Eigen::Index>(r), b) = rows[prompt][r][static_cast<size_t>(b)];
+    }
+    sum += m.colwise().sum().transpose();
+    sum2 += m.cwiseAbs2().colwise().sum().transpose();
+    n += static_cast<double>(responses);
+    catalogue.scores.push_back(std::move(m));
+  }
+  catalogue.raw_mean = sum / n;
+  catalogue.raw_sd = (sum2 / n - catalogue.raw_mean.cwiseAbs2()).cwiseMax(1e-12).cwiseSqrt();
+  for (Eigen::MatrixXd& m : catalogue.scores) {
+    m = (m.rowwise() - catalogue.raw_mean.transpose()).array().rowwise() /
+        catalogue.raw_sd.transpose().array();
   }
   return catalogue;
 }

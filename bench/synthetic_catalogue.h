@@ -6,13 +6,21 @@
 
 #include <Eigen/Core>
 #include <random>
+#include <string>
 #include <vector>
+
+#include "absl/status/statusor.h"
 
 namespace tailor::bench {
 
-// scores[p] is a responses x features matrix of z-scored values for prompt p.
+// scores[p] is a responses x features matrix for prompt p, z-scored over the catalogue (the
+// units users' weights apply to). `raw_mean`/`raw_sd` map back to the raw scores a serving
+// stack would send: raw = mean + sd * z.
 struct Catalogue {
   std::vector<Eigen::MatrixXd> scores;
+  std::vector<std::string> feature_names;
+  Eigen::VectorXd raw_mean;
+  Eigen::VectorXd raw_sd;
   int responses() const { return scores.empty() ? 0 : static_cast<int>(scores[0].rows()); }
   int features() const { return scores.empty() ? 0 : static_cast<int>(scores[0].cols()); }
 };
@@ -20,6 +28,10 @@ struct Catalogue {
 // score = sqrt(rho) * quality(prompt, response) + sqrt(1 - rho) * noise(prompt, response, rm)
 Catalogue MakeSyntheticCatalogue(int prompts, int responses, int features, double rho,
                                  std::mt19937_64& rng);
+
+// Loads `prompt_id,response_id,label,<feature...>` (every prompt with the same number of
+// responses) and z-scores each feature over all responses.
+absl::StatusOr<Catalogue> LoadCatalogueCsv(const std::string& path);
 
 // One user's weights over the features, Dirichlet(alpha, ..., alpha).
 Eigen::VectorXd SampleDirichlet(int dimension, double alpha, std::mt19937_64& rng);

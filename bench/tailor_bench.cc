@@ -1,6 +1,9 @@
 // tailor-bench: Tailor's benchmarks. Subcommands:
 //   diversity   PersonalLLM diversity figures of the synthetic catalogue (no server needed)
+//   quality     the PersonalLLM simulator replayed through live tailord servers over gRPC
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
@@ -8,6 +11,9 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
+#include "bench/quality_benchmark.h"
 #include "bench/synthetic_catalogue.h"
 
 ABSL_FLAG(double, rho, 0.42, "correlation between reward models in the synthetic catalogue");
@@ -15,13 +21,30 @@ ABSL_FLAG(double, alpha, 0.05, "Dirichlet concentration of user weights");
 ABSL_FLAG(int32_t, prompts, 1000, "synthetic prompts");
 ABSL_FLAG(int32_t, users, 1000, "simulated users");
 ABSL_FLAG(uint64_t, seed, 1, "random seed");
+ABSL_FLAG(std::string, catalogue, "synthetic",
+          "quality: 'synthetic' or a catalogue CSV (prompt_id,response_id,label,<features...>)");
+ABSL_FLAG(int32_t, historical_users, 10000, "quality: established users streamed in first");
+ABSL_FLAG(int32_t, min_pairs, 25, "quality: fewest pairs per historical user");
+ABSL_FLAG(int32_t, max_pairs, 50, "quality: most pairs per historical user");
+ABSL_FLAG(int32_t, test_users, 100, "quality: test users per k");
+ABSL_FLAG(int32_t, eval_prompts, 100, "quality: held-out prompts ranked per test user");
+ABSL_FLAG(std::vector<std::string>, ks,
+          std::vector<std::string>({"0", "1", "2", "4", "8", "16", "32"}),
+          "quality: numbers of pairs test users give");
+ABSL_FLAG(int32_t, threads, 4, "quality: client threads");
+ABSL_FLAG(std::string, tailord, "", "quality: tailord binary (default: next to tailor-bench)");
+ABSL_FLAG(std::string, json_out, "", "quality: write the JSON report here");
+ABSL_FLAG(std::string, svg_out, "", "quality: write the SVG learning curves here");
 
 namespace {
 
 constexpr char kUsage[] = R"(tailor-bench [flags] COMMAND
 commands:
   diversity   share of prompts whose top response wins a majority of users, and share with
-              >= 5 distinct winners, for the synthetic catalogue (PersonalLLM reports ~0.5/~0.6))";
+              >= 5 distinct winners, for the synthetic catalogue (PersonalLLM reports ~0.5/~0.6)
+  quality     the PersonalLLM protocol through live tailord servers (started here):
+              historical users stream feedback, test users give k pairs (random or suggested),
+              held-out accuracy/top-1/reward vs population, own-posterior and oracle baselines)";
 
 int Diversity() {
   std::mt19937_64 rng(absl::GetFlag(FLAGS_seed));
@@ -39,6 +62,69 @@ int Diversity() {
   return 0;
 }
 
+int Quality(const char* argv0) {
+  std::mt19937_64 rng(absl::GetFlag(FLAGS_seed));
+  const std::string source = absl::GetFlag(FLAGS_catalogue);
+  tailor::bench::Catalogue catalogue;
+  std::string name = source;
+  if (source == "synthetic") {
+    catalogue = tailor::bench::MakeSyntheticCatalogue(2000, 8, 10, absl::GetFlag(FLAGS_rho), rng);
+    name = absl::StrFormat("synthetic (rho=%.2f)", absl::GetFlag(FLAGS_rho));
+    std::vector<Eigen::VectorXd> users;
+    for (int i = 0; i < 1000; ++i) {
+      users.push_back(tailor::bench::SampleDirichlet(10, absl::GetFlag(FLAGS_alpha), rng));
+    }
+    const auto d = tailor::bench::MeasureDiversity(catalogue, users);
+    std::printf(
+        "diversity: top response wins a majority for %.2f of prompts; >=5 distinct "
+        "winners for %.2f (PersonalLLM: ~0.5 / ~0.6)\n\n",
+        d.majority_share, d.five_winners_share);
+  } else {
+    auto loaded = tailor::bench::LoadCatalogueCsv(source);
+    if (!loaded.ok()) {
+      std::fprintf(stderr, "tailor-bench: %s\n", std::string(loaded.status().message()).c_str());
+      return 2;
+    }
+    catalogue = *std::move(loaded);
+    name = std::filesystem::path(source).filename().string();
+  }
+  tailor::bench::QualityOptions options;
+  options.tailord_binary = absl::GetFlag(FLAGS_tailord);
+  if (options.tailord_binary.empty()) {
+    options.tailord_binary = (std::filesystem::path(argv0).parent_path() / "tailord").string();
+  }
+  options.historical_users = absl::GetFlag(FLAGS_historical_users);
+  options.min_pairs = absl::GetFlag(FLAGS_min_pairs);
+  options.max_pairs = absl::GetFlag(FLAGS_max_pairs);
+  options.test_users = absl::GetFlag(FLAGS_test_users);
+  options.eval_prompts = absl::GetFlag(FLAGS_eval_prompts);
+  options.alpha = absl::GetFlag(FLAGS_alpha);
+  options.seed = absl::GetFlag(FLAGS_seed);
+  options.threads = absl::GetFlag(FLAGS_threads);
+  options.ks.clear();
+  for (const std::string& k : absl::GetFlag(FLAGS_ks)) {
+    int value = 0;
+    if (!absl::SimpleAtoi(k, &value) || value < 0) {
+      std::fprintf(stderr, "tailor-bench: --ks: '%s' is not a count\n", k.c_str());
+      return 2;
+    }
+    options.ks.push_back(value);
+  }
+  auto report = tailor::bench::RunQualityBenchmark(catalogue, name, options);
+  if (!report.ok()) {
+    std::fprintf(stderr, "tailor-bench: %s\n", std::string(report.status().message()).c_str());
+    return 1;
+  }
+  std::printf("%s", tailor::bench::ReportMarkdown(*report).c_str());
+  if (const std::string path = absl::GetFlag(FLAGS_json_out); !path.empty()) {
+    std::ofstream(path) << tailor::bench::ReportJson(*report);
+  }
+  if (const std::string path = absl::GetFlag(FLAGS_svg_out); !path.empty()) {
+    std::ofstream(path) << tailor::bench::ReportSvg(*report);
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -46,6 +132,7 @@ int main(int argc, char** argv) {
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   const std::string command = args.size() > 1 ? args[1] : "";
   if (command == "diversity") return Diversity();
+  if (command == "quality") return Quality(argv[0]);
   std::fprintf(stderr, "%s\n", kUsage);
   return 64;
 }

@@ -42,7 +42,7 @@ struct EngineOptions {
   // While a user has fewer pairs than this, their belief blends neighbours and their own
   // posterior, each weighted by how well it explains the user's pairs (Bayesian model
   // averaging of the two models' evidence); from here on only the own posterior is used.
-  // The user's pairs are kept in memory until then.
+  // The user's pairs are kept in memory until then. 0 disables neighbour cold start.
   int handover_pairs = 128;
   // Prior log-odds of the own-posterior model against the neighbour model in that blend;
   // negative values ask the own model for more evidence before it takes over.

@@ -33,6 +33,8 @@ ABSL_FLAG(int32_t, max_candidates, kDefaults.max_candidates, "most candidates pe
 ABSL_FLAG(int32_t, max_message_bytes, kDefaults.max_message_bytes, "largest gRPC message");
 ABSL_FLAG(int32_t, max_concurrent_streams, kDefaults.max_concurrent_streams,
           "most concurrent StreamFeedback streams");
+ABSL_FLAG(bool, neighbour_cold_start, kDefaults.neighbour_cold_start,
+          "borrow from similar users for users with little feedback");
 ABSL_FLAG(int32_t, refresh_ms, kDefaults.refresh_ms,
           "period of the background refit of the population prior and neighbour index");
 ABSL_FLAG(int32_t, shutdown_grace_ms, kDefaults.shutdown_grace_ms,
@@ -55,6 +57,7 @@ int main(int argc, char** argv) {
   config.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   config.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
   config.refresh_ms = absl::GetFlag(FLAGS_refresh_ms);
+  config.neighbour_cold_start = absl::GetFlag(FLAGS_neighbour_cold_start);
   config.shutdown_grace_ms = absl::GetFlag(FLAGS_shutdown_grace_ms);
   if (absl::Status valid = config.Validate(); !valid.ok()) {
     std::fprintf(stderr, "tailord: %s\n", std::string(valid.message()).c_str());

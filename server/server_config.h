@@ -27,6 +27,9 @@ struct ServerConfig {
   int32_t max_candidates = 64;
   int32_t max_message_bytes = 4 << 20;
   int32_t max_concurrent_streams = 1024;
+  // Cold start from similar users; off = users are served from the population prior and
+  // their own posterior only (the baseline the quality benchmark compares against).
+  bool neighbour_cold_start = true;
   // Period of the background refit of the population prior and neighbour reference set.
   int32_t refresh_ms = 30000;
   // How long SIGTERM waits for in-flight RPCs before cancelling them.

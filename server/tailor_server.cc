@@ -35,6 +35,7 @@ constexpr int kWorkThreads = 8;
 engine::EngineOptions EngineOptionsFor(const ServerConfig& config) {
   engine::EngineOptions options;
   options.refresh_period = absl::Milliseconds(config.refresh_ms);
+  if (!config.neighbour_cold_start) options.handover_pairs = 0;
   return options;
 }
 }  // namespace

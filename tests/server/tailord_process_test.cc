@@ -1,6 +1,6 @@
 // The real tailord binary, started as a child process on port 0 with a temp data dir:
 // flag validation, data directories, health, reflection and graceful shutdown.
-#include "tests/testing/tailord_process.h"
+#include "bench/tailord_process.h"
 
 #include <signal.h>
 #include <sys/wait.h>
@@ -21,7 +21,7 @@ namespace {
 
 using ::testing::Contains;
 using ::testing::HasSubstr;
-using testing::TailordProcess;
+using bench::TailordProcess;
 using testing::TempDir;
 
 using ServingStatus = grpc::health::v1::HealthCheckResponse;

@@ -1,7 +1,7 @@
-// TailordProcess: runs the real tailord binary as a child process on port 0 for tests, reads
-// the ports it chose from its startup log line, and collects its stderr.
-#ifndef TAILOR_TESTS_TESTING_TAILORD_PROCESS_H_
-#define TAILOR_TESTS_TESTING_TAILORD_PROCESS_H_
+// TailordProcess: runs the real tailord binary as a child process on port 0 (for tests and
+// benchmarks), reads the ports it chose from its startup log line, and collects its stderr.
+#ifndef TAILOR_BENCH_TAILORD_PROCESS_H_
+#define TAILOR_BENCH_TAILORD_PROCESS_H_
 
 #include <sys/types.h>
 
@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-namespace tailor::testing {
+namespace tailor::bench {
 
 class TailordProcess {
  public:
@@ -40,6 +40,6 @@ class TailordProcess {
   std::optional<int> exit_code_;
 };
 
-}  // namespace tailor::testing
+}  // namespace tailor::bench
 
-#endif  // TAILOR_TESTS_TESTING_TAILORD_PROCESS_H_
+#endif  // TAILOR_BENCH_TAILORD_PROCESS_H_

@@ -1,4 +1,4 @@
-#include "tests/testing/tailord_process.h"
+#include "bench/tailord_process.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -11,7 +11,7 @@
 #include <cstdlib>
 #include <thread>
 
-namespace tailor::testing {
+namespace tailor::bench {
 namespace {
 
 bool HasFlag(const std::vector<std::string>& args, const std::string& name) {
@@ -109,4 +109,4 @@ const std::string& TailordProcess::log() {
   return log_;
 }
 
-}  // namespace tailor::testing
+}  // namespace tailor::bench

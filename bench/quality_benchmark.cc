@@ -1,0 +1,399 @@
+#include "bench/quality_benchmark.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <numeric>
+#include <random>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "bench/tailord_process.h"
+#include "client/tailor_client.h"
+
+namespace tailor::bench {
+namespace {
+
+using CandidateList = google::protobuf::RepeatedPtrField<v1::Candidate>;
+
+// Everything the benchmark sends for one prompt: its responses in the catalogue's raw units.
+std::vector<CandidateList> RawCandidates(const Catalogue& catalogue) {
+  std::vector<CandidateList> out(catalogue.scores.size());
+  for (size_t p = 0; p < catalogue.scores.size(); ++p) {
+    const Eigen::MatrixXd& z = catalogue.scores[p];
+    for (Eigen::Index r = 0; r < z.rows(); ++r) {
+      v1::Candidate* c = out[p].Add();
+      c->set_id(absl::StrCat("r", r));
+      for (Eigen::Index b = 0; b < z.cols(); ++b) {
+        c->add_features(static_cast<float>(catalogue.raw_mean[b] + catalogue.raw_sd[b] * z(r, b)));
+      }
+    }
+  }
+  return out;
+}
+
+v1::FeedbackEvent Event(const std::vector<CandidateList>& raw, const Comparison& c,
+                        const std::string& user, const std::string& event_id) {
+  v1::FeedbackEvent event;
+  event.set_event_id(event_id);
+  event.set_user_id(user);
+  event.set_prompt_id(absl::StrCat("p", c.prompt));
+  *event.mutable_chosen() = raw[static_cast<size_t>(c.prompt)][c.chosen];
+  *event.mutable_rejected() = raw[static_cast<size_t>(c.prompt)][c.rejected];
+  return event;
+}
+
+absl::Status WriteSchema(const Catalogue& catalogue, const std::string& path) {
+  std::ofstream out(path);
+  out << "name,mean,sd\n";
+  for (int b = 0; b < catalogue.features(); ++b) {
+    out << absl::StrFormat("%s,%.17g,%.17g\n", catalogue.feature_names[static_cast<size_t>(b)],
+                           catalogue.raw_mean[b], catalogue.raw_sd[b]);
+  }
+  return out ? absl::OkStatus() : absl::InternalError("cannot write " + path);
+}
+
+std::vector<int> RankingOf(const v1::RankResponsesResponse& response) {
+  std::vector<int> order;
+  for (const auto& r : response.ranked()) order.push_back(std::stoi(r.id().substr(1)));
+  return order;
+}
+
+class Progress {
+ public:
+  Progress(std::string label, int64_t total, bool enabled)
+      : label_(std::move(label)), total_(total), enabled_(enabled && ::isatty(2)) {}
+  void Add(int64_t n = 1) {
+    const int64_t done = done_.fetch_add(n) + n;
+    if (!enabled_) return;
+    const int width = 30;
+    const int filled = static_cast<int>(width * done / std::max<int64_t>(1, total_));
+    std::lock_guard<std::mutex> lock(mu_);
+    std::fprintf(stderr, "\r%-28s [%s%s] %lld/%lld", label_.c_str(),
+                 std::string(static_cast<size_t>(filled), '#').c_str(),
+                 std::string(static_cast<size_t>(width - filled), ' ').c_str(),
+                 static_cast<long long>(done), static_cast<long long>(total_));
+    if (done >= total_) std::fprintf(stderr, "\n");
+  }
+
+ private:
+  std::string label_;
+  int64_t total_;
+  bool enabled_;
+  std::atomic<int64_t> done_{0};
+  std::mutex mu_;
+};
+
+// Runs fn(worker) on `threads` threads and returns the first error.
+template <typename Fn>
+absl::Status Parallel(int threads, Fn fn) {
+  std::vector<std::thread> pool;
+  std::vector<absl::Status> results(static_cast<size_t>(threads));
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] { results[static_cast<size_t>(t)] = fn(t); });
+  }
+  for (std::thread& thread : pool) thread.join();
+  for (const absl::Status& s : results) {
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<QualityReport> RunQualityBenchmark(const Catalogue& catalogue,
+                                                  const std::string& name,
+                                                  const QualityOptions& options) {
+  const auto started = std::chrono::steady_clock::now();
+  std::mt19937_64 rng(options.seed);
+  const int d = catalogue.features();
+  std::vector<int> prompts(catalogue.scores.size());
+  std::iota(prompts.begin(), prompts.end(), 0);
+  std::shuffle(prompts.begin(), prompts.end(), rng);
+  const auto split =
+      static_cast<size_t>(options.train_fraction * static_cast<double>(prompts.size()));
+  const std::vector<int> train(prompts.begin(), prompts.begin() + static_cast<long>(split));
+  const std::vector<int> test(prompts.begin() + static_cast<long>(split), prompts.end());
+  if (train.empty() || test.empty()) return absl::InvalidArgumentError("too few prompts");
+  const std::vector<CandidateList> raw = RawCandidates(catalogue);
+
+  // Two servers on a fresh data dir each: Tailor as shipped, and the own-posterior baseline.
+  char pattern[] = "/tmp/tailor-bench-XXXXXX";
+  if (::mkdtemp(pattern) == nullptr) return absl::InternalError("mkdtemp failed");
+  const std::string dir = pattern;
+  if (absl::Status s = WriteSchema(catalogue, dir + "/schema.csv"); !s.ok()) return s;
+  auto start_server = [&](const std::string& sub, bool neighbours) {
+    return std::make_unique<TailordProcess>(
+        options.tailord_binary,
+        std::vector<std::string>{
+            "--data_dir=" + dir + "/" + sub, "--schema=" + dir + "/schema.csv", "--refresh_ms=500",
+            "--shutdown_grace_ms=200",
+            absl::StrCat("--max_candidates=", std::max(64, catalogue.responses())),
+            absl::StrCat("--neighbour_cold_start=", neighbours)});
+  };
+  std::unique_ptr<TailordProcess> tailor = start_server("tailor", true);
+  std::unique_ptr<TailordProcess> own = start_server("own", false);
+  if (!tailor->WaitUntilServing() || !own->WaitUntilServing()) {
+    return absl::UnavailableError("tailord did not start: " + tailor->log() + own->log());
+  }
+  auto client_for = [](const TailordProcess& process) {
+    client::ClientOptions o;
+    o.target = process.target();
+    o.deadline = absl::Seconds(30);
+    return std::make_unique<client::TailorClient>(o);
+  };
+
+  // 1. The historical population streams in (to both servers).
+  std::vector<std::vector<v1::FeedbackEvent>> history(
+      static_cast<size_t>(options.historical_users));
+  for (int u = 0; u < options.historical_users; ++u) {
+    const Eigen::VectorXd w = SampleDirichlet(d, options.alpha, rng);
+    const int pairs = std::uniform_int_distribution<int>(options.min_pairs, options.max_pairs)(rng);
+    for (int i = 0; i < pairs; ++i) {
+      history[static_cast<size_t>(u)].push_back(
+          Event(raw, RandomComparison(catalogue, w, train, rng), absl::StrCat("hist-", u),
+                absl::StrCat("h", u, "-", i)));
+    }
+  }
+  Progress ingest("historical users", options.historical_users, options.progress);
+  absl::Status streamed = Parallel(options.threads, [&](int t) -> absl::Status {
+    auto tc = client_for(*tailor);
+    auto oc = client_for(*own);
+    std::vector<v1::FeedbackEvent> batch;
+    for (int u = t; u < options.historical_users; u += options.threads) {
+      const auto& events = history[static_cast<size_t>(u)];
+      batch.insert(batch.end(), events.begin(), events.end());
+      if (batch.size() >= 2000 || u + options.threads >= options.historical_users) {
+        for (auto* c : {tc.get(), oc.get()}) {
+          auto acks = c->StreamFeedback(batch);
+          if (!acks.ok()) return acks.status();
+        }
+        batch.clear();
+      }
+      ingest.Add();
+    }
+    return absl::OkStatus();
+  });
+  if (!streamed.ok()) return streamed;
+  std::this_thread::sleep_for(std::chrono::milliseconds(2000));  // > 2 refresh periods
+
+  // 2. Test users at each k.
+  QualityReport report;
+  report.catalogue = name;
+  report.prompts = static_cast<int>(catalogue.scores.size());
+  report.responses = catalogue.responses();
+  report.features = d;
+  Progress testing("test users", static_cast<int64_t>(options.ks.size()) * options.test_users,
+                   options.progress);
+  for (int k : options.ks) {
+    QualityRow row;
+    row.k = k;
+    std::mutex row_mu;
+    absl::Status measured = Parallel(options.threads, [&](int t) -> absl::Status {
+      auto tc = client_for(*tailor);
+      auto oc = client_for(*own);
+      QualityRow local;
+      for (int u = t; u < options.test_users; u += options.threads) {
+        std::mt19937_64 user_rng(options.seed * 1000003 + static_cast<uint64_t>(k) * 7919 +
+                                 static_cast<uint64_t>(u));
+        const Eigen::VectorXd w = SampleDirichlet(d, options.alpha, user_rng);
+        const std::string id = absl::StrCat("k", k, "-u", u);
+        for (int i = 0; i < k; ++i) {
+          const Comparison c = RandomComparison(catalogue, w, train, user_rng);
+          for (auto [client, prefix] :
+               {std::pair{tc.get(), "rand-"}, std::pair{oc.get(), "own-"}}) {
+            auto ack = client->SubmitFeedback(
+                Event(raw, c, prefix + id, absl::StrCat(prefix, id, "-", i)));
+            if (!ack.ok()) return ack.status();
+          }
+          const int prompt =
+              train[std::uniform_int_distribution<size_t>(0, train.size() - 1)(user_rng)];
+          v1::SuggestComparisonRequest ask;
+          ask.set_user_id("sugg-" + id);
+          *ask.mutable_candidates() = raw[static_cast<size_t>(prompt)];
+          auto pair = tc->Suggest(ask);
+          if (!pair.ok()) return pair.status();
+          const Comparison answer =
+              Answer(catalogue, w, prompt, std::stoi(pair->first_id().substr(1)),
+                     std::stoi(pair->second_id().substr(1)));
+          auto ack =
+              tc->SubmitFeedback(Event(raw, answer, "sugg-" + id, absl::StrCat("s", id, "-", i)));
+          if (!ack.ok()) return ack.status();
+        }
+        for (int e = 0; e < options.eval_prompts; ++e) {
+          const int prompt =
+              test[std::uniform_int_distribution<size_t>(0, test.size() - 1)(user_rng)];
+          v1::RankResponsesRequest request;
+          *request.mutable_candidates() = raw[static_cast<size_t>(prompt)];
+          for (auto [client, user, score] :
+               {std::tuple{tc.get(), "rand-" + id, &local.random},
+                std::tuple{tc.get(), "sugg-" + id, &local.suggested},
+                std::tuple{oc.get(), "own-" + id, &local.own},
+                std::tuple{tc.get(), "never-seen-" + id, &local.population}}) {
+            request.set_user_id(user);
+            auto ranked = client->Rank(request);
+            if (!ranked.ok()) return ranked.status();
+            ScoreRanking(catalogue, w, prompt, RankingOf(*ranked), *score);
+          }
+          const Eigen::VectorXd truth = catalogue.scores[static_cast<size_t>(prompt)] * w;
+          std::vector<int> oracle(static_cast<size_t>(catalogue.responses()));
+          std::iota(oracle.begin(), oracle.end(), 0);
+          std::stable_sort(oracle.begin(), oracle.end(),
+                           [&](int a, int b) { return truth[a] > truth[b]; });
+          ScoreRanking(catalogue, w, prompt, oracle, local.oracle);
+        }
+        testing.Add();
+      }
+      std::lock_guard<std::mutex> lock(row_mu);
+      row.random.Add(local.random);
+      row.suggested.Add(local.suggested);
+      row.own.Add(local.own);
+      row.population.Add(local.population);
+      row.oracle.Add(local.oracle);
+      return absl::OkStatus();
+    });
+    if (!measured.ok()) return measured;
+    report.rows.push_back(row);
+  }
+  tailor.reset();
+  own.reset();
+  std::error_code ignored;
+  std::filesystem::remove_all(dir, ignored);
+  report.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return report;
+}
+
+std::string ReportMarkdown(const QualityReport& r) {
+  std::string out = absl::StrFormat(
+      "catalogue %s: %d prompts x %d responses x %d features; held-out pairwise accuracy / "
+      "top-1 (pick = the user's true favourite)\n\n"
+      "| k | Tailor, random pairs | Tailor, suggested pairs | own posterior only | population "
+      "only | oracle |\n|---|---|---|---|---|---|\n",
+      r.catalogue, r.prompts, r.responses, r.features);
+  for (const QualityRow& row : r.rows) {
+    auto cell = [](const QualityScore& s) {
+      return absl::StrFormat("%.3f / %.3f", s.pairwise_accuracy(), s.top1());
+    };
+    absl::StrAppendFormat(&out, "| %d | %s | %s | %s | %s | %s |\n", row.k, cell(row.random),
+                          cell(row.suggested), cell(row.own), cell(row.population),
+                          cell(row.oracle));
+  }
+  absl::StrAppend(&out,
+                  "\nmean true reward of the pick / regret vs the user's favourite\n\n"
+                  "| k | Tailor, random | Tailor, suggested | own only | population | "
+                  "oracle |\n|---|---|---|---|---|---|\n");
+  for (const QualityRow& row : r.rows) {
+    auto cell = [](const QualityScore& s) {
+      return absl::StrFormat("%.3f / %.3f", s.mean_pick_reward(), s.mean_regret());
+    };
+    absl::StrAppendFormat(&out, "| %d | %s | %s | %s | %s | %s |\n", row.k, cell(row.random),
+                          cell(row.suggested), cell(row.own), cell(row.population),
+                          cell(row.oracle));
+  }
+  absl::StrAppendFormat(&out, "\n(%.0f s)\n", r.seconds);
+  return out;
+}
+
+std::string ReportJson(const QualityReport& r) {
+  auto score = [](const QualityScore& s) {
+    return absl::StrFormat(
+        R"({"pairwise_accuracy": %.4f, "top1": %.4f, "mean_pick_reward": %.4f, "mean_regret": %.4f, "prompts": %.0f})",
+        s.pairwise_accuracy(), s.top1(), s.mean_pick_reward(), s.mean_regret(), s.prompts);
+  };
+  std::string out = absl::StrFormat(
+      R"({"catalogue": "%s", "prompts": %d, "responses": %d, "features": %d, "seconds": %.1f, "rows": [)",
+      r.catalogue, r.prompts, r.responses, r.features, r.seconds);
+  for (size_t i = 0; i < r.rows.size(); ++i) {
+    const QualityRow& row = r.rows[i];
+    absl::StrAppendFormat(
+        &out,
+        R"(%s{"k": %d, "tailor_random": %s, "tailor_suggested": %s, "own_only": %s, "population": %s, "oracle": %s})",
+        i == 0 ? "" : ", ", row.k, score(row.random), score(row.suggested), score(row.own),
+        score(row.population), score(row.oracle));
+  }
+  return out + "]}\n";
+}
+
+std::string ReportSvg(const QualityReport& r) {
+  const int panel_w = 420, h = 320, left = 50, top = 30, plot_w = 340, plot_h = 240;
+  struct Series {
+    const char* name;
+    const char* color;
+    QualityScore QualityRow::*field;
+  };
+  const Series series[] = {{"Tailor, suggested pairs", "#1f77b4", &QualityRow::suggested},
+                           {"Tailor, random pairs", "#2ca02c", &QualityRow::random},
+                           {"own posterior only", "#ff7f0e", &QualityRow::own},
+                           {"population only", "#7f7f7f", &QualityRow::population}};
+  std::string svg = absl::StrFormat(
+      R"(<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="11">)"
+      "\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
+      2 * panel_w, h + 60);
+  const int n = static_cast<int>(r.rows.size());
+  for (int panel = 0; panel < 2; ++panel) {
+    const int x0 = panel * panel_w + left;
+    const double lo = panel == 0 ? 0.0 : 0.5;
+    auto x = [&](int i) { return x0 + (n <= 1 ? 0 : plot_w * i / (n - 1)); };
+    auto y = [&](double v) { return top + plot_h - (v - lo) / (1.0 - lo) * plot_h; };
+    absl::StrAppendFormat(&svg,
+                          R"(<text x="%d" y="18" font-size="13">%s (%s)</text>)"
+                          "\n",
+                          x0, panel == 0 ? "top-1" : "pairwise accuracy", r.catalogue);
+    absl::StrAppendFormat(
+        &svg,
+        R"(<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#ccc"/>)"
+        "\n",
+        x0, top, plot_w, plot_h);
+    for (int g = 0; g <= 4; ++g) {
+      const double v = lo + (1.0 - lo) * g / 4;
+      absl::StrAppendFormat(&svg,
+                            R"(<text x="%d" y="%.0f" text-anchor="end">%.2f</text>)"
+                            "\n",
+                            x0 - 4, y(v) + 4, v);
+    }
+    for (int i = 0; i < n; ++i) {
+      absl::StrAppendFormat(&svg,
+                            R"(<text x="%d" y="%d" text-anchor="middle">%d</text>)"
+                            "\n",
+                            x(i), top + plot_h + 14, r.rows[static_cast<size_t>(i)].k);
+    }
+    absl::StrAppendFormat(
+        &svg,
+        R"(<text x="%d" y="%d" text-anchor="middle">pairs from the user (k)</text>)"
+        "\n",
+        x0 + plot_w / 2, top + plot_h + 30);
+    for (const Series& s : series) {
+      std::string points;
+      for (int i = 0; i < n; ++i) {
+        const QualityScore& q = r.rows[static_cast<size_t>(i)].*(s.field);
+        absl::StrAppendFormat(&points, "%d,%.1f ", x(i),
+                              y(panel == 0 ? q.top1() : q.pairwise_accuracy()));
+      }
+      absl::StrAppendFormat(&svg,
+                            R"(<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>)"
+                            "\n",
+                            s.color, points);
+    }
+  }
+  for (size_t i = 0; i < std::size(series); ++i) {
+    const int lx = left + static_cast<int>(i) * 190;
+    absl::StrAppendFormat(&svg,
+                          R"(<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="3"/>)"
+                          R"(<text x="%d" y="%d">%s</text>)"
+                          "\n",
+                          lx, h + 40, lx + 20, h + 40, series[i].color, lx + 25, h + 44,
+                          series[i].name);
+  }
+  return svg + "</svg>\n";
+}
+
+}  // namespace tailor::bench
