@@ -1,6 +1,7 @@
 // tailor-bench: Tailor's benchmarks. Subcommands:
 //   diversity   PersonalLLM diversity figures of the synthetic catalogue (no server needed)
 //   quality     the PersonalLLM simulator replayed through live tailord servers over gRPC
+//   memory      the engine's in-memory footprint per user and its startup time
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +14,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "bench/memory_benchmark.h"
 #include "bench/quality_benchmark.h"
 #include "bench/synthetic_catalogue.h"
 
@@ -21,6 +23,7 @@ ABSL_FLAG(double, alpha, 0.05, "Dirichlet concentration of user weights");
 ABSL_FLAG(int32_t, prompts, 1000, "synthetic prompts");
 ABSL_FLAG(int32_t, users, 1000, "simulated users");
 ABSL_FLAG(uint64_t, seed, 1, "random seed");
+ABSL_FLAG(int32_t, dimension, 10, "memory: features per user");
 ABSL_FLAG(std::string, catalogue, "synthetic",
           "quality: 'synthetic' or a catalogue CSV (prompt_id,response_id,label,<features...>)");
 ABSL_FLAG(int32_t, historical_users, 10000, "quality: established users streamed in first");
@@ -44,7 +47,9 @@ commands:
               >= 5 distinct winners, for the synthetic catalogue (PersonalLLM reports ~0.5/~0.6)
   quality     the PersonalLLM protocol through live tailord servers (started here):
               historical users stream feedback, test users give k pairs (random or suggested),
-              held-out accuracy/top-1/reward vs population, own-posterior and oracle baselines)";
+              held-out accuracy/top-1/reward vs population, own-posterior and oracle baselines
+  memory      heap bytes per user held by the engine (established and cold users), from the
+              growth between --users/2 and --users users loaded at startup)";
 
 int Diversity() {
   std::mt19937_64 rng(absl::GetFlag(FLAGS_seed));
@@ -59,6 +64,22 @@ int Diversity() {
       "rho=%.2f alpha=%.3f: top response wins a majority for %.2f of prompts; "
       ">=5 distinct winners for %.2f\n",
       absl::GetFlag(FLAGS_rho), absl::GetFlag(FLAGS_alpha), d.majority_share, d.five_winners_share);
+  return 0;
+}
+
+int Memory() {
+  const int users = absl::GetFlag(FLAGS_users);
+  const int dimension = absl::GetFlag(FLAGS_dimension);
+  auto result = tailor::bench::MeasureMemoryPerUser(dimension, users / 2, users, 8);
+  if (!result.ok()) {
+    std::fprintf(stderr, "tailor-bench: %s\n", std::string(result.status().message()).c_str());
+    return 1;
+  }
+  std::printf(
+      "d=%d: %.0f bytes per established user (posterior only), %.0f bytes per cold user "
+      "with %d pairs kept for cold start; loading %d users took %.2f s\n",
+      result->dimension, result->bytes_per_established_user, result->bytes_per_cold_user,
+      result->cold_pairs, result->users_large, result->load_seconds_large);
   return 0;
 }
 
@@ -133,6 +154,7 @@ int main(int argc, char** argv) {
   const std::string command = args.size() > 1 ? args[1] : "";
   if (command == "diversity") return Diversity();
   if (command == "quality") return Quality(argv[0]);
+  if (command == "memory") return Memory();
   std::fprintf(stderr, "%s\n", kUsage);
   return 64;
 }

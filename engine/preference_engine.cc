@@ -7,6 +7,7 @@
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "engine/compact_posterior.h"
 
 namespace tailor::engine {
 namespace {
@@ -61,7 +62,7 @@ int64_t NowMicros() { return absl::ToUnixMicros(absl::Now()); }
 }  // namespace
 
 struct PreferenceEngine::UserEntry {
-  model::Posterior posterior;  // learned under the base prior
+  CompactPosterior posterior;  // learned under the base prior
   uint64_t count = 0;
   int64_t first_micros = 0;
   int64_t last_micros = 0;
@@ -151,8 +152,8 @@ std::shared_ptr<const PreferenceEngine::Knowledge> PreferenceEngine::CurrentKnow
 
 absl::StatusOr<std::shared_ptr<const PreferenceEngine::UserEntry>> PreferenceEngine::Rebuild(
     absl::string_view user_id) {
-  auto entry = std::make_shared<UserEntry>(
-      UserEntry{model::Posterior(base_prior_.mean, base_prior_.cov), 0, 0, 0, {}});
+  model::Posterior posterior(base_prior_.mean, base_prior_.cov);
+  auto entry = std::make_shared<UserEntry>(UserEntry{CompactPosterior(posterior), 0, 0, 0, {}});
   absl::Status scan = store_.ScanHistory(user_id, [&](const records::FeedbackRecord& r) {
     if (r.chosen_features_size() != schema_.dimension() ||
         r.rejected_features_size() != schema_.dimension()) {
@@ -161,7 +162,7 @@ absl::StatusOr<std::shared_ptr<const PreferenceEngine::UserEntry>> PreferenceEng
     const Eigen::VectorXd diff =
         schema_.Normalize(std::span(r.chosen_features().data(), r.chosen_features_size())) -
         schema_.Normalize(std::span(r.rejected_features().data(), r.rejected_features_size()));
-    entry->posterior.Observe(diff);
+    posterior.Observe(diff);
     entry->count = r.sequence();
     if (entry->first_micros == 0) entry->first_micros = r.timestamp_micros();
     entry->last_micros = r.timestamp_micros();
@@ -171,6 +172,7 @@ absl::StatusOr<std::shared_ptr<const PreferenceEngine::UserEntry>> PreferenceEng
     return true;
   });
   if (!scan.ok()) return scan;
+  entry->posterior = CompactPosterior(posterior);
   return entry;
 }
 
@@ -188,7 +190,7 @@ absl::Status PreferenceEngine::LoadUsers() {
           return;
         }
         loaded.emplace_back(std::string(user_id),
-                            std::make_shared<UserEntry>(UserEntry{*std::move(posterior),
+                            std::make_shared<UserEntry>(UserEntry{CompactPosterior(*posterior),
                                                                   state->feedback_count(),
                                                                   state->first_feedback_micros(),
                                                                   state->last_feedback_micros(),
@@ -204,7 +206,7 @@ absl::Status PreferenceEngine::LoadUsers() {
     if (!stored.has_value() || !FromState(*stored, schema_.dimension()).has_value()) {
       storage::UserCommit commit;
       commit.user_id = user_id;
-      commit.state = ToState((*entry)->posterior, (*entry)->count, (*entry)->first_micros,
+      commit.state = ToState((*entry)->posterior.Unpack(), (*entry)->count, (*entry)->first_micros,
                              (*entry)->last_micros);
       if (absl::Status w = store_.Commit(commit); !w.ok()) return w;
       rebuilt_states_.fetch_add(1);
@@ -253,7 +255,7 @@ void PreferenceEngine::RefreshKnowledge() {
   for (size_t i = 0;
        i < reference.size() && fit.size() < static_cast<size_t>(options_.max_population_fit_users);
        ++i) {
-    fit.push_back(reference[i].second->posterior);
+    fit.push_back(reference[i].second->posterior.Unpack());
   }
 
   auto knowledge = std::make_shared<Knowledge>();
@@ -263,7 +265,7 @@ void PreferenceEngine::RefreshKnowledge() {
   for (size_t i = 0; i < reference.size(); ++i) {
     set->user_ids.push_back(reference[i].first);
     set->weights.row(static_cast<Eigen::Index>(i)) =
-        reference[i].second->posterior.mean().transpose();
+        reference[i].second->posterior.Mean().transpose();
     knowledge->rows[reference[i].first] = static_cast<int>(i);
   }
   knowledge->reference = std::move(set);
@@ -331,7 +333,8 @@ model::Belief PreferenceEngine::BeliefFor(const UserEntry* entry, const Knowledg
     }
     return belief;
   }
-  model::Belief belief(model::Reprior(entry->posterior, base_prior_, knowledge.population));
+  model::Belief belief(
+      model::Reprior(entry->posterior.Unpack(), base_prior_, knowledge.population));
   const bool cold = entry->count < static_cast<uint64_t>(options_.handover_pairs);
   if (have_neighbours && cold && !entry->recent.empty()) {
     auto row = knowledge.rows.find(user_id);
@@ -414,8 +417,14 @@ absl::StatusOr<FeedbackResult> PreferenceEngine::RecordFeedback(const FeedbackIn
   auto next = current != nullptr
                   ? std::make_shared<UserEntry>(*current)
                   : std::make_shared<UserEntry>(UserEntry{
-                        model::Posterior(base_prior_.mean, base_prior_.cov), 0, 0, 0, {}});
-  next->posterior.Observe(diff);
+                        CompactPosterior(model::Posterior(base_prior_.mean, base_prior_.cov)),
+                        0,
+                        0,
+                        0,
+                        {}});
+  model::Posterior posterior = next->posterior.Unpack();
+  posterior.Observe(diff);
+  next->posterior = CompactPosterior(posterior);
   next->count += 1;
   const int64_t now = NowMicros();
   const int64_t when = event.timestamp_micros != 0 ? event.timestamp_micros : now;
@@ -446,7 +455,7 @@ absl::StatusOr<FeedbackResult> PreferenceEngine::RecordFeedback(const FeedbackIn
   applied.idempotency.set_sequence(next->count);
   applied.idempotency.set_user_feedback_count(next->count);
   applied.idempotency.set_predicted_chosen_probability(predicted);
-  commit.state = ToState(next->posterior, next->count, next->first_micros, next->last_micros);
+  commit.state = ToState(posterior, next->count, next->first_micros, next->last_micros);
   if (absl::Status s = store_.Commit(commit); !s.ok()) return s;
 
   {

@@ -1,0 +1,120 @@
+#include "bench/memory_benchmark.h"
+
+#include <malloc.h>
+#include <stdlib.h>
+
+#include <chrono>
+#include <filesystem>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "engine/preference_engine.h"
+#include "model/posterior.h"
+
+namespace tailor::bench {
+namespace {
+
+model::FeatureSchema Schema(int d) {
+  std::string csv = "name,mean,sd\n";
+  for (int i = 0; i < d; ++i) absl::StrAppend(&csv, "f", i, ",0,1\n");
+  return *model::FeatureSchema::FromCsv(csv);
+}
+
+double HeapBytes() { return static_cast<double>(::mallinfo2().uordblks); }
+
+// Writes `users` users into a fresh store: established ones as a learned state only (200
+// pairs, more than the hand-over), cold ones with `pairs` history records each.
+absl::Status Populate(const std::string& path, int d, int users, int pairs) {
+  storage::StoreOptions options;
+  options.path = path;
+  auto store = storage::FeedbackStore::Open(options);
+  if (!store.ok()) return store.status();
+  auto engine =
+      engine::PreferenceEngine::Open(Schema(d), **store, {.refresh_period = absl::ZeroDuration()});
+  if (!engine.ok()) return engine.status();
+  std::mt19937 rng(1);
+  std::normal_distribution<float> normal;
+  std::vector<float> a(static_cast<size_t>(d)), b(static_cast<size_t>(d));
+  for (int u = 0; u < users; ++u) {
+    if (pairs == 0) {
+      storage::UserCommit commit;
+      commit.user_id = absl::StrCat("user-", u);
+      model::Posterior posterior(Eigen::VectorXd::Zero(d), Eigen::MatrixXd::Identity(d, d));
+      commit.state.set_format_version(1);
+      commit.state.set_feedback_count(200);
+      for (int i = 0; i < d; ++i) commit.state.add_mean(normal(rng));
+      for (int i = 0; i < d; ++i) {
+        for (int j = i; j < d; ++j) commit.state.add_covariance(i == j ? 0.05 : 0.0);
+      }
+      if (absl::Status s = (*store)->Commit(commit); !s.ok()) return s;
+      continue;
+    }
+    for (int i = 0; i < pairs; ++i) {
+      for (int j = 0; j < d; ++j) {
+        a[static_cast<size_t>(j)] = normal(rng);
+        b[static_cast<size_t>(j)] = normal(rng);
+      }
+      engine::FeedbackInput event{
+          absl::StrCat(u, "-", i), absl::StrCat("user-", u), "", {"a", a}, {"b", b}, 0};
+      if (auto r = (*engine)->RecordFeedback(event); !r.ok()) return r.status();
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Heap growth of opening an engine on the store at `path`, and the time it took.
+absl::StatusOr<std::pair<double, double>> LoadCost(const std::string& path, int d) {
+  ::malloc_trim(0);
+  storage::StoreOptions options;
+  options.path = path;
+  options.block_cache_bytes = 8 << 20;
+  auto store = storage::FeedbackStore::Open(options);
+  if (!store.ok()) return store.status();
+  const double before = HeapBytes();
+  const auto start = std::chrono::steady_clock::now();
+  auto engine =
+      engine::PreferenceEngine::Open(Schema(d), **store, {.refresh_period = absl::ZeroDuration()});
+  if (!engine.ok()) return engine.status();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return std::pair{HeapBytes() - before, seconds};
+}
+
+}  // namespace
+
+absl::StatusOr<MemoryResult> MeasureMemoryPerUser(int dimension, int users_small, int users_large,
+                                                  int cold_pairs) {
+  char pattern[] = "/tmp/tailor-memory-XXXXXX";
+  if (::mkdtemp(pattern) == nullptr) return absl::InternalError("mkdtemp failed");
+  const std::string dir = pattern;
+  MemoryResult result;
+  result.dimension = dimension;
+  result.users_small = users_small;
+  result.users_large = users_large;
+  result.cold_pairs = cold_pairs;
+  double cost[2][2] = {};
+  for (int kind = 0; kind < 2; ++kind) {
+    for (int size = 0; size < 2; ++size) {
+      const int users = size == 0 ? users_small : users_large;
+      const std::string path = absl::StrCat(dir, "/", kind, "-", size);
+      // Cold users are fewer (each carries its pairs); a tenth keeps the run short.
+      const int n = kind == 0 ? users : users / 10;
+      if (absl::Status s = Populate(path, dimension, n, kind == 0 ? 0 : cold_pairs); !s.ok()) {
+        return s;
+      }
+      auto loaded = LoadCost(path, dimension);
+      if (!loaded.ok()) return loaded.status();
+      cost[kind][size] = loaded->first;
+      if (kind == 0 && size == 1) result.load_seconds_large = loaded->second;
+    }
+  }
+  result.bytes_per_established_user =
+      (cost[0][1] - cost[0][0]) / static_cast<double>(users_large - users_small);
+  result.bytes_per_cold_user =
+      (cost[1][1] - cost[1][0]) / static_cast<double>((users_large - users_small) / 10);
+  std::error_code ignored;
+  std::filesystem::remove_all(dir, ignored);
+  return result;
+}
+
+}  // namespace tailor::bench
