@@ -19,9 +19,9 @@
 namespace tailor {
 namespace {
 
+using bench::TailordProcess;
 using ::testing::Contains;
 using ::testing::HasSubstr;
-using bench::TailordProcess;
 using testing::TempDir;
 
 using ServingStatus = grpc::health::v1::HealthCheckResponse;
