@@ -35,6 +35,8 @@ ABSL_FLAG(std::vector<std::string>, ks,
           std::vector<std::string>({"0", "1", "2", "4", "8", "16", "32"}),
           "quality: numbers of pairs test users give");
 ABSL_FLAG(int32_t, threads, 4, "quality: client threads");
+ABSL_FLAG(double, train_fraction, 0.75,
+          "quality: share of prompts used for feedback; the rest are held out for scoring");
 ABSL_FLAG(std::string, tailord, "", "quality: tailord binary (default: next to tailor-bench)");
 ABSL_FLAG(std::string, json_out, "", "quality: write the JSON report here");
 ABSL_FLAG(std::string, svg_out, "", "quality: write the SVG learning curves here");
@@ -122,6 +124,7 @@ int Quality(const char* argv0) {
   options.alpha = absl::GetFlag(FLAGS_alpha);
   options.seed = absl::GetFlag(FLAGS_seed);
   options.threads = absl::GetFlag(FLAGS_threads);
+  options.train_fraction = absl::GetFlag(FLAGS_train_fraction);
   options.ks.clear();
   for (const std::string& k : absl::GetFlag(FLAGS_ks)) {
     int value = 0;
