@@ -472,7 +472,7 @@ absl::StatusOr<FeedbackResult> PreferenceEngine::RecordFeedback(const FeedbackIn
 
 absl::StatusOr<UserProfile> PreferenceEngine::GetUser(absl::string_view user_id) {
   const std::shared_ptr<const UserEntry> entry = Find(user_id);
-  if (entry == nullptr) return absl::NotFoundError(absl::StrCat("user_id: no such user"));
+  if (entry == nullptr) return absl::NotFoundError("user_id: no such user");
   const std::shared_ptr<const Knowledge> knowledge = CurrentKnowledge();
   const model::Belief belief = BeliefFor(entry.get(), *knowledge, user_id, false);
   UserProfile profile;
