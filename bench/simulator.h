@@ -19,8 +19,9 @@ struct Comparison {
   int rejected = 1;
 };
 
-// A random prompt from `prompts` and two distinct random responses, oriented by the user's
-// true utility (the higher one is chosen), as in the PersonalLLM reference study.
+// A random prompt from `prompts` and two random responses with different scores, oriented by
+// the user's true utility (the higher one is chosen), as in the PersonalLLM reference study.
+// Every prompt in `prompts` must have at least two distinct responses.
 Comparison RandomComparison(const Catalogue& catalogue, const Eigen::VectorXd& w,
                             std::span<const int> prompts, std::mt19937_64& rng);
 

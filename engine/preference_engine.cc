@@ -382,6 +382,10 @@ absl::StatusOr<Comparison> PreferenceEngine::Suggest(absl::string_view user_id,
   const std::shared_ptr<const Knowledge> knowledge = CurrentKnowledge();
   const model::SuggestedPair pair =
       model::SuggestPair(BeliefFor(entry.get(), *knowledge, user_id, true), *z);
+  if (pair.information_bits < 0) {
+    return absl::InvalidArgumentError(
+        "candidates: all have identical features; no comparison can teach anything");
+  }
   return Comparison{pair.first, pair.second, pair.probability_first, pair.information_bits};
 }
 

@@ -157,11 +157,13 @@ std::vector<RankedItem> Rank(const Belief& belief, const Eigen::MatrixXd& featur
 
 SuggestedPair SuggestPair(const Belief& belief, const Eigen::MatrixXd& features) {
   SuggestedPair best;
-  best.information_bits = -1;
+  best.information_bits = -1;  // stays -1 only if every candidate is identical
   const int n = static_cast<int>(features.rows());
   for (int a = 0; a < n; ++a) {
     for (int b = a + 1; b < n; ++b) {
       const Eigen::VectorXd diff = features.row(a) - features.row(b);
+      // Identical candidates look like a perfect coin flip, yet their answer teaches nothing.
+      if (diff.cwiseAbs().maxCoeff() == 0) continue;
       const double p = belief.PredictWin(diff);
       const double bits = BinaryEntropyBits(p);
       if (bits > best.information_bits) best = {a, b, p, bits};

@@ -88,7 +88,8 @@ struct SuggestedPair {
   double probability_first = 0.5;
   double information_bits = 1.0;
 };
-// The pair whose outcome the belief is least sure about (maximum binary entropy).
+// The pair whose outcome the belief is least sure about (maximum binary entropy), among pairs
+// whose features differ; information_bits is -1 if all candidates are identical.
 SuggestedPair SuggestPair(const Belief& belief, const Eigen::MatrixXd& features);
 
 }  // namespace tailor::model

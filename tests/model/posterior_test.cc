@@ -187,5 +187,21 @@ TEST(BeliefTest, SuggestsTheMostUncertainPair) {
   EXPECT_NEAR(pair.information_bits, 1.0, 1e-9);
 }
 
+TEST(BeliefTest, NeverSuggestsIdenticalCandidates) {
+  Eigen::VectorXd mean(2);
+  mean << 1, 0;  // the real comparisons are fairly predictable, the identical pair is a coin flip
+  Belief belief{Posterior(mean, 0.1 * Eigen::MatrixXd::Identity(2, 2))};
+  Eigen::MatrixXd features(3, 2);
+  features << 1, 1,  // two copies of the same response: a "coin flip" that teaches nothing
+      1, 1,          //
+      4, 0;
+  SuggestedPair pair = SuggestPair(belief, features);
+  EXPECT_EQ(pair.second, 2) << "suggested the two identical candidates";
+  EXPECT_LT(pair.information_bits, 1.0);
+  Eigen::MatrixXd same(2, 2);
+  same << 1, 1, 1, 1;
+  EXPECT_EQ(SuggestPair(belief, same).information_bits, -1);
+}
+
 }  // namespace
 }  // namespace tailor::model
