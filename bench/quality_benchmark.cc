@@ -174,7 +174,10 @@ absl::StatusOr<QualityReport> RunQualityBenchmark(const Catalogue& catalogue,
       if (batch.size() >= 2000 || u + options.threads >= options.historical_users) {
         for (auto* c : {tc.get(), oc.get()}) {
           auto acks = c->StreamFeedback(batch);
-          if (!acks.ok()) return acks.status();
+          if (!acks.ok()) {
+            return absl::Status(acks.status().code(),
+                                absl::StrCat("historical feedback: ", acks.status().message()));
+          }
         }
         batch.clear();
       }
@@ -212,7 +215,12 @@ absl::StatusOr<QualityReport> RunQualityBenchmark(const Catalogue& catalogue,
                {std::pair{tc.get(), "rand-"}, std::pair{oc.get(), "own-"}}) {
             auto ack = client->SubmitFeedback(
                 Event(raw, c, prefix + id, absl::StrCat(prefix, id, "-", i)));
-            if (!ack.ok()) return ack.status();
+            if (!ack.ok()) {
+              return absl::Status(
+                  ack.status().code(),
+                  absl::StrCat("feedback of ", prefix, id, " on prompt ", c.prompt, " (", c.chosen,
+                               " over ", c.rejected, "): ", ack.status().message()));
+            }
           }
           const int prompt =
               train[std::uniform_int_distribution<size_t>(0, train.size() - 1)(user_rng)];
@@ -220,13 +228,21 @@ absl::StatusOr<QualityReport> RunQualityBenchmark(const Catalogue& catalogue,
           ask.set_user_id("sugg-" + id);
           *ask.mutable_candidates() = raw[static_cast<size_t>(prompt)];
           auto pair = tc->Suggest(ask);
-          if (!pair.ok()) return pair.status();
+          if (!pair.ok()) {
+            return absl::Status(pair.status().code(), absl::StrCat("suggest on prompt ", prompt,
+                                                                   ": ", pair.status().message()));
+          }
           const Comparison answer =
               Answer(catalogue, w, prompt, std::stoi(pair->first_id().substr(1)),
                      std::stoi(pair->second_id().substr(1)));
           auto ack =
               tc->SubmitFeedback(Event(raw, answer, "sugg-" + id, absl::StrCat("s", id, "-", i)));
-          if (!ack.ok()) return ack.status();
+          if (!ack.ok()) {
+            return absl::Status(ack.status().code(),
+                                absl::StrCat("feedback of sugg-", id, " on suggested pair ",
+                                             pair->first_id(), "/", pair->second_id(),
+                                             " of prompt ", prompt, ": ", ack.status().message()));
+          }
         }
         for (int e = 0; e < options.eval_prompts; ++e) {
           const int prompt =

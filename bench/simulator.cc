@@ -11,12 +11,17 @@ Comparison Answer(const Catalogue& catalogue, const Eigen::VectorXd& w, int prom
 
 Comparison RandomComparison(const Catalogue& catalogue, const Eigen::VectorXd& w,
                             std::span<const int> prompts, std::mt19937_64& rng) {
-  const int prompt = prompts[std::uniform_int_distribution<size_t>(0, prompts.size() - 1)(rng)];
   const int responses = catalogue.responses();
-  const int a = std::uniform_int_distribution<int>(0, responses - 1)(rng);
-  int b = std::uniform_int_distribution<int>(0, responses - 2)(rng);
-  if (b >= a) ++b;
-  return Answer(catalogue, w, prompt, a, b);
+  for (;;) {
+    const int prompt = prompts[std::uniform_int_distribution<size_t>(0, prompts.size() - 1)(rng)];
+    const int a = std::uniform_int_distribution<int>(0, responses - 1)(rng);
+    int b = std::uniform_int_distribution<int>(0, responses - 2)(rng);
+    if (b >= a) ++b;
+    // Real catalogues hold identical responses (HANNA has tied human scores); nobody can be
+    // asked to choose between two copies of the same thing, so draw again.
+    const Eigen::MatrixXd& z = catalogue.scores[static_cast<size_t>(prompt)];
+    if ((z.row(a) - z.row(b)).cwiseAbs().maxCoeff() > 0) return Answer(catalogue, w, prompt, a, b);
+  }
 }
 
 void QualityScore::Add(const QualityScore& other) {
