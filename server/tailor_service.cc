@@ -294,6 +294,8 @@ grpc::ServerBidiReactor<v1::FeedbackEvent, v1::FeedbackAck>* TailorService::Stre
     grpc::CallbackServerContext*) {
   if (open_streams_.fetch_add(1) >= config_.max_concurrent_streams) {
     open_streams_.fetch_sub(1);
+    metrics_.RecordRpc(Rpc::kStreamFeedback, grpc::StatusCode::RESOURCE_EXHAUSTED,
+                       absl::ZeroDuration());
     return new RefusedStream(
         grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                      absl::StrCat("StreamFeedback: at most ", config_.max_concurrent_streams,

@@ -305,6 +305,29 @@ TEST_F(TailorServiceTest, OversizedMessageIsRejected) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
 }
 
+TEST_F(TailorServiceTest, StreamsBeyondTheLimitAreRefused) {
+  config_.max_concurrent_streams = 1;
+  Restart();
+  grpc::ClientContext first_context;
+  auto first = stub_->StreamFeedback(&first_context);
+  ASSERT_TRUE(first->Write(Event("a1", "u", Expert("a", 0), Expert("b", 1))));
+  v1::FeedbackAck ack;
+  ASSERT_TRUE(first->Read(&ack));  // the first stream is open and working
+
+  grpc::ClientContext second_context;
+  auto second = stub_->StreamFeedback(&second_context);
+  second->Write(Event("a2", "u", Expert("a", 0), Expert("b", 1)));
+  EXPECT_FALSE(second->Read(&ack));
+  grpc::Status refused = second->Finish();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(refused.error_message(), HasSubstr("at most 1 concurrent streams"));
+
+  first->WritesDone();
+  EXPECT_FALSE(first->Read(&ack));
+  EXPECT_TRUE(first->Finish().ok());
+  EXPECT_EQ(StoredEvents(), 1u);  // the refused stream's event was not stored
+}
+
 TEST_F(TailorServiceTest, UnknownUserReadsAreNotFound) {
   grpc::ClientContext context;
   v1::GetUserRequest get;
