@@ -218,6 +218,25 @@ TEST(TailorctlTest, CommandsWorkAndExitCodesFollowTheGrpcStatus) {
   CommandResult again = Tailorctl(tailord, "feedback " + dir.Sub("e.jsonl"));
   EXPECT_THAT(again.output, HasSubstr("OUTCOME_DUPLICATE=5"));
 
+  {
+    std::ofstream csv(dir.Sub("e.csv"));
+    csv << "event_id,user_id,prompt_id,chosen_id,rejected_id";
+    for (int i = 0; i < 20; ++i) csv << (i < 10 ? ",c" : ",r") << i % 10;
+    csv << "\n";
+    for (int n = 0; n < 3; ++n) {
+      csv << "csv" << n << ",carol,p" << n << ",a,b";
+      for (int i = 0; i < 20; ++i) csv << "," << (i < 10 ? 5 + n : i % 10);
+      csv << "\n";
+    }
+  }
+  CommandResult csv = Tailorctl(tailord, "feedback " + dir.Sub("e.csv"));
+  EXPECT_EQ(csv.exit_code, 0) << csv.output;
+  EXPECT_THAT(csv.output, HasSubstr("3 events: OUTCOME_APPLIED=3"));
+  std::ofstream(dir.Sub("bad.csv")) << "event_id,user_id\nx,y\n";
+  CommandResult bad_csv = Tailorctl(tailord, "feedback " + dir.Sub("bad.csv"));
+  EXPECT_EQ(bad_csv.exit_code, 3) << bad_csv.output;
+  EXPECT_THAT(bad_csv.output, HasSubstr("header must be event_id,user_id"));
+
   CommandResult get = Tailorctl(tailord, "--json user get bob");
   EXPECT_EQ(get.exit_code, 0) << get.output;
   EXPECT_THAT(get.output, HasSubstr(R"("feedback_count":"5")"));
