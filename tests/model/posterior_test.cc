@@ -83,6 +83,26 @@ TEST(PosteriorTest, DiagonalFormAboveSixtyFourDimensionsStillLearns) {
   EXPECT_GT(posterior.Variances().minCoeff(), 0.0);
 }
 
+TEST(PosteriorTest, ThousandDimensionalFeaturesWorkEndToEnd) {
+  // d = 1024: learning, ranking with favourite probabilities, suggestion and re-prioring.
+  std::mt19937_64 rng(23);
+  const int d = 1024;
+  const Population base = BasePrior(d, 1.0);
+  const Eigen::VectorXd w = RandomVector(d, rng);
+  Posterior posterior(base.mean, base.cov);
+  for (int i = 0; i < 3000; ++i) posterior.Observe(Pair(w, rng));
+  EXPECT_GE(Cosine(posterior.mean(), w), 0.6);
+  Eigen::MatrixXd features(8, d);
+  for (int r = 0; r < 8; ++r) features.row(r) = RandomVector(d, rng).transpose();
+  Belief belief{Reprior(posterior, base, base)};
+  std::vector<RankedItem> ranked = Rank(belief, features, true, 32, rng);
+  ASSERT_EQ(ranked.size(), 8u);
+  double total = 0;
+  for (const RankedItem& item : ranked) total += item.probability_best;
+  EXPECT_NEAR(total, 1.0, 1e-9);
+  EXPECT_GE(SuggestPair(belief, features).information_bits, 0.0);
+}
+
 TEST(PopulationTest, FitsTheSpreadOfTruePreferencesNotOfNoisyEstimates) {
   // Users' true weights ~ N(m, 0.25 I); each is seen through only 10 pairs. The raw spread
   // of their estimates mixes in estimation noise; the EM fit must land near the truth.
