@@ -58,13 +58,16 @@ int Fail(const absl::Status& status) {
   return static_cast<int>(status.code());
 }
 
-void PrintJson(const google::protobuf::Message& message) {
+std::string JsonOf(const google::protobuf::Message& message) {
   std::string json;
   google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = false;
   options.preserve_proto_field_names = true;
   (void)google::protobuf::util::MessageToJsonString(message, &json, options);
-  std::printf("%s\n", json.c_str());
+  return json;
+}
+
+void PrintJson(const google::protobuf::Message& message) {
+  std::printf("%s\n", JsonOf(message).c_str());
 }
 
 int Health(tailor::client::TailorClient& client, bool json) {
@@ -99,14 +102,6 @@ int Info(tailor::client::TailorClient& client, bool json) {
                 feature.sd());
   }
   return 0;
-}
-
-std::string JsonOf(const google::protobuf::Message& message) {
-  std::string json;
-  google::protobuf::util::JsonPrintOptions options;
-  options.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(message, &json, options);
-  return json;
 }
 
 absl::Status ParseJson(const std::string& json, google::protobuf::Message& message) {

@@ -68,11 +68,6 @@ NeighbourMixture MixNeighbours(std::span<const Eigen::VectorXd> diffs,
   const int counted = exclude_row >= 0 && exclude_row < n ? n - 1 : n;
   mixture.log_evidence = top + std::log(total) - std::log(std::max(1, counted));
   mixture.mean = reference.weights.transpose() * weight;
-  double entropy = 0;
-  for (int j = 0; j < n; ++j) {
-    if (weight[j] > 0) entropy -= weight[j] * std::log(weight[j]);
-  }
-  mixture.effective_neighbours = std::exp(entropy);
 
   std::vector<int> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), 0);

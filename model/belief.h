@@ -30,8 +30,6 @@ struct NeighbourMixture {
   Eigen::VectorXd mean;
   // The heaviest neighbours: (row in the reference set, normalised weight), heaviest first.
   std::vector<std::pair<int, double>> top;
-  // exp(entropy) of the full weight distribution: how many neighbours effectively count.
-  double effective_neighbours = 0;
   // log p(pairs | "the user is like one of them"): the tempered log-likelihood averaged over
   // the reference users (log-mean-exp). Compared with the own model's evidence for hand-over.
   double log_evidence = 0;

@@ -12,18 +12,16 @@
 namespace tailor::server {
 namespace {
 
+engine::CandidateInput ToCandidate(const v1::Candidate& c) {
+  return {c.id(), std::span(c.features().data(), static_cast<size_t>(c.features_size()))};
+}
+
 std::vector<engine::CandidateInput> ToCandidates(
     const google::protobuf::RepeatedPtrField<v1::Candidate>& list) {
   std::vector<engine::CandidateInput> out;
   out.reserve(static_cast<size_t>(list.size()));
-  for (const v1::Candidate& c : list) {
-    out.push_back({c.id(), std::span(c.features().data(), static_cast<size_t>(c.features_size()))});
-  }
+  for (const v1::Candidate& c : list) out.push_back(ToCandidate(c));
   return out;
-}
-
-engine::CandidateInput ToCandidate(const v1::Candidate& c) {
-  return {c.id(), std::span(c.features().data(), static_cast<size_t>(c.features_size()))};
 }
 
 v1::KnowledgeSource ToProto(model::KnowledgeSource source) {

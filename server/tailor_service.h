@@ -53,7 +53,6 @@ class TailorService final : public tailor::v1::Tailor::CallbackService {
   engine::PreferenceEngine& engine() { return engine_; }
   Metrics& metrics() { return metrics_; }
   std::atomic<int>& open_streams() { return open_streams_; }
-  const ServerConfig& config() const { return config_; }
 
  private:
   engine::PreferenceEngine& engine_;

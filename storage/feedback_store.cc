@@ -229,30 +229,51 @@ absl::Status FeedbackStore::Commit(std::span<const UserCommit> commits) {
   return FromRocks(db_->Write(write, &batch), "commit");
 }
 
-absl::Status FeedbackStore::ScanHistory(
-    absl::string_view user_id, absl::FunctionRef<bool(const records::FeedbackRecord&)> visit) {
+absl::Status FeedbackStore::ForEachInUserRange(
+    rocksdb::ColumnFamilyHandle* family, absl::string_view user_id,
+    const rocksdb::Snapshot* snapshot,
+    absl::FunctionRef<bool(const rocksdb::Slice& key, const rocksdb::Slice& value)> visit) {
   const std::string prefix = UserPrefix(user_id);
   const std::string upper = PrefixSuccessor(prefix);
   rocksdb::Slice upper_slice(upper);
   rocksdb::ReadOptions read;
+  read.snapshot = snapshot;
   read.iterate_upper_bound = &upper_slice;  // the scan never reads past this user's range
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read, history()));
-  records::FeedbackRecord record;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read, family));
   for (it->Seek(prefix); it->Valid(); it->Next()) {
-    if (!record.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
-      return Corrupt("history", user_id);
-    }
-    if (!visit(record)) break;
+    if (!visit(it->key(), it->value())) break;
   }
-  return FromRocks(it->status(), "history scan");
+  return FromRocks(it->status(), "user range scan");
+}
+
+absl::Status FeedbackStore::ScanHistoryAt(
+    absl::string_view user_id, const rocksdb::Snapshot* snapshot,
+    absl::FunctionRef<bool(const records::FeedbackRecord&)> visit) {
+  records::FeedbackRecord record;
+  bool corrupt = false;
+  absl::Status scan = ForEachInUserRange(
+      history(), user_id, snapshot, [&](const rocksdb::Slice&, const rocksdb::Slice& value) {
+        if (!record.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+          corrupt = true;
+          return false;
+        }
+        return visit(record);
+      });
+  if (corrupt) return Corrupt("history", user_id);
+  return scan;
+}
+
+absl::Status FeedbackStore::ScanHistory(
+    absl::string_view user_id, absl::FunctionRef<bool(const records::FeedbackRecord&)> visit) {
+  return ScanHistoryAt(user_id, nullptr, visit);
 }
 
 absl::StatusOr<UserExport> FeedbackStore::ExportUser(absl::string_view user_id) {
   const rocksdb::Snapshot* snapshot = db_->GetSnapshot();
-  rocksdb::ReadOptions read;
-  read.snapshot = snapshot;
   UserExport result;
   absl::Status status = [&]() -> absl::Status {
+    rocksdb::ReadOptions read;
+    read.snapshot = snapshot;
     std::string value;
     rocksdb::Status s = db_->Get(read, state(), UserPrefix(user_id), &value);
     if (s.ok()) {
@@ -262,18 +283,10 @@ absl::StatusOr<UserExport> FeedbackStore::ExportUser(absl::string_view user_id) 
     } else if (!s.IsNotFound()) {
       return FromRocks(s, "export state");
     }
-    const std::string prefix = UserPrefix(user_id);
-    const std::string upper = PrefixSuccessor(prefix);
-    rocksdb::Slice upper_slice(upper);
-    read.iterate_upper_bound = &upper_slice;
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read, history()));
-    for (it->Seek(prefix); it->Valid(); it->Next()) {
-      records::FeedbackRecord& record = result.history.emplace_back();
-      if (!record.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
-        return Corrupt("history", user_id);
-      }
-    }
-    return FromRocks(it->status(), "export history");
+    return ScanHistoryAt(user_id, snapshot, [&](const records::FeedbackRecord& record) {
+      result.history.push_back(record);
+      return true;
+    });
   }();
   db_->ReleaseSnapshot(snapshot);
   if (!status.ok()) return status;
@@ -281,30 +294,27 @@ absl::StatusOr<UserExport> FeedbackStore::ExportUser(absl::string_view user_id) 
 }
 
 absl::StatusOr<DeletedUser> FeedbackStore::DeleteUser(absl::string_view user_id) {
-  const std::string prefix = UserPrefix(user_id);
-  const std::string upper = PrefixSuccessor(prefix);
+  const std::string state_key = UserPrefix(user_id);
   DeletedUser deleted;
   rocksdb::WriteBatch batch;
 
   std::string ignored;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), state(), prefix, &ignored);
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), state(), state_key, &ignored);
   if (!s.ok() && !s.IsNotFound()) return FromRocks(s, "delete: read state");
   deleted.existed = s.ok();
-  batch.Delete(state(), prefix);
+  batch.Delete(state(), state_key);
 
   // Point deletes (not DeleteRange) so the caller learns exactly what was removed; the
   // caller holds the user's lock, so nothing is added to these ranges meanwhile.
   for (auto [family, counter] : {std::pair{history(), &deleted.history_records},
                                  std::pair{idempotency(), &deleted.idempotency_keys}}) {
-    rocksdb::Slice upper_slice(upper);
-    rocksdb::ReadOptions read;
-    read.iterate_upper_bound = &upper_slice;
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read, family));
-    for (it->Seek(prefix); it->Valid(); it->Next()) {
-      batch.Delete(family, it->key());
-      ++*counter;
-    }
-    if (!it->status().ok()) return FromRocks(it->status(), "delete: scan");
+    absl::Status scan = ForEachInUserRange(family, user_id, nullptr,
+                                           [&](const rocksdb::Slice& key, const rocksdb::Slice&) {
+                                             batch.Delete(family, key);
+                                             ++*counter;
+                                             return true;
+                                           });
+    if (!scan.ok()) return scan;
   }
   deleted.existed = deleted.existed || deleted.history_records > 0;
   rocksdb::WriteOptions write;

@@ -22,6 +22,8 @@ namespace rocksdb {
 class Cache;
 class ColumnFamilyHandle;
 class DB;
+class Slice;
+class Snapshot;
 class Statistics;
 }  // namespace rocksdb
 
@@ -134,6 +136,14 @@ class FeedbackStore {
                 std::shared_ptr<rocksdb::Statistics> statistics);
 
   absl::Status CheckFormatVersion();
+  // Visits the keys of `family` in the user's length-prefixed range, in order, at `snapshot`
+  // (null = latest), until `visit` returns false.
+  absl::Status ForEachInUserRange(
+      rocksdb::ColumnFamilyHandle* family, absl::string_view user_id,
+      const rocksdb::Snapshot* snapshot,
+      absl::FunctionRef<bool(const rocksdb::Slice& key, const rocksdb::Slice& value)> visit);
+  absl::Status ScanHistoryAt(absl::string_view user_id, const rocksdb::Snapshot* snapshot,
+                             absl::FunctionRef<bool(const records::FeedbackRecord&)> visit);
   absl::StatusOr<std::optional<std::string>> Get(rocksdb::ColumnFamilyHandle* family,
                                                  absl::string_view key);
   absl::Status Corrupt(absl::string_view what, absl::string_view user_id);

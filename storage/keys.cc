@@ -48,11 +48,4 @@ std::optional<DecodedUserKey> DecodeUserKey(absl::string_view key) {
   return DecodedUserKey{key.substr(2, length), key.substr(2 + length)};
 }
 
-std::optional<uint64_t> DecodeSequence(absl::string_view rest) {
-  if (rest.size() != 8) return std::nullopt;
-  uint64_t sequence = 0;
-  for (char c : rest) sequence = (sequence << 8) | static_cast<unsigned char>(c);
-  return sequence;
-}
-
 }  // namespace tailor::storage

@@ -30,8 +30,6 @@ struct DecodedUserKey {
 };
 // Splits a key into its user id and remainder; nullopt if the key is malformed.
 std::optional<DecodedUserKey> DecodeUserKey(absl::string_view key);
-// Decodes the big-endian sequence from HistoryKey's remainder; nullopt if malformed.
-std::optional<uint64_t> DecodeSequence(absl::string_view rest);
 
 }  // namespace tailor::storage
 

@@ -498,7 +498,7 @@ TEST_F(TailorServiceTest, ColdStartBorrowsFromNeighboursAndForgetsDeletedOnes) {
       << "deleted users still shape the newbie's cold start";
 }
 
-TEST_F(TailorServiceTest, SuggestsTheComparisonThePopulationDisagreesOn) {
+TEST_F(TailorServiceTest, SuggestReturnsTwoDistinctCandidatesAndTheirInformation) {
   grpc::ClientContext context;
   v1::SuggestComparisonRequest request;
   request.set_user_id("anyone");

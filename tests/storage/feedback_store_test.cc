@@ -77,7 +77,7 @@ TEST(KeysTest, HistoryKeysSortBySequenceWithinAUser) {
   auto decoded = DecodeUserKey(key);
   ASSERT_TRUE(decoded.has_value());
   EXPECT_EQ(decoded->user_id, "user\xff");
-  EXPECT_EQ(DecodeSequence(decoded->rest), 42u);
+  EXPECT_EQ(decoded->rest, HistoryKey("", 42).substr(2));  // the big-endian sequence
   EXPECT_FALSE(DecodeUserKey(std::string("\x00\x09short", 7)).has_value());
   EXPECT_EQ(PrefixSuccessor(std::string("a\xff\xff")), "b");
 }
