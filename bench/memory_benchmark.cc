@@ -22,6 +22,12 @@ model::FeatureSchema Schema(int d) {
 
 double HeapBytes() { return static_cast<double>(::mallinfo2().uordblks); }
 
+engine::EngineOptions RefreshOnDemand() {
+  engine::EngineOptions options;
+  options.refresh_period = absl::ZeroDuration();
+  return options;
+}
+
 // Writes `users` users into a fresh store: established ones as a learned state only (200
 // pairs, more than the hand-over), cold ones with `pairs` history records each.
 absl::Status Populate(const std::string& path, int d, int users, int pairs) {
@@ -29,8 +35,7 @@ absl::Status Populate(const std::string& path, int d, int users, int pairs) {
   options.path = path;
   auto store = storage::FeedbackStore::Open(options);
   if (!store.ok()) return store.status();
-  auto engine =
-      engine::PreferenceEngine::Open(Schema(d), **store, {.refresh_period = absl::ZeroDuration()});
+  auto engine = engine::PreferenceEngine::Open(Schema(d), **store, RefreshOnDemand());
   if (!engine.ok()) return engine.status();
   std::mt19937 rng(1);
   std::normal_distribution<float> normal;
@@ -72,8 +77,7 @@ absl::StatusOr<std::pair<double, double>> LoadCost(const std::string& path, int 
   if (!store.ok()) return store.status();
   const double before = HeapBytes();
   const auto start = std::chrono::steady_clock::now();
-  auto engine =
-      engine::PreferenceEngine::Open(Schema(d), **store, {.refresh_period = absl::ZeroDuration()});
+  auto engine = engine::PreferenceEngine::Open(Schema(d), **store, RefreshOnDemand());
   if (!engine.ok()) return engine.status();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

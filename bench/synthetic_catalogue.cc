@@ -106,6 +106,17 @@ Eigen::VectorXd SampleDirichlet(int dimension, double alpha, std::mt19937_64& rn
   return w / w.sum();
 }
 
+Eigen::MatrixXd MakeReferenceWeights(int users, int dimension, double alpha, double scale,
+                                     double noise, std::mt19937_64& rng) {
+  Eigen::MatrixXd weights(users, dimension);
+  std::normal_distribution<double> normal(0, noise);
+  for (int j = 0; j < users; ++j) {
+    const Eigen::VectorXd w = SampleDirichlet(dimension, alpha, rng);
+    for (int b = 0; b < dimension; ++b) weights(j, b) = scale * w[b] + normal(rng);
+  }
+  return weights;
+}
+
 Diversity MeasureDiversity(const Catalogue& catalogue, const std::vector<Eigen::VectorXd>& users) {
   Diversity d;
   if (catalogue.scores.empty() || users.empty()) return d;

@@ -36,6 +36,11 @@ absl::StatusOr<Catalogue> LoadCatalogueCsv(const std::string& path);
 // One user's weights over the features, Dirichlet(alpha, ..., alpha).
 Eigen::VectorXd SampleDirichlet(int dimension, double alpha, std::mt19937_64& rng);
 
+// Established users as the engine holds them: learned estimates of Dirichlet(alpha) weights,
+// i.e. `scale` * w plus Gaussian estimation noise of sd `noise`. One row per user.
+Eigen::MatrixXd MakeReferenceWeights(int users, int dimension, double alpha, double scale,
+                                     double noise, std::mt19937_64& rng);
+
 struct Diversity {
   // Share of prompts whose most popular response is the favourite of a majority of users.
   double majority_share = 0;

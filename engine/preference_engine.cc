@@ -73,6 +73,9 @@ struct PreferenceEngine::UserEntry {
 struct PreferenceEngine::Knowledge {
   model::Population population;
   std::shared_ptr<const model::ReferenceSet> reference;
+  // Over `reference` when it is larger than exact_scan_max_users; declared after it, so
+  // destroyed first.
+  std::unique_ptr<const model::NeighbourIndex> index;
   absl::flat_hash_map<std::string, int> rows;  // user id -> row of `reference`
   uint64_t version = 0;
 };
@@ -231,6 +234,7 @@ absl::Status PreferenceEngine::LoadUsers() {
 
 void PreferenceEngine::RefreshKnowledge() {
   MutexLock serialize(&refresh_work_mu_);
+  const absl::Time started = absl::Now();
   // Seeded reservoir samples keep the cost bounded however many users there are.
   std::mt19937_64 rng(0x7a11);
   std::vector<std::pair<std::string, std::shared_ptr<const UserEntry>>> reference;
@@ -268,6 +272,10 @@ void PreferenceEngine::RefreshKnowledge() {
         reference[i].second->posterior.Mean().transpose();
     knowledge->rows[reference[i].first] = static_cast<int>(i);
   }
+  if (set->size() > options_.exact_scan_max_users) {
+    knowledge->index =
+        model::NeighbourIndex::Build(*set, knowledge->population, options_.neighbour_index);
+  }
   knowledge->reference = std::move(set);
   {
     MutexLock lock(&knowledge_mu_);
@@ -285,6 +293,7 @@ void PreferenceEngine::RefreshKnowledge() {
     snapshot.set_computed_micros(NowMicros());
     store_.WritePopulation(snapshot).IgnoreError();  // a cache for inspection; refit on start
   }
+  last_refresh_seconds_ = absl::ToDoubleSeconds(absl::Now() - started);
 }
 
 absl::Status PreferenceEngine::CheckFeatures(absl::string_view field,
@@ -317,6 +326,19 @@ absl::StatusOr<Eigen::MatrixXd> PreferenceEngine::Normalize(
   return z;
 }
 
+// The exact scan over a small reference set; the index's estimate over a large one.
+model::NeighbourMixture PreferenceEngine::MixNeighbours(const Knowledge& knowledge,
+                                                        std::span<const Eigen::VectorXd> diffs,
+                                                        int exclude_row,
+                                                        const model::NeighbourOptions& options,
+                                                        uint64_t seed) {
+  if (knowledge.index == nullptr) {
+    return model::MixNeighbours(diffs, *knowledge.reference, exclude_row, options);
+  }
+  std::mt19937_64 rng(seed);
+  return knowledge.index->Mix(diffs, exclude_row, options, rng);
+}
+
 model::Belief PreferenceEngine::BeliefFor(const UserEntry* entry, const Knowledge& knowledge,
                                           absl::string_view user_id, bool for_suggestion) const {
   const model::ReferenceSet& reference = *knowledge.reference;
@@ -327,7 +349,7 @@ model::Belief PreferenceEngine::BeliefFor(const UserEntry* entry, const Knowledg
     if (for_suggestion && have_neighbours) {
       // With nothing known, the best question is the one the population disagrees on most.
       model::NeighbourOptions options{options_.neighbour_temperature, 256};
-      belief.neighbours = model::MixNeighbours({}, reference, -1, options);
+      belief.neighbours = MixNeighbours(knowledge, {}, -1, options, absl::HashOf(user_id));
       belief.reference = &reference;
       belief.personal_weight = 0;
     }
@@ -337,10 +359,12 @@ model::Belief PreferenceEngine::BeliefFor(const UserEntry* entry, const Knowledg
       model::Reprior(entry->posterior.Unpack(), base_prior_, knowledge.population));
   const bool cold = entry->count < static_cast<uint64_t>(options_.handover_pairs);
   if (have_neighbours && cold && !entry->recent.empty()) {
-    auto row = knowledge.rows.find(user_id);
+    auto found = knowledge.rows.find(user_id);
+    const int row = found == knowledge.rows.end() ? -1 : found->second;
     model::NeighbourOptions options{options_.neighbour_temperature, options_.neighbour_top_k};
-    belief.neighbours = model::MixNeighbours(
-        entry->recent, reference, row == knowledge.rows.end() ? -1 : row->second, options);
+    // Seeded by the user and their evidence, so the same state always ranks the same way.
+    belief.neighbours =
+        MixNeighbours(knowledge, entry->recent, row, options, absl::HashOf(user_id, entry->count));
     belief.reference = &reference;
     // Posterior probability of the own-posterior model against "like one of the neighbours".
     const double own_evidence =
@@ -533,7 +557,11 @@ EngineStats PreferenceEngine::Stats() const {
   stats.users = users_.load();
   stats.established_users = established_users_.load();
   stats.feedback_events = feedback_events_.load();
-  stats.reference_users = static_cast<uint64_t>(CurrentKnowledge()->reference->size());
+  const std::shared_ptr<const Knowledge> knowledge = CurrentKnowledge();
+  stats.reference_users = static_cast<uint64_t>(knowledge->reference->size());
+  stats.indexed_users =
+      knowledge->index == nullptr ? 0 : static_cast<uint64_t>(knowledge->index->size());
+  stats.last_refresh_seconds = last_refresh_seconds_.load();
   stats.rebuilt_states = rebuilt_states_.load();
   return stats;
 }

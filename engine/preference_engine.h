@@ -26,6 +26,7 @@
 #include "absl/time/time.h"
 #include "engine/mutex.h"
 #include "model/belief.h"
+#include "model/neighbour_index.h"
 #include "model/population.h"
 #include "model/posterior.h"
 #include "model/schema.h"
@@ -50,10 +51,16 @@ struct EngineOptions {
   double neighbour_temperature = 1.0;
   // Neighbours kept for favourite probabilities, exploration and suggestions.
   int neighbour_top_k = 256;
-  // Bounds the cold-start scan and the population fit: at most this many established users
-  // (a seeded uniform sample when there are more).
-  int max_reference_users = 20000;
+  // Bounds the neighbour reference set and the population fit: at most this many established
+  // users (a seeded uniform sample when there are more).
+  int max_reference_users = 1000000;
   int max_population_fit_users = 4000;
+  // Reference sets up to this size are weighed exactly (every user, for every cold-start
+  // lookup); larger ones through an HNSW index built at each refresh, which weighs the
+  // `neighbour_index.near` users closest to the user's posterior plus a uniform sample of the
+  // rest (model/neighbour_index.h).
+  int exact_scan_max_users = 5000;
+  model::NeighbourIndexOptions neighbour_index;
   // Monte Carlo draws for favourite probabilities.
   int probability_samples = 64;
   // Background refresh of the population prior and reference set; 0 = only on demand.
@@ -65,7 +72,9 @@ struct EngineStats {
   uint64_t established_users = 0;
   uint64_t feedback_events = 0;
   uint64_t reference_users = 0;
+  uint64_t indexed_users = 0;  // reference users in the HNSW index (0: exact scan)
   uint64_t rebuilt_states = 0;
+  double last_refresh_seconds = 0;  // wall time of the last population/reference refresh
 };
 
 struct CandidateInput {
@@ -175,6 +184,11 @@ class PreferenceEngine {
   std::shared_ptr<const Knowledge> CurrentKnowledge() const;
   absl::Status CheckFeatures(absl::string_view field, std::span<const float> features) const;
   absl::StatusOr<Eigen::MatrixXd> Normalize(std::span<const CandidateInput> candidates) const;
+  static model::NeighbourMixture MixNeighbours(const Knowledge& knowledge,
+                                               std::span<const Eigen::VectorXd> diffs,
+                                               int exclude_row,
+                                               const model::NeighbourOptions& options,
+                                               uint64_t seed);
   model::Belief BeliefFor(const UserEntry* entry, const Knowledge& knowledge,
                           absl::string_view user_id, bool for_suggestion) const;
   void RefreshLoop();
@@ -192,6 +206,7 @@ class PreferenceEngine {
   std::atomic<uint64_t> established_users_{0};
   std::atomic<uint64_t> feedback_events_{0};
   std::atomic<uint64_t> rebuilt_states_{0};
+  std::atomic<double> last_refresh_seconds_{0};
 
   // Serializes refreshes, so an older refit can never be published over a newer one.
   Mutex refresh_work_mu_;

@@ -43,42 +43,68 @@ Eigen::MatrixXd CholeskyFactor(const Posterior& posterior) {
 
 NeighbourMixture MixNeighbours(std::span<const Eigen::VectorXd> diffs,
                                const ReferenceSet& reference, int exclude_row,
-                               const NeighbourOptions& options) {
+                               const NeighbourOptions& options, const CandidateRows* candidates) {
   const int n = reference.size();
   NeighbourMixture mixture;
   mixture.mean = Eigen::VectorXd::Zero(reference.weights.cols());
   if (n == 0) return mixture;
-  Eigen::VectorXd log_weight = Eigen::VectorXd::Zero(n);
+  const bool excluded = exclude_row >= 0 && exclude_row < n;
+  const int counted = excluded ? n - 1 : n;
+
+  // The rows to weigh, each with how many reference users it stands for.
+  std::vector<int> rows;
+  Eigen::VectorXd log_multiplicity;
+  if (candidates == nullptr) {
+    rows.resize(static_cast<size_t>(n));
+    std::iota(rows.begin(), rows.end(), 0);
+    log_multiplicity = Eigen::VectorXd::Zero(n);
+    if (excluded) log_multiplicity[exclude_row] = -INFINITY;
+  } else {
+    rows = candidates->near;
+    rows.insert(rows.end(), candidates->sampled.begin(), candidates->sampled.end());
+    log_multiplicity = Eigen::VectorXd::Zero(static_cast<Eigen::Index>(rows.size()));
+    if (!candidates->sampled.empty()) {
+      const double each =
+          static_cast<double>(candidates->rest) / static_cast<double>(candidates->sampled.size());
+      log_multiplicity.tail(static_cast<Eigen::Index>(candidates->sampled.size()))
+          .setConstant(std::log(each));
+    }
+  }
+  const auto m = static_cast<Eigen::Index>(rows.size());
+  if (m == 0) return mixture;
+  Eigen::MatrixXd gathered;
+  if (candidates != nullptr) gathered = reference.weights(rows, Eigen::all);
+  const Eigen::MatrixXd& vectors = candidates == nullptr ? reference.weights : gathered;
+
+  Eigen::VectorXd log_weight = log_multiplicity;
   if (!diffs.empty()) {
     Eigen::MatrixXd x(reference.weights.cols(), static_cast<Eigen::Index>(diffs.size()));
     for (size_t i = 0; i < diffs.size(); ++i) x.col(static_cast<Eigen::Index>(i)) = diffs[i];
-    const Eigen::MatrixXd margins = reference.weights * x;  // users x pairs
-    for (int j = 0; j < n; ++j) {
+    const Eigen::MatrixXd margins = vectors * x;  // rows x pairs
+    for (Eigen::Index r = 0; r < m; ++r) {
       double ll = 0;
-      for (Eigen::Index i = 0; i < margins.cols(); ++i) ll += LogSigmoid(margins(j, i));
-      log_weight[j] = options.temperature * ll;
+      for (Eigen::Index i = 0; i < margins.cols(); ++i) ll += LogSigmoid(margins(r, i));
+      log_weight[r] += options.temperature * ll;
     }
   }
-  if (exclude_row >= 0 && exclude_row < n) log_weight[exclude_row] = -INFINITY;
   const double top = log_weight.maxCoeff();
   Eigen::VectorXd weight = (log_weight.array() - top).exp();
   const double total = weight.sum();
   if (!(total > 0)) return mixture;
   weight /= total;
-  const int counted = exclude_row >= 0 && exclude_row < n ? n - 1 : n;
   mixture.log_evidence = top + std::log(total) - std::log(std::max(1, counted));
-  mixture.mean = reference.weights.transpose() * weight;
+  mixture.mean = vectors.transpose() * weight;
 
-  std::vector<int> order(static_cast<size_t>(n));
+  std::vector<Eigen::Index> order(static_cast<size_t>(m));
   std::iota(order.begin(), order.end(), 0);
-  const int k = std::min(options.top_k, n);
+  const auto k = std::min<Eigen::Index>(options.top_k, m);
   std::partial_sort(order.begin(), order.begin() + k, order.end(),
-                    [&](int a, int b) { return weight[a] > weight[b]; });
+                    [&](Eigen::Index a, Eigen::Index b) { return weight[a] > weight[b]; });
   double kept = 0;
-  for (int i = 0; i < k; ++i) kept += weight[order[static_cast<size_t>(i)]];
-  for (int i = 0; i < k; ++i) {
-    const int row = order[static_cast<size_t>(i)];
-    if (weight[row] > 0) mixture.top.emplace_back(row, weight[row] / kept);
+  for (Eigen::Index i = 0; i < k; ++i) kept += weight[order[static_cast<size_t>(i)]];
+  for (Eigen::Index i = 0; i < k; ++i) {
+    const Eigen::Index r = order[static_cast<size_t>(i)];
+    if (weight[r] > 0) mixture.top.emplace_back(rows[static_cast<size_t>(r)], weight[r] / kept);
   }
   return mixture;
 }

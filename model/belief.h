@@ -42,12 +42,24 @@ struct NeighbourOptions {
   int top_k = 32;
 };
 
+// A part of the reference set to weigh instead of all of it: rows that carry most of the
+// weight (`near`, from a NeighbourIndex) and uniform draws from the `rest` other rows that
+// stand for them (each draw counts rest / sampled.size() times).
+struct CandidateRows {
+  std::vector<int> near;
+  std::vector<int> sampled;
+  int rest = 0;
+};
+
 // Weights each reference user j by prod_i sigmoid(w_j . diff_i)^temperature over the user's
 // pairs and returns the weighted mean of their vectors. `exclude_row` (or -1) skips the user
-// themself. With no pairs the weights are uniform.
+// themself. With no pairs the weights are uniform. With `candidates`, only those rows are
+// weighed (a stratified estimate of the same mixture and evidence); `exclude_row` must already
+// be left out of them.
 NeighbourMixture MixNeighbours(std::span<const Eigen::VectorXd> diffs,
                                const ReferenceSet& reference, int exclude_row,
-                               const NeighbourOptions& options);
+                               const NeighbourOptions& options,
+                               const CandidateRows* candidates = nullptr);
 
 enum class KnowledgeSource { kPersonal, kNeighbours, kPopulation };
 

@@ -37,6 +37,10 @@ ABSL_FLAG(bool, neighbour_cold_start, kDefaults.neighbour_cold_start,
           "borrow from similar users for users with little feedback");
 ABSL_FLAG(int32_t, refresh_ms, kDefaults.refresh_ms,
           "period of the background refit of the population prior and neighbour index");
+ABSL_FLAG(int32_t, max_reference_users, kDefaults.max_reference_users,
+          "most established users that cold users borrow from (a seeded sample beyond this)");
+ABSL_FLAG(int32_t, exact_scan_max_users, kDefaults.exact_scan_max_users,
+          "reference sets up to this size are weighed exactly; larger ones via an HNSW index");
 ABSL_FLAG(int32_t, shutdown_grace_ms, kDefaults.shutdown_grace_ms,
           "on SIGTERM, how long in-flight RPCs may run before being cancelled");
 
@@ -58,6 +62,8 @@ int main(int argc, char** argv) {
   config.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
   config.refresh_ms = absl::GetFlag(FLAGS_refresh_ms);
   config.neighbour_cold_start = absl::GetFlag(FLAGS_neighbour_cold_start);
+  config.max_reference_users = absl::GetFlag(FLAGS_max_reference_users);
+  config.exact_scan_max_users = absl::GetFlag(FLAGS_exact_scan_max_users);
   config.shutdown_grace_ms = absl::GetFlag(FLAGS_shutdown_grace_ms);
   if (absl::Status valid = config.Validate(); !valid.ok()) {
     std::fprintf(stderr, "tailord: %s\n", std::string(valid.message()).c_str());

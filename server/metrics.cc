@@ -118,6 +118,13 @@ class EngineCollector final : public prometheus::Collectable {
         Family("tailor_neighbour_reference_users",
                "Established users in the current cold-start reference set.", MetricType::Gauge,
                d(e.reference_users)),
+        Family("tailor_neighbour_index_users",
+               "Reference users in the HNSW neighbour index (0 while the set is small enough "
+               "to scan exactly).",
+               MetricType::Gauge, d(e.indexed_users)),
+        Family("tailor_knowledge_refresh_seconds",
+               "Wall time of the last refresh of the population prior, reference set and index.",
+               MetricType::Gauge, e.last_refresh_seconds),
         Family("tailor_states_rebuilt_total",
                "User states rebuilt from history at startup (missing or unreadable).",
                MetricType::Counter, d(e.rebuilt_states)),

@@ -36,6 +36,8 @@ engine::EngineOptions EngineOptionsFor(const ServerConfig& config) {
   engine::EngineOptions options;
   options.refresh_period = absl::Milliseconds(config.refresh_ms);
   if (!config.neighbour_cold_start) options.handover_pairs = 0;
+  options.max_reference_users = config.max_reference_users;
+  options.exact_scan_max_users = config.exact_scan_max_users;
   return options;
 }
 }  // namespace

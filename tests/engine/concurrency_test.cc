@@ -26,6 +26,10 @@ TEST(EngineConcurrencyTest, OverlappingUsersEveryEventAppliedExactlyOnce) {
   EngineOptions options;
   options.refresh_period = absl::Milliseconds(5);
   options.established_pairs = 5;
+  // Cold users look their neighbours up through the HNSW index, rebuilt at every refresh.
+  options.exact_scan_max_users = 2;
+  options.neighbour_index.near = 2;
+  options.neighbour_index.sampled = 2;
   auto engine = PreferenceEngine::Open(*model::FeatureSchema::FromCsv(model::DefaultSchemaCsv()),
                                        **store, options);
   ASSERT_TRUE(engine.ok());
@@ -93,6 +97,7 @@ TEST(EngineConcurrencyTest, OverlappingUsersEveryEventAppliedExactlyOnce) {
   EXPECT_EQ(applied.load(), total);
   EXPECT_EQ(duplicates.load(), total);
   EXPECT_EQ((*engine)->Stats().feedback_events, static_cast<uint64_t>(total));
+  EXPECT_EQ((*engine)->Stats().indexed_users, static_cast<uint64_t>(kUsers));
   uint64_t stored = 0;
   for (int u = 0; u < kUsers; ++u) {
     const std::string user = absl::StrCat("user-", u);

@@ -49,7 +49,11 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfigCase{"NoStreams", [](ServerConfig& c) { c.max_concurrent_streams = 0; },
                       "--max_concurrent_streams: must be in"},
         BadConfigCase{"NegativeGrace", [](ServerConfig& c) { c.shutdown_grace_ms = -1; },
-                      "--shutdown_grace_ms: must be in"}),
+                      "--shutdown_grace_ms: must be in"},
+        BadConfigCase{"NegativeReferenceUsers", [](ServerConfig& c) { c.max_reference_users = -1; },
+                      "--max_reference_users: must be in"},
+        BadConfigCase{"NegativeExactScan", [](ServerConfig& c) { c.exact_scan_max_users = -5; },
+                      "--exact_scan_max_users: must be in"}),
     [](const ::testing::TestParamInfo<BadConfigCase>& param) { return param.param.name; });
 
 }  // namespace

@@ -1,0 +1,83 @@
+// NeighbourIndex: finds, without scanning every established user, the reference users that
+// carry a cold user's neighbour mixture. The mixture weighs reference user j by the
+// likelihood of the cold user's pairs; reference users are draws from the population, so the
+// heavy ones sit where the cold user's posterior (under the population prior) puts its mass.
+// The index is an HNSW graph (hnswlib) over the reference vectors whitened by the population
+// covariance, queried with the whitened posterior mean. A uniform sample of the remaining
+// users stands for the tail, so the mixture stays unbiased when the likelihood is still flat
+// (few pairs) and the near set alone would be too narrow.
+#ifndef TAILOR_MODEL_NEIGHBOUR_INDEX_H_
+#define TAILOR_MODEL_NEIGHBOUR_INDEX_H_
+
+#include <Eigen/Core>
+#include <memory>
+#include <random>
+#include <span>
+#include <vector>
+
+#include "model/belief.h"
+#include "model/population.h"
+
+namespace tailor::model {
+
+struct NeighbourIndexOptions {
+  // HNSW graph degree and build-time beam width.
+  int links = 16;
+  int build_beam = 100;
+  // Reference users returned by the graph search (the search beam is at least this wide).
+  int near = 512;
+  // Uniform draws from the reference users: alone they estimate the mixture while the
+  // likelihood is flat; those outside the near set stand for the tail.
+  int sampled = 1024;
+  // Threads that insert into the graph while building; the result is deterministic with 1.
+  int build_threads = 1;
+  uint64_t seed = 100;
+};
+
+class NeighbourIndex {
+ public:
+  // Indexes every row of `reference`, whitened by `population`. Keeps a pointer to
+  // `reference`, which must outlive the index.
+  static std::unique_ptr<NeighbourIndex> Build(const ReferenceSet& reference,
+                                               const Population& population,
+                                               const NeighbourIndexOptions& options);
+  ~NeighbourIndex();
+  NeighbourIndex(const NeighbourIndex&) = delete;
+  NeighbourIndex& operator=(const NeighbourIndex&) = delete;
+
+  // The neighbour mixture for a user's pairs, estimated from a part of the reference set:
+  // a uniform sample first, whose weighted mean says where the heavy neighbours are; then
+  // the `near` users closest to that point (whitened); the sample's draws outside the near
+  // set stand for all the others. `exclude_row` (or -1) is the user themself. Thread-safe.
+  NeighbourMixture Mix(std::span<const Eigen::VectorXd> diffs, int exclude_row,
+                       const NeighbourOptions& options, std::mt19937_64& rng) const;
+
+  // The rows Mix weighs, given the point to search around (unwhitened). Without `with_near`
+  // only the uniform sample is drawn.
+  CandidateRows Candidates(const Eigen::VectorXd& centre, int exclude_row, bool with_near,
+                           std::mt19937_64& rng) const;
+
+  int size() const;
+  const NeighbourIndexOptions& options() const { return options_; }
+
+ private:
+  struct Graph;
+  NeighbourIndex(const ReferenceSet& reference, NeighbourIndexOptions options);
+  Eigen::VectorXf Whiten(const Eigen::VectorXd& w) const;
+  // `sampled` uniform draws (with replacement) from the rows other than `exclude_row`, or all
+  // of them when there are no more than that.
+  std::vector<int> Sample(int exclude_row, std::mt19937_64& rng) const;
+  // The near set around `centre` and the draws of `sample` outside it.
+  CandidateRows Split(const std::vector<int>& sample, const Eigen::VectorXd& centre,
+                      int exclude_row, bool with_near) const;
+
+  const ReferenceSet& reference_;
+  NeighbourIndexOptions options_;
+  Eigen::VectorXd centre_;
+  Eigen::MatrixXd whitening_;  // L^-1 for population covariance L L^T
+  std::unique_ptr<Graph> graph_;
+};
+
+}  // namespace tailor::model
+
+#endif  // TAILOR_MODEL_NEIGHBOUR_INDEX_H_

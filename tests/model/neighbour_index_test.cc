@@ -1,0 +1,207 @@
+// The HNSW neighbour index against the exact scan it stands in for: on a PersonalLLM-style
+// population (Dirichlet(0.05) users over d = 10 correlated reward models), the index's
+// stratified mixture must rank held-out candidates like the exact mixture, keep the heavy
+// neighbours, and estimate the same evidence. Fixed seeds; tolerances stated per test.
+#include "model/neighbour_index.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "bench/simulator.h"
+#include "bench/synthetic_catalogue.h"
+#include "gtest/gtest.h"
+#include "model/belief.h"
+
+namespace tailor::model {
+namespace {
+
+constexpr int kD = 10;
+constexpr int kReferenceUsers = 30000;
+
+class NeighbourIndexTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    std::mt19937_64 rng(7);
+    catalogue_ = new bench::Catalogue(bench::MakeSyntheticCatalogue(600, 8, kD, 0.42, rng));
+    for (int p = 0; p < 600; ++p) prompts_.push_back(p);
+    reference_ = new ReferenceSet;
+    reference_->weights = bench::MakeReferenceWeights(kReferenceUsers, kD, 0.05, 3.0, 0.3, rng);
+    population_ = new Population;
+    population_->mean = reference_->weights.colwise().mean().transpose();
+    const Eigen::MatrixXd centred = reference_->weights.rowwise() - population_->mean.transpose();
+    population_->cov = centred.transpose() * centred / (kReferenceUsers - 1);
+    index_ = NeighbourIndex::Build(*reference_, *population_, {}).release();
+  }
+
+  static void TearDownTestSuite() {
+    delete index_;
+    delete population_;
+    delete reference_;
+    delete catalogue_;
+  }
+
+  struct User {
+    Eigen::VectorXd truth;
+    std::vector<Eigen::VectorXd> diffs;
+  };
+
+  // A fresh user with k random pairs.
+  static User MakeUser(int k, std::mt19937_64& rng) {
+    User user;
+    user.truth = bench::SampleDirichlet(kD, 0.05, rng);
+    for (int i = 0; i < k; ++i) {
+      const bench::Comparison c = bench::RandomComparison(*catalogue_, user.truth, prompts_, rng);
+      const Eigen::MatrixXd& z = catalogue_->scores[static_cast<size_t>(c.prompt)];
+      user.diffs.push_back((z.row(c.chosen) - z.row(c.rejected)).transpose());
+    }
+    return user;
+  }
+
+  static int Favourite(const Eigen::VectorXd& w, int prompt) {
+    Eigen::Index best = 0;
+    (catalogue_->scores[static_cast<size_t>(prompt)] * w).maxCoeff(&best);
+    return static_cast<int>(best);
+  }
+
+  static bench::Catalogue* catalogue_;
+  static std::vector<int> prompts_;
+  static ReferenceSet* reference_;
+  static Population* population_;
+  static NeighbourIndex* index_;
+};
+
+bench::Catalogue* NeighbourIndexTest::catalogue_ = nullptr;
+std::vector<int> NeighbourIndexTest::prompts_;
+ReferenceSet* NeighbourIndexTest::reference_ = nullptr;
+Population* NeighbourIndexTest::population_ = nullptr;
+NeighbourIndex* NeighbourIndexTest::index_ = nullptr;
+
+TEST_F(NeighbourIndexTest, IndexesEveryReferenceUser) {
+  EXPECT_EQ(index_->size(), kReferenceUsers);
+}
+
+// The pick the mixture's mean makes on 50 prompts per user agrees with the exact mixture's
+// pick at least 95% of the time at every k, the approximation costs at most 0.01 of top-1
+// against the users' true favourites, and the log-evidence is within 0.25 on average.
+TEST_F(NeighbourIndexTest, RanksLikeTheExactScan) {
+  const NeighbourOptions options{1.0, 256};
+  for (int k : {0, 1, 2, 4, 8, 16, 32}) {
+    std::mt19937_64 rng(1000 + k);
+    int agree = 0, exact_right = 0, index_right = 0, total = 0;
+    double evidence_gap = 0;
+    for (int u = 0; u < 150; ++u) {
+      const User user = MakeUser(k, rng);
+      const NeighbourMixture exact = MixNeighbours(user.diffs, *reference_, -1, options);
+      const NeighbourMixture approx = index_->Mix(user.diffs, -1, options, rng);
+      evidence_gap += std::abs(exact.log_evidence - approx.log_evidence);
+      for (int e = 0; e < 50; ++e) {
+        const int prompt = std::uniform_int_distribution<int>(0, 599)(rng);
+        const int truth = Favourite(user.truth, prompt);
+        const int a = Favourite(exact.mean, prompt);
+        const int b = Favourite(approx.mean, prompt);
+        agree += a == b;
+        exact_right += a == truth;
+        index_right += b == truth;
+        ++total;
+      }
+    }
+    std::printf("k=%2d  agreement %.3f  top-1 exact %.3f index %.3f  |evidence gap| %.3f\n", k,
+                1.0 * agree / total, 1.0 * exact_right / total, 1.0 * index_right / total,
+                evidence_gap / 150);
+    EXPECT_GE(1.0 * agree / total, 0.95) << "k=" << k;
+    EXPECT_GE(1.0 * index_right / total, 1.0 * exact_right / total - 0.01) << "k=" << k;
+    // The evidence only sets the hand-over's log-odds (whose prior is -6): 0.25 moves it little.
+    EXPECT_LT(evidence_gap / 150, 0.25) << "k=" << k;
+  }
+}
+
+// With many pairs the weight concentrates on few users, and a uniform sample misses them; the
+// graph search finds them. At k = 32 and 64 the index's mixture mean is closer to the exact
+// one than the mean over a uniform sample of as many users as the index weighs.
+TEST_F(NeighbourIndexTest, BeatsAUniformSampleOfTheSameSizeOnceWeightConcentrates) {
+  const NeighbourOptions options{1.0, 256};
+  const int budget = index_->options().near + index_->options().sampled;
+  for (int k : {32, 64}) {
+    std::mt19937_64 rng(500 + k);
+    double index_error = 0, sample_error = 0;
+    for (int u = 0; u < 50; ++u) {
+      const User user = MakeUser(k, rng);
+      const NeighbourMixture exact = MixNeighbours(user.diffs, *reference_, -1, options);
+      const NeighbourMixture approx = index_->Mix(user.diffs, -1, options, rng);
+      CandidateRows uniform;
+      uniform.rest = kReferenceUsers;
+      for (int i = 0; i < budget; ++i) {
+        uniform.sampled.push_back(std::uniform_int_distribution<int>(0, kReferenceUsers - 1)(rng));
+      }
+      const NeighbourMixture sampled =
+          MixNeighbours(user.diffs, *reference_, -1, options, &uniform);
+      index_error += (approx.mean - exact.mean).norm() / exact.mean.norm() / 50;
+      sample_error += (sampled.mean - exact.mean).norm() / exact.mean.norm() / 50;
+    }
+    std::printf("k=%2d  relative error of the mixture mean: index %.3f, uniform sample %.3f\n", k,
+                index_error, sample_error);
+    EXPECT_LT(index_error, sample_error) << "k=" << k;
+  }
+}
+
+TEST_F(NeighbourIndexTest, CandidatesAreDistinctFromTheExcludedUser) {
+  std::mt19937_64 rng(5);
+  const int self = 1234;
+  const CandidateRows rows =
+      index_->Candidates(reference_->weights.row(self).transpose(), self, true, rng);
+  EXPECT_EQ(static_cast<int>(rows.near.size()), index_->options().near);
+  EXPECT_LE(static_cast<int>(rows.sampled.size()), index_->options().sampled);
+  EXPECT_EQ(rows.rest, kReferenceUsers - 1 - index_->options().near);
+  const absl::flat_hash_set<int> near(rows.near.begin(), rows.near.end());
+  EXPECT_EQ(near.size(), rows.near.size());
+  EXPECT_FALSE(near.contains(self));
+  for (int row : rows.sampled) {
+    EXPECT_NE(row, self);
+    EXPECT_FALSE(near.contains(row));
+  }
+}
+
+// When the near set and the sample together cover the whole set, the estimate is the exact
+// mixture.
+TEST(NeighbourIndexSmallTest, CoveringEveryUserIsExact) {
+  std::mt19937_64 rng(3);
+  ReferenceSet reference;
+  reference.weights = Eigen::MatrixXd::Random(300, 4);
+  Population population{Eigen::VectorXd::Zero(4), Eigen::MatrixXd::Identity(4, 4) / 3, 0};
+  NeighbourIndexOptions options;
+  options.near = 100;
+  options.sampled = 512;
+  const auto index = NeighbourIndex::Build(reference, population, options);
+  const std::vector<Eigen::VectorXd> diffs = {Eigen::VectorXd::Random(4),
+                                              Eigen::VectorXd::Random(4)};
+  const CandidateRows rows = index->Candidates(Eigen::VectorXd::Zero(4), 7, true, rng);
+  EXPECT_EQ(rows.near.size() + rows.sampled.size(), 299u);
+  const NeighbourMixture exact = MixNeighbours(diffs, reference, 7, {1.0, 8});
+  const NeighbourMixture approx = MixNeighbours(diffs, reference, 7, {1.0, 8}, &rows);
+  EXPECT_LT((exact.mean - approx.mean).norm(), 1e-9);
+  EXPECT_NEAR(exact.log_evidence, approx.log_evidence, 1e-9);
+  ASSERT_EQ(exact.top.size(), approx.top.size());
+  for (size_t i = 0; i < exact.top.size(); ++i) {
+    EXPECT_EQ(exact.top[i].first, approx.top[i].first);
+    EXPECT_NEAR(exact.top[i].second, approx.top[i].second, 1e-9);
+  }
+}
+
+TEST(NeighbourIndexSmallTest, EmptyReferenceSetGivesNoCandidates) {
+  std::mt19937_64 rng(3);
+  ReferenceSet reference;
+  reference.weights.resize(0, 3);
+  const auto index = NeighbourIndex::Build(
+      reference, {Eigen::VectorXd::Zero(3), Eigen::MatrixXd::Identity(3, 3), 0}, {});
+  const CandidateRows rows = index->Candidates(Eigen::VectorXd::Zero(3), -1, true, rng);
+  EXPECT_TRUE(rows.near.empty());
+  EXPECT_TRUE(rows.sampled.empty());
+  EXPECT_EQ(rows.rest, 0);
+}
+
+}  // namespace
+}  // namespace tailor::model
