@@ -17,9 +17,22 @@ absl::Status FromGrpc(const grpc::Status& status) {
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
 }
 
+namespace {
+
+std::shared_ptr<grpc::ChannelCredentials> CredentialsFor(const ClientOptions& options) {
+  if (!options.tls.has_value()) return grpc::InsecureChannelCredentials();
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = options.tls->root_ca_pem;
+  ssl.pem_cert_chain = options.tls->cert_pem;
+  ssl.pem_private_key = options.tls->key_pem;
+  return grpc::SslCredentials(ssl);
+}
+
+}  // namespace
+
 TailorClient::TailorClient(ClientOptions options)
     : options_(std::move(options)),
-      channel_(grpc::CreateChannel(options_.target, grpc::InsecureChannelCredentials())),
+      channel_(grpc::CreateChannel(options_.target, CredentialsFor(options_))),
       stub_(v1::Tailor::NewStub(channel_)),
       health_(grpc::health::v1::Health::NewStub(channel_)),
       admin_(v1::TailorAdmin::NewStub(channel_)) {}
@@ -33,14 +46,21 @@ absl::Status TailorClient::Call(const std::string& user_id, Attempt attempt, int
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() +
                          absl::ToChronoMilliseconds(options_.deadline));
-    // Lets a consistent-hash router keep each user on one shard.
-    if (!user_id.empty()) context.AddMetadata("x-user-id", user_id);
+    Decorate(context, user_id);
     status = FromGrpc(attempt(context));
     if (status.code() != absl::StatusCode::kUnavailable || i + 1 == attempts) return status;
     std::this_thread::sleep_for(absl::ToChronoMilliseconds(backoff));
     backoff *= 2;
   }
   return status;
+}
+
+void TailorClient::Decorate(grpc::ClientContext& context, const std::string& user_id) const {
+  // Lets a consistent-hash router keep each user on one shard.
+  if (!user_id.empty()) context.AddMetadata("x-user-id", user_id);
+  if (!options_.bearer_token.empty()) {
+    context.AddMetadata("authorization", "Bearer " + options_.bearer_token);
+  }
 }
 
 absl::StatusOr<v1::ServerInfo> TailorClient::GetServerInfo() {
@@ -89,12 +109,19 @@ absl::StatusOr<std::vector<v1::FeedbackAck>> TailorClient::StreamFeedback(
   std::vector<v1::FeedbackAck> acks;
   acks.reserve(events.size());
   absl::Status status;
+  // A stream of one user's events is routed by that user; a mixed stream (one shard, or no
+  // router) carries no routing header.
+  std::string routed_user = events.empty() ? "" : events.front().user_id();
+  for (const v1::FeedbackEvent& event : events) {
+    if (event.user_id() != routed_user) routed_user.clear();
+  }
   for (int stream_attempt = 0; stream_attempt < std::max(1, options_.max_attempts);
        ++stream_attempt) {
     if (acks.size() == events.size()) break;
     // A stream has no overall deadline (it may carry millions of events); a dead server is
     // noticed through the transport.
     grpc::ClientContext context;
+    Decorate(context, routed_user);
     auto stream = stub_->StreamFeedback(&context);
     const size_t first = acks.size();
     // Writer and reader run concurrently so the window of in-flight events stays full.

@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,16 @@ struct ClientOptions {
   // Total attempts for a call that fails with UNAVAILABLE (1 = no retry).
   int max_attempts = 3;
   absl::Duration initial_backoff = absl::Milliseconds(50);
+  // Sent as `authorization: Bearer <token>` on every call when set.
+  std::string bearer_token;
+  // TLS (PEM contents): the CA that signed the server's certificate (empty = the system's
+  // roots), and for mutual TLS this client's certificate chain and key.
+  struct Tls {
+    std::string root_ca_pem;
+    std::string cert_pem;
+    std::string key_pem;
+  };
+  std::optional<Tls> tls;
 };
 
 // grpc::Status -> absl::Status (their codes are the same numbers).
@@ -65,6 +76,8 @@ class TailorClient {
   // Runs `attempt` (which performs one RPC with the given context) with deadline and retries.
   template <typename Attempt>
   absl::Status Call(const std::string& user_id, Attempt attempt, int max_attempts = 0);
+  // Adds the routing header (when `user_id` is set) and the bearer token to a call.
+  void Decorate(grpc::ClientContext& context, const std::string& user_id) const;
 
   ClientOptions options_;
   std::shared_ptr<grpc::Channel> channel_;

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -14,6 +15,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -29,10 +31,60 @@ ABSL_FLAG(int32_t, deadline_ms, 5000, "deadline of each call, milliseconds");
 ABSL_FLAG(bool, explore, false, "rank: Thompson sampling instead of the posterior mean");
 ABSL_FLAG(uint32_t, top_k, 0, "rank: return only the best N (0 = all)");
 ABSL_FLAG(std::string, event, "", "feedback: one FeedbackEvent as JSON");
+ABSL_FLAG(std::string, token_file, "",
+          "file holding the bearer token (default: the TAILOR_TOKEN environment variable)");
+ABSL_FLAG(std::string, tls_ca_file, "",
+          "TLS: PEM CA of the server's certificate (enables TLS); 'system' = system roots");
+ABSL_FLAG(std::string, tls_cert_file, "", "mutual TLS: this client's PEM certificate chain");
+ABSL_FLAG(std::string, tls_key_file, "", "mutual TLS: this client's PEM private key");
 
 namespace {
 
 constexpr int kUsageError = 64;
+
+absl::StatusOr<std::string> ReadWholeFile(absl::string_view flag, const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  if (!(in && text << in.rdbuf())) {
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, ": cannot read ", path));
+  }
+  return text.str();
+}
+
+// --token_file / TAILOR_TOKEN and the --tls_* flags into the client options. The token comes
+// from a file or the environment, never the command line, where `ps` would show it.
+absl::Status ApplySecurityFlags(tailor::client::ClientOptions& options) {
+  if (const std::string path = absl::GetFlag(FLAGS_token_file); !path.empty()) {
+    absl::StatusOr<std::string> token = ReadWholeFile("token_file", path);
+    if (!token.ok()) return token.status();
+    options.bearer_token = std::string(absl::StripAsciiWhitespace(*token));
+  } else if (const char* env = std::getenv("TAILOR_TOKEN"); env != nullptr) {
+    options.bearer_token = std::string(absl::StripAsciiWhitespace(env));
+  }
+  const std::string ca = absl::GetFlag(FLAGS_tls_ca_file);
+  const std::string cert = absl::GetFlag(FLAGS_tls_cert_file);
+  const std::string key = absl::GetFlag(FLAGS_tls_key_file);
+  if (cert.empty() != key.empty()) {
+    return absl::InvalidArgumentError("--tls_cert_file, --tls_key_file: give both or neither");
+  }
+  if (ca.empty() && cert.empty()) return absl::OkStatus();
+  tailor::client::ClientOptions::Tls tls;
+  if (!ca.empty() && ca != "system") {
+    absl::StatusOr<std::string> pem = ReadWholeFile("tls_ca_file", ca);
+    if (!pem.ok()) return pem.status();
+    tls.root_ca_pem = *pem;
+  }
+  if (!cert.empty()) {
+    absl::StatusOr<std::string> cert_pem = ReadWholeFile("tls_cert_file", cert);
+    if (!cert_pem.ok()) return cert_pem.status();
+    absl::StatusOr<std::string> key_pem = ReadWholeFile("tls_key_file", key);
+    if (!key_pem.ok()) return key_pem.status();
+    tls.cert_pem = *cert_pem;
+    tls.key_pem = *key_pem;
+  }
+  options.tls = std::move(tls);
+  return absl::OkStatus();
+}
 constexpr char kUsage[] = R"(tailorctl [--target=host:port] [--json] COMMAND
 commands:
   health                      serving status (exit 0 only when SERVING)
@@ -376,6 +428,10 @@ int main(int argc, char** argv) {
   tailor::client::ClientOptions options;
   options.target = absl::GetFlag(FLAGS_target);
   options.deadline = absl::Milliseconds(absl::GetFlag(FLAGS_deadline_ms));
+  if (absl::Status security = ApplySecurityFlags(options); !security.ok()) {
+    std::fprintf(stderr, "tailorctl: %s\n", std::string(security.message()).c_str());
+    return kUsageError;
+  }
   tailor::client::TailorClient client(options);
   const bool json = absl::GetFlag(FLAGS_json);
   const std::string command = args[1];

@@ -41,6 +41,15 @@ ABSL_FLAG(int32_t, max_reference_users, kDefaults.max_reference_users,
           "most established users that cold users borrow from (a seeded sample beyond this)");
 ABSL_FLAG(int32_t, exact_scan_max_users, kDefaults.exact_scan_max_users,
           "reference sets up to this size are weighed exactly; larger ones via an HNSW index");
+ABSL_FLAG(std::string, tls_cert_file, "", "PEM certificate chain for TLS on --listen");
+ABSL_FLAG(std::string, tls_key_file, "", "PEM private key for --tls_cert_file");
+ABSL_FLAG(std::string, tls_client_ca_file, "",
+          "PEM CA bundle; clients must present a certificate it signed (mutual TLS)");
+ABSL_FLAG(std::string, auth_tokens_file, "",
+          "bearer tokens bound to tenants, one 'TENANT TOKEN [admin]' per line; reloaded on "
+          "SIGHUP (empty: no authentication)");
+ABSL_FLAG(bool, require_user_header, false,
+          "refuse per-user calls without x-user-id metadata (sharded deployments)");
 ABSL_FLAG(int32_t, shutdown_grace_ms, kDefaults.shutdown_grace_ms,
           "on SIGTERM, how long in-flight RPCs may run before being cancelled");
 
@@ -65,6 +74,11 @@ int main(int argc, char** argv) {
   config.max_reference_users = absl::GetFlag(FLAGS_max_reference_users);
   config.exact_scan_max_users = absl::GetFlag(FLAGS_exact_scan_max_users);
   config.shutdown_grace_ms = absl::GetFlag(FLAGS_shutdown_grace_ms);
+  config.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  config.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
+  config.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
+  config.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
+  config.require_user_header = absl::GetFlag(FLAGS_require_user_header);
   if (absl::Status valid = config.Validate(); !valid.ok()) {
     std::fprintf(stderr, "tailord: %s\n", std::string(valid.message()).c_str());
     return 2;
@@ -72,11 +86,12 @@ int main(int argc, char** argv) {
 
   // Block the stop signals before any thread starts, so every thread inherits the mask and
   // the signals are only ever taken by sigwait() below.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   auto server = tailor::server::TailorServer::Start(config);
   if (!server.ok()) {
@@ -86,10 +101,18 @@ int main(int argc, char** argv) {
   Log(LogLevel::kInfo, absl::StrCat("tailord ", tailor::kTailorVersion,
                                     " serving grpc_port=", (*server)->grpc_port(), " metrics_port=",
                                     (*server)->metrics_port(), " data_dir=", config.data_dir,
-                                    " durability=", config.sync_wal ? "wal+fsync" : "wal"));
+                                    " durability=", config.sync_wal ? "wal+fsync" : "wal",
+                                    " tls=", config.tls_cert_file.empty() ? "off" : "on",
+                                    " auth=", config.auth_tokens_file.empty() ? "off" : "tokens"));
 
   int signal_number = 0;
-  sigwait(&stop_signals, &signal_number);
+  // SIGHUP re-reads the tokens file (token rotation); SIGTERM/SIGINT stop.
+  while (sigwait(&signals, &signal_number) == 0 && signal_number == SIGHUP) {
+    const absl::Status reloaded = (*server)->ReloadTokens();
+    Log(reloaded.ok() ? LogLevel::kInfo : LogLevel::kError,
+        reloaded.ok() ? "SIGHUP: tokens reloaded"
+                      : absl::StrCat("SIGHUP: tokens kept: ", reloaded.message()));
+  }
   Log(LogLevel::kInfo, absl::StrCat("received signal ", signal_number, ", shutting down"));
   (*server)->Shutdown();
   Log(LogLevel::kInfo, "stopped cleanly");

@@ -33,6 +33,14 @@ absl::Status CheckRange(absl::string_view flag, int64_t value, int64_t low, int6
 }  // namespace
 
 absl::Status ServerConfig::Validate() const {
+  if (tls_cert_file.empty() != tls_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--tls_cert_file, --tls_key_file: give both (TLS) or neither (plaintext)");
+  }
+  if (!tls_client_ca_file.empty() && tls_cert_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--tls_client_ca_file: needs --tls_cert_file and --tls_key_file (mTLS is TLS too)");
+  }
   for (absl::Status s : {
            CheckAddress("listen", listen),
            CheckAddress("metrics_listen", metrics_listen),

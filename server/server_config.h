@@ -39,6 +39,17 @@ struct ServerConfig {
   // How long SIGTERM waits for in-flight RPCs before cancelling them.
   int32_t shutdown_grace_ms = 5000;
 
+  // TLS for the gRPC port: PEM certificate chain and private key (both or neither). With a
+  // client CA, clients must present a certificate it signed (mutual TLS).
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_client_ca_file;
+  // Bearer tokens bound to tenants (server/auth.h); empty = no authentication, one tenant.
+  std::string auth_tokens_file;
+  // Refuse per-user calls without x-user-id metadata (sharded deployments, where the router
+  // hashes that header). A header that disagrees with the message is refused regardless.
+  bool require_user_header = false;
+
   // Checks every field against its bounds; the error names the flag and the rule.
   absl::Status Validate() const;
 };

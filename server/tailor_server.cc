@@ -42,6 +42,41 @@ engine::EngineOptions EngineOptionsFor(const ServerConfig& config) {
 }
 }  // namespace
 
+absl::Status PrefixStatus(absl::string_view prefix, const absl::Status& status) {
+  return absl::Status(status.code(), absl::StrCat(prefix, status.message()));
+}
+
+absl::StatusOr<std::string> ReadPem(absl::string_view flag, const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  if (!(in && text << in.rdbuf())) {
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, ": cannot read ", path));
+  }
+  if (text.str().find("-----BEGIN ") == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, ": ", path, " is not PEM"));
+  }
+  return text.str();
+}
+
+// Plaintext, TLS, or mutual TLS, from the --tls_* flags.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFor(
+    const ServerConfig& config) {
+  if (config.tls_cert_file.empty()) return grpc::InsecureServerCredentials();
+  absl::StatusOr<std::string> cert = ReadPem("tls_cert_file", config.tls_cert_file);
+  if (!cert.ok()) return cert.status();
+  absl::StatusOr<std::string> key = ReadPem("tls_key_file", config.tls_key_file);
+  if (!key.ok()) return key.status();
+  grpc::SslServerCredentialsOptions options(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  if (!config.tls_client_ca_file.empty()) {
+    absl::StatusOr<std::string> ca = ReadPem("tls_client_ca_file", config.tls_client_ca_file);
+    if (!ca.ok()) return ca.status();
+    options.pem_root_certs = *ca;
+    options.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  options.pem_key_cert_pairs.push_back({*key, *cert});
+  return grpc::SslServerCredentials(options);
+}
+
 TailorServer::TailorServer(ServerConfig config) : config_(std::move(config)) {}
 
 absl::StatusOr<std::unique_ptr<TailorServer>> TailorServer::Start(const ServerConfig& config) {
@@ -50,6 +85,17 @@ absl::StatusOr<std::unique_ptr<TailorServer>> TailorServer::Start(const ServerCo
   if (!schema.ok()) return schema.status();
 
   std::unique_ptr<TailorServer> server(new TailorServer(config));
+  // Security settings first: a bad token or certificate file fails before anything opens.
+  if (!config.auth_tokens_file.empty()) {
+    absl::StatusOr<std::unique_ptr<Authenticator>> auth =
+        Authenticator::FromFile(config.auth_tokens_file);
+    if (!auth.ok()) return PrefixStatus("--auth_tokens_file: ", auth.status());
+    server->auth_ = *std::move(auth);
+  }
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      ServerCredentialsFor(config);
+  if (!credentials.ok()) return credentials.status();
+
   storage::StoreOptions store_options;
   store_options.path = config.data_dir;
   store_options.sync_wal = config.sync_wal;
@@ -70,14 +116,14 @@ absl::StatusOr<std::unique_ptr<TailorServer>> TailorServer::Start(const ServerCo
 
   server->queue_ = std::make_unique<WorkQueue>(kWorkThreads);
   server->metrics_->Watch(*server->engine_);
-  server->service_ = std::make_unique<TailorService>(*server->engine_, *server->queue_,
-                                                     *server->metrics_, server->config_);
-  server->admin_ =
-      std::make_unique<TailorAdminService>(*server->engine_, *server->queue_, *server->metrics_);
+  server->service_ = std::make_unique<TailorService>(
+      *server->engine_, *server->queue_, *server->metrics_, server->config_, server->auth_.get());
+  server->admin_ = std::make_unique<TailorAdminService>(
+      *server->engine_, *server->queue_, *server->metrics_, server->config_, server->auth_.get());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &server->grpc_port_);
+  builder.AddListeningPort(config.listen, *credentials, &server->grpc_port_);
   builder.RegisterService(server->service_.get());
   builder.RegisterService(server->admin_.get());
   builder.SetMaxReceiveMessageSize(config.max_message_bytes);
@@ -89,6 +135,11 @@ absl::StatusOr<std::unique_ptr<TailorServer>> TailorServer::Start(const ServerCo
   }
   server->grpc_server_->GetHealthCheckService()->SetServingStatus(true);
   return server;
+}
+
+absl::Status TailorServer::ReloadTokens() {
+  if (auth_ == nullptr) return absl::FailedPreconditionError("no --auth_tokens_file is in use");
+  return auth_->Reload();
 }
 
 void TailorServer::Shutdown() {

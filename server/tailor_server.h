@@ -8,6 +8,7 @@
 #include "absl/status/statusor.h"
 #include "engine/preference_engine.h"
 #include "grpcpp/server.h"
+#include "server/auth.h"
 #include "server/metrics.h"
 #include "server/server_config.h"
 #include "server/tailor_service.h"
@@ -26,6 +27,9 @@ class TailorServer {
   int grpc_port() const { return grpc_port_; }
   int metrics_port() const { return metrics_->port(); }
 
+  // Re-reads --auth_tokens_file; on error the current tokens stay in force.
+  absl::Status ReloadTokens();
+
   // Reports NOT_SERVING, stops accepting calls, lets in-flight RPCs finish for up to
   // config.shutdown_grace_ms (then cancels them), and closes storage cleanly. Idempotent.
   void Shutdown();
@@ -38,6 +42,7 @@ class TailorServer {
   std::unique_ptr<storage::FeedbackStore> store_;
   std::unique_ptr<engine::PreferenceEngine> engine_;
   std::unique_ptr<WorkQueue> queue_;
+  std::unique_ptr<Authenticator> auth_;  // null without --auth_tokens_file
   std::unique_ptr<TailorService> service_;
   std::unique_ptr<TailorAdminService> admin_;
   std::unique_ptr<grpc::Server> grpc_server_;

@@ -2,6 +2,8 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -47,6 +49,14 @@ void FillProfile(absl::string_view user_id, const engine::UserProfile& profile,
   out.set_last_feedback_micros(profile.last_feedback_micros);
 }
 
+std::optional<absl::string_view> Metadata(const grpc::CallbackServerContext* context,
+                                          absl::string_view key) {
+  const auto& metadata = context->client_metadata();
+  auto it = metadata.find(grpc::string_ref(key.data(), key.size()));
+  if (it == metadata.end()) return std::nullopt;
+  return absl::string_view(it->second.data(), it->second.size());
+}
+
 // Where a unary call finishes: the status goes to the client and into the metrics.
 struct CallRecord {
   Metrics& metrics;
@@ -86,7 +96,8 @@ grpc::ServerUnaryReactor* Deferred(WorkQueue& queue, const CallRecord& call,
 // held back by HTTP/2 flow control instead of growing server memory.
 class FeedbackStream final : public grpc::ServerBidiReactor<v1::FeedbackEvent, v1::FeedbackAck> {
  public:
-  explicit FeedbackStream(TailorService& service) : service_(service) {
+  FeedbackStream(TailorService& service, CallScope scope)
+      : service_(service), scope_(std::move(scope)) {
     service_.metrics().StreamOpened();
     StartRead(&event_);
   }
@@ -98,7 +109,7 @@ class FeedbackStream final : public grpc::ServerBidiReactor<v1::FeedbackEvent, v
     }
     service_.queue().Post([this] {
       ack_.Clear();
-      absl::Status status = service_.ApplyFeedback(event_, ack_);
+      absl::Status status = service_.ApplyFeedback(scope_, event_, ack_);
       if (!status.ok()) {  // a storage fault, not bad input: end the stream
         End(ToGrpc(status));
         return;
@@ -130,6 +141,7 @@ class FeedbackStream final : public grpc::ServerBidiReactor<v1::FeedbackEvent, v
 
   const absl::Time start_ = absl::Now();
   TailorService& service_;
+  const CallScope scope_;
   v1::FeedbackEvent event_;
   v1::FeedbackAck ack_;
 };
@@ -144,16 +156,20 @@ class ExportWriter final : public grpc::ServerWriteReactor<v1::ExportUserRespons
  public:
   ExportWriter(TailorService& service, grpc::CallbackServerContext* context, std::string user_id)
       : metrics_(service.metrics()), context_(context), user_id_(std::move(user_id)) {
-    if (absl::Status s = ValidateId("user_id", user_id_); !s.ok()) {
-      End(ToGrpc(s));
-      return;
+    absl::StatusOr<CallScope> scope = service.Admit(context);
+    for (absl::Status s : {scope.status(), ValidateId("user_id", user_id_),
+                           scope.ok() ? scope->CheckRouting(user_id_) : absl::OkStatus()}) {
+      if (!s.ok()) {
+        End(ToGrpc(s));
+        return;
+      }
     }
-    service.queue().Post([this, &service] {
+    service.queue().Post([this, &service, storage_id = scope->StorageId(user_id_)] {
       if (context_->IsCancelled()) {
         End(grpc::Status(grpc::StatusCode::CANCELLED, "abandoned: call cancelled"));
         return;
       }
-      absl::StatusOr<engine::UserExport> exported = service.engine().ExportUser(user_id_);
+      absl::StatusOr<engine::UserExport> exported = service.engine().ExportUser(storage_id);
       if (!exported.ok()) {
         End(ToGrpc(exported.status()));
         return;
@@ -202,7 +218,7 @@ class ExportWriter final : public grpc::ServerWriteReactor<v1::ExportUserRespons
   Metrics& metrics_;
   const absl::Time start_ = absl::Now();
   grpc::CallbackServerContext* context_;
-  std::string user_id_;
+  std::string user_id_;  // as the caller names the user (not the storage id)
   engine::UserExport export_;
   size_t next_ = 0;
   v1::ExportUserResponse message_;
@@ -215,21 +231,61 @@ grpc::Status ToGrpc(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
+std::string CallScope::StorageId(absl::string_view user_id) const {
+  // Tenant names have no '/', so "tenant/user" never collides across tenants.
+  return tenant.empty() ? std::string(user_id) : absl::StrCat(tenant, "/", user_id);
+}
+
+absl::Status CallScope::CheckRouting(absl::string_view user_id) const {
+  if (routed_user.has_value() && *routed_user != user_id) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("x-user-id: metadata '", *routed_user, "' does not match user_id '", user_id,
+                     "'; a router hashing the header would split this user across shards"));
+  }
+  if (!routed_user.has_value() && require_routed_user) {
+    return absl::InvalidArgumentError(
+        "x-user-id: metadata required (--require_user_header) so the router keeps each user "
+        "on one shard");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CallScope> Admit(const grpc::CallbackServerContext* context,
+                                const Authenticator* auth, const ServerConfig& config) {
+  CallScope scope;
+  if (auth != nullptr) {
+    absl::StatusOr<Grant> grant =
+        auth->Authenticate(Metadata(context, "authorization").value_or(""));
+    if (!grant.ok()) return grant.status();
+    scope.tenant = grant->tenant;
+    scope.admin = grant->admin;
+  }
+  if (std::optional<absl::string_view> routed = Metadata(context, "x-user-id")) {
+    scope.routed_user = std::string(*routed);
+  }
+  scope.require_routed_user = config.require_user_header;
+  return scope;
+}
+
 TailorService::TailorService(engine::PreferenceEngine& engine, WorkQueue& queue, Metrics& metrics,
-                             const ServerConfig& config)
-    : engine_(engine), queue_(queue), metrics_(metrics), config_(config) {}
+                             const ServerConfig& config, const Authenticator* auth)
+    : engine_(engine), queue_(queue), metrics_(metrics), config_(config), auth_(auth) {}
 
 grpc::ServerUnaryReactor* TailorService::RankResponses(grpc::CallbackServerContext* context,
                                                        const v1::RankResponsesRequest* request,
                                                        v1::RankResponsesResponse* response) {
   const CallRecord call{metrics_, Rpc::kRankResponses};
   // CPU only, no storage: computed inline.
+  absl::StatusOr<CallScope> scope = Admit(context);
+  if (!scope.ok()) return Done(call, context, scope.status());
   for (absl::Status s : {ValidateId("user_id", request->user_id()),
-                         ValidateCandidates(request->candidates(), 1, config_.max_candidates)}) {
+                         ValidateCandidates(request->candidates(), 1, config_.max_candidates),
+                         scope->CheckRouting(request->user_id())}) {
     if (!s.ok()) return Done(call, context, s);
   }
-  absl::StatusOr<engine::RankResult> result = engine_.Rank(
-      request->user_id(), ToCandidates(request->candidates()), request->options().explore());
+  absl::StatusOr<engine::RankResult> result =
+      engine_.Rank(scope->StorageId(request->user_id()), ToCandidates(request->candidates()),
+                   request->options().explore());
   if (!result.ok()) return Done(call, context, result.status());
   const size_t keep = request->options().top_k() == 0
                           ? result->ranked.size()
@@ -247,13 +303,15 @@ grpc::ServerUnaryReactor* TailorService::RankResponses(grpc::CallbackServerConte
   return Done(call, context, absl::OkStatus());
 }
 
-absl::Status TailorService::ApplyFeedback(const v1::FeedbackEvent& event, v1::FeedbackAck& ack) {
+absl::Status TailorService::ApplyFeedback(const CallScope& scope, const v1::FeedbackEvent& event,
+                                          v1::FeedbackAck& ack) {
   ack.set_event_id(event.event_id());
   absl::StatusOr<engine::FeedbackResult> result = [&]() -> absl::StatusOr<engine::FeedbackResult> {
     if (absl::Status valid = ValidateFeedbackEvent(event); !valid.ok()) return valid;
+    if (absl::Status routed = scope.CheckRouting(event.user_id()); !routed.ok()) return routed;
     engine::FeedbackInput input;
     input.event_id = event.event_id();
-    input.user_id = event.user_id();
+    input.user_id = scope.StorageId(event.user_id());
     input.prompt_id = event.prompt_id();
     input.chosen = ToCandidate(event.chosen());
     input.rejected = ToCandidate(event.rejected());
@@ -278,18 +336,28 @@ grpc::ServerUnaryReactor* TailorService::SubmitFeedback(grpc::CallbackServerCont
                                                         const v1::SubmitFeedbackRequest* request,
                                                         v1::FeedbackAck* response) {
   const CallRecord call{metrics_, Rpc::kSubmitFeedback};
-  return Deferred(queue_, call, context, [this, request, response]() -> absl::Status {
-    if (absl::Status s = ApplyFeedback(request->event(), *response); !s.ok()) return s;
-    metrics_.RecordFeedback(*response);
-    if (response->outcome() == v1::FeedbackAck::OUTCOME_REJECTED) {
-      return absl::InvalidArgumentError(response->error());
-    }
-    return absl::OkStatus();
-  });
+  absl::StatusOr<CallScope> scope = Admit(context);
+  if (!scope.ok()) return Done(call, context, scope.status());
+  return Deferred(queue_, call, context,
+                  [this, request, response, scope = *std::move(scope)]() -> absl::Status {
+                    if (absl::Status s = ApplyFeedback(scope, request->event(), *response); !s.ok())
+                      return s;
+                    metrics_.RecordFeedback(*response);
+                    if (response->outcome() == v1::FeedbackAck::OUTCOME_REJECTED) {
+                      return absl::InvalidArgumentError(response->error());
+                    }
+                    return absl::OkStatus();
+                  });
 }
 
 grpc::ServerBidiReactor<v1::FeedbackEvent, v1::FeedbackAck>* TailorService::StreamFeedback(
-    grpc::CallbackServerContext*) {
+    grpc::CallbackServerContext* context) {
+  absl::StatusOr<CallScope> scope = Admit(context);
+  if (!scope.ok()) {
+    metrics_.RecordRpc(Rpc::kStreamFeedback, static_cast<grpc::StatusCode>(scope.status().code()),
+                       absl::ZeroDuration());
+    return new RefusedStream(ToGrpc(scope.status()));
+  }
   if (open_streams_.fetch_add(1) >= config_.max_concurrent_streams) {
     open_streams_.fetch_sub(1);
     metrics_.RecordRpc(Rpc::kStreamFeedback, grpc::StatusCode::RESOURCE_EXHAUSTED,
@@ -299,19 +367,22 @@ grpc::ServerBidiReactor<v1::FeedbackEvent, v1::FeedbackAck>* TailorService::Stre
                      absl::StrCat("StreamFeedback: at most ", config_.max_concurrent_streams,
                                   " concurrent streams; retry later")));
   }
-  return new FeedbackStream(*this);
+  return new FeedbackStream(*this, *std::move(scope));
 }
 
 grpc::ServerUnaryReactor* TailorService::SuggestComparison(
     grpc::CallbackServerContext* context, const v1::SuggestComparisonRequest* request,
     v1::SuggestComparisonResponse* response) {
   const CallRecord call{metrics_, Rpc::kSuggestComparison};
+  absl::StatusOr<CallScope> scope = Admit(context);
+  if (!scope.ok()) return Done(call, context, scope.status());
   for (absl::Status s : {ValidateId("user_id", request->user_id()),
-                         ValidateCandidates(request->candidates(), 2, config_.max_candidates)}) {
+                         ValidateCandidates(request->candidates(), 2, config_.max_candidates),
+                         scope->CheckRouting(request->user_id())}) {
     if (!s.ok()) return Done(call, context, s);
   }
   absl::StatusOr<engine::Comparison> pair =
-      engine_.Suggest(request->user_id(), ToCandidates(request->candidates()));
+      engine_.Suggest(scope->StorageId(request->user_id()), ToCandidates(request->candidates()));
   if (!pair.ok()) return Done(call, context, pair.status());
   response->set_first_id(request->candidates(pair->first).id());
   response->set_second_id(request->candidates(pair->second).id());
@@ -324,10 +395,14 @@ grpc::ServerUnaryReactor* TailorService::GetUser(grpc::CallbackServerContext* co
                                                  const v1::GetUserRequest* request,
                                                  v1::UserProfile* response) {
   const CallRecord call{metrics_, Rpc::kGetUser};
-  if (absl::Status s = ValidateId("user_id", request->user_id()); !s.ok()) {
-    return Done(call, context, s);
+  absl::StatusOr<CallScope> scope = Admit(context);
+  if (!scope.ok()) return Done(call, context, scope.status());
+  for (absl::Status s :
+       {ValidateId("user_id", request->user_id()), scope->CheckRouting(request->user_id())}) {
+    if (!s.ok()) return Done(call, context, s);
   }
-  absl::StatusOr<engine::UserProfile> profile = engine_.GetUser(request->user_id());
+  absl::StatusOr<engine::UserProfile> profile =
+      engine_.GetUser(scope->StorageId(request->user_id()));
   if (!profile.ok()) return Done(call, context, profile.status());
   FillProfile(request->user_id(), *profile, *response);
   return Done(call, context, absl::OkStatus());
@@ -342,22 +417,30 @@ grpc::ServerUnaryReactor* TailorService::DeleteUser(grpc::CallbackServerContext*
                                                     const v1::DeleteUserRequest* request,
                                                     v1::DeleteUserResponse* response) {
   const CallRecord call{metrics_, Rpc::kDeleteUser};
-  if (absl::Status s = ValidateId("user_id", request->user_id()); !s.ok()) {
-    return Done(call, context, s);
+  absl::StatusOr<CallScope> scope = Admit(context);
+  if (!scope.ok()) return Done(call, context, scope.status());
+  for (absl::Status s :
+       {ValidateId("user_id", request->user_id()), scope->CheckRouting(request->user_id())}) {
+    if (!s.ok()) return Done(call, context, s);
   }
-  return Deferred(queue_, call, context, [this, request, response]() -> absl::Status {
-    absl::StatusOr<storage::DeletedUser> deleted = engine_.DeleteUser(request->user_id());
-    if (!deleted.ok()) return deleted.status();
-    response->set_existed(deleted->existed);
-    response->set_feedback_events_deleted(deleted->history_records);
-    return absl::OkStatus();
-  });
+  return Deferred(
+      queue_, call, context,
+      [this, response, storage_id = scope->StorageId(request->user_id())]() -> absl::Status {
+        absl::StatusOr<storage::DeletedUser> deleted = engine_.DeleteUser(storage_id);
+        if (!deleted.ok()) return deleted.status();
+        response->set_existed(deleted->existed);
+        response->set_feedback_events_deleted(deleted->history_records);
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* TailorService::GetServerInfo(grpc::CallbackServerContext* context,
                                                        const v1::GetServerInfoRequest*,
                                                        v1::ServerInfo* response) {
   const CallRecord call{metrics_, Rpc::kGetServerInfo};
+  if (absl::StatusOr<CallScope> scope = Admit(context); !scope.ok()) {
+    return Done(call, context, scope.status());
+  }
   response->set_version(kTailorVersion);
   v1::Schema* schema = response->mutable_schema();
   for (const model::FeatureSpec& spec : engine_.schema().features()) {
@@ -381,13 +464,20 @@ grpc::ServerUnaryReactor* TailorService::GetServerInfo(grpc::CallbackServerConte
 }
 
 TailorAdminService::TailorAdminService(engine::PreferenceEngine& engine, WorkQueue& queue,
-                                       Metrics& metrics)
-    : engine_(engine), queue_(queue), metrics_(metrics) {}
+                                       Metrics& metrics, const ServerConfig& config,
+                                       const Authenticator* auth)
+    : engine_(engine), queue_(queue), metrics_(metrics), config_(config), auth_(auth) {}
 
 grpc::ServerUnaryReactor* TailorAdminService::CreateCheckpoint(
     grpc::CallbackServerContext* context, const v1::CreateCheckpointRequest* request,
     v1::CreateCheckpointResponse* response) {
   const CallRecord call{metrics_, Rpc::kCreateCheckpoint};
+  absl::StatusOr<CallScope> scope = Admit(context, auth_, config_);
+  if (!scope.ok()) return Done(call, context, scope.status());
+  if (!scope->admin) {
+    return Done(call, context,
+                absl::PermissionDeniedError("authorization: TailorAdmin needs an admin token"));
+  }
   const std::filesystem::path directory(request->directory());
   if (!directory.is_absolute()) {
     return Done(call, context, absl::InvalidArgumentError("directory: must be an absolute path"));

@@ -5,8 +5,11 @@
 #define TAILOR_SERVER_TAILOR_SERVICE_H_
 
 #include <atomic>
+#include <optional>
+#include <string>
 
 #include "engine/preference_engine.h"
+#include "server/auth.h"
 #include "server/metrics.h"
 #include "server/server_config.h"
 #include "server/work_queue.h"
@@ -17,10 +20,29 @@ namespace tailor::server {
 // absl::Status -> grpc::Status, once, at this boundary (the codes are the same numbers).
 grpc::Status ToGrpc(const absl::Status& status);
 
+// Who a call comes from and how it was routed.
+struct CallScope {
+  std::string tenant;                      // "" without token auth
+  bool admin = true;                       // may call TailorAdmin
+  std::optional<std::string> routed_user;  // the x-user-id metadata, if sent
+  bool require_routed_user = false;
+
+  // The user's id in storage and the engine: tenants never share one.
+  std::string StorageId(absl::string_view user_id) const;
+  // INVALID_ARGUMENT if the x-user-id metadata disagrees with the message's user id (or is
+  // missing where required).
+  absl::Status CheckRouting(absl::string_view user_id) const;
+};
+
+// Authenticates a call (when `auth` is set) and reads its routing header.
+absl::StatusOr<CallScope> Admit(const grpc::CallbackServerContext* context,
+                                const Authenticator* auth, const ServerConfig& config);
+
 class TailorService final : public tailor::v1::Tailor::CallbackService {
  public:
+  // `auth` may be null (no authentication).
   TailorService(engine::PreferenceEngine& engine, WorkQueue& queue, Metrics& metrics,
-                const ServerConfig& config);
+                const ServerConfig& config, const Authenticator* auth);
 
   grpc::ServerUnaryReactor* RankResponses(grpc::CallbackServerContext* context,
                                           const v1::RankResponsesRequest* request,
@@ -45,26 +67,32 @@ class TailorService final : public tailor::v1::Tailor::CallbackService {
                                           const v1::GetServerInfoRequest* request,
                                           v1::ServerInfo* response) override;
 
-  // Validates and applies one event; the ack carries REJECTED + error for invalid input.
-  // Blocks on storage: call from the WorkQueue.
-  absl::Status ApplyFeedback(const v1::FeedbackEvent& event, v1::FeedbackAck& ack);
+  // Validates and applies one event for a caller; the ack carries REJECTED + error for
+  // invalid input. Blocks on storage: call from the WorkQueue.
+  absl::Status ApplyFeedback(const CallScope& scope, const v1::FeedbackEvent& event,
+                             v1::FeedbackAck& ack);
 
   WorkQueue& queue() { return queue_; }
   engine::PreferenceEngine& engine() { return engine_; }
   Metrics& metrics() { return metrics_; }
   std::atomic<int>& open_streams() { return open_streams_; }
+  absl::StatusOr<CallScope> Admit(const grpc::CallbackServerContext* context) const {
+    return server::Admit(context, auth_, config_);
+  }
 
  private:
   engine::PreferenceEngine& engine_;
   WorkQueue& queue_;
   Metrics& metrics_;
   const ServerConfig& config_;
+  const Authenticator* auth_;
   std::atomic<int> open_streams_{0};
 };
 
 class TailorAdminService final : public tailor::v1::TailorAdmin::CallbackService {
  public:
-  TailorAdminService(engine::PreferenceEngine& engine, WorkQueue& queue, Metrics& metrics);
+  TailorAdminService(engine::PreferenceEngine& engine, WorkQueue& queue, Metrics& metrics,
+                     const ServerConfig& config, const Authenticator* auth);
   grpc::ServerUnaryReactor* CreateCheckpoint(grpc::CallbackServerContext* context,
                                              const v1::CreateCheckpointRequest* request,
                                              v1::CreateCheckpointResponse* response) override;
@@ -73,6 +101,8 @@ class TailorAdminService final : public tailor::v1::TailorAdmin::CallbackService
   engine::PreferenceEngine& engine_;
   WorkQueue& queue_;
   Metrics& metrics_;
+  const ServerConfig& config_;
+  const Authenticator* auth_;
 };
 
 }  // namespace tailor::server

@@ -258,6 +258,35 @@ TEST(TailorctlTest, CommandsWorkAndExitCodesFollowTheGrpcStatus) {
   EXPECT_EQ(Tailorctl(restored, "user get bob").exit_code, 0);
 }
 
+TEST(TailorctlTest, TokensComeFromTheEnvironmentOrAFileAndHealthNeedsNone) {
+  TempDir dir;
+  std::ofstream(dir.Sub("tokens")) << "acme acme-token-0000000001\n";
+  std::ofstream(dir.Sub("token")) << "acme-token-0000000001\n";
+  TailordProcess tailord(TAILORD_BINARY,
+                         {"--data_dir=" + dir.Sub("db"), "--auth_tokens_file=" + dir.Sub("tokens"),
+                          "--shutdown_grace_ms=300"});
+  ASSERT_TRUE(tailord.WaitUntilServing()) << tailord.log();
+  EXPECT_EQ(Tailorctl(tailord, "health").exit_code, 0);  // probes need no token
+  const CommandResult refused = Tailorctl(tailord, "info");
+  EXPECT_EQ(refused.exit_code, 16) << refused.output;  // UNAUTHENTICATED
+  EXPECT_THAT(refused.output, HasSubstr("authorization: missing"));
+  EXPECT_EQ(Tailorctl(tailord, "--token_file=" + dir.Sub("token") + " info").exit_code, 0);
+  const std::string env = "TAILOR_TOKEN=acme-token-0000000001 ";
+  const std::string command =
+      env + TAILORCTL_BINARY + " --target=" + tailord.target() + " info >/dev/null 2>&1";
+  EXPECT_EQ(std::system(command.c_str()), 0);
+  // SIGHUP reloads the file: the token withdrawn, the same command is refused.
+  std::ofstream(dir.Sub("tokens")) << "acme acme-token-0000000002\n";
+  tailord.Signal(SIGHUP);
+  bool refused_after_reload = false;
+  for (int i = 0; i < 50 && !refused_after_reload; ++i) {
+    refused_after_reload =
+        Tailorctl(tailord, "--token_file=" + dir.Sub("token") + " info").exit_code == 16;
+    if (!refused_after_reload) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(refused_after_reload) << tailord.log();
+}
+
 TEST(TailorctlTest, UnreachableServerIsUnavailable) {
   const std::string command = std::string(TAILORCTL_BINARY) +
                               " --target=127.0.0.1:1 --deadline_ms=300 health > /dev/null 2>&1";
