@@ -14,7 +14,7 @@ build_packages=(
 # Real components the tests start: Prometheus (promtool), nginx, openssl for test
 # certificates, and Debian's Python with gRPC for the Python client.
 test_packages=(
-  prometheus nginx-light openssl procps
+  prometheus nginx-light openssl procps python3-yaml
   python3 python3-grpcio python3-protobuf python3-numpy
 )
 runtime_packages=(

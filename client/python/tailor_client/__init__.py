@@ -84,13 +84,30 @@ def _ack(ack: tailor_pb2.FeedbackAck) -> Ack:
 
 
 class TailorClient:
-    """One channel, reused; `timeout` seconds per call."""
+    """One channel, reused; `timeout` seconds per call.
+
+    `token` is sent as `authorization: Bearer <token>`. `root_ca` (PEM bytes) turns on TLS;
+    `client_cert` and `client_key` (PEM bytes) add a client certificate for mutual TLS.
+    """
 
     def __init__(self, target: str = "localhost:50051", timeout: float = 2.0,
-                 channel: grpc.Channel | None = None):
-        self._channel = channel or grpc.insecure_channel(target)
+                 channel: grpc.Channel | None = None, token: str = "",
+                 root_ca: bytes | None = None, client_cert: bytes | None = None,
+                 client_key: bytes | None = None):
+        if channel is None:
+            if root_ca is not None or client_cert is not None:
+                channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(
+                    root_certificates=root_ca, private_key=client_key,
+                    certificate_chain=client_cert))
+            else:
+                channel = grpc.insecure_channel(target)
+        self._channel = channel
         self._stub = tailor_pb2_grpc.TailorStub(self._channel)
         self._timeout = timeout
+        self._auth = (("authorization", f"Bearer {token}"),) if token else ()
+
+    def _metadata(self, user_id: str = "") -> tuple:
+        return ((("x-user-id", user_id),) if user_id else ()) + self._auth
 
     def close(self) -> None:
         self._channel.close()
@@ -102,9 +119,8 @@ class TailorClient:
         self.close()
 
     def _call(self, method, request, user_id: str = ""):
-        metadata = (("x-user-id", user_id),) if user_id else ()
         try:
-            return method(request, timeout=self._timeout, metadata=metadata)
+            return method(request, timeout=self._timeout, metadata=self._metadata(user_id))
         except grpc.RpcError as e:  # one translation, at this boundary
             raise TailorError(e.code(), e.details()) from None
 
@@ -125,10 +141,15 @@ class TailorClient:
         return _ack(self._call(self._stub.SubmitFeedback,
                                tailor_pb2.SubmitFeedbackRequest(event=event), user_id))
 
-    def stream_feedback(self, events: Iterable[tailor_pb2.FeedbackEvent]) -> Iterator[Ack]:
-        """Streams events; yields their acks in order (each after its event is durable)."""
+    def stream_feedback(self, events: Iterable[tailor_pb2.FeedbackEvent],
+                        user_id: str = "") -> Iterator[Ack]:
+        """Streams events; yields their acks in order (each after its event is durable).
+
+        Behind a router that hashes x-user-id, stream one user's events per call and name
+        that user in `user_id`; events of other users are then rejected by the server.
+        """
         try:
-            for ack in self._stub.StreamFeedback(iter(events)):
+            for ack in self._stub.StreamFeedback(iter(events), metadata=self._metadata(user_id)):
                 yield _ack(ack)
         except grpc.RpcError as e:
             raise TailorError(e.code(), e.details()) from None
@@ -147,7 +168,7 @@ class TailorClient:
         try:
             return list(self._stub.ExportUser(tailor_pb2.ExportUserRequest(user_id=user_id),
                                               timeout=self._timeout,
-                                              metadata=(("x-user-id", user_id),)))
+                                              metadata=self._metadata(user_id)))
         except grpc.RpcError as e:
             raise TailorError(e.code(), e.details()) from None
 

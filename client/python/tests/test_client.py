@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -24,11 +25,16 @@ def expert(cid, k, info, level=2.0):
 
 
 class TailordServer:
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="tailor-py-")
+    """A tailord child process. With `data_dir` the caller owns the directory (a restart on
+    the same directory and port is a new TailordServer); otherwise a temp one is removed on
+    stop."""
+
+    def __init__(self, extra_args=(), data_dir=None, port=0):
+        self.owned = data_dir is None
+        self.dir = tempfile.mkdtemp(prefix="tailor-py-") if data_dir is None else data_dir
         self.proc = subprocess.Popen(
-            [TAILORD, f"--data_dir={self.dir}/db", "--listen=127.0.0.1:0",
-             "--metrics_listen=127.0.0.1:0", "--shutdown_grace_ms=200"],
+            [TAILORD, f"--data_dir={self.dir}/db", f"--listen=127.0.0.1:{port}",
+             "--metrics_listen=127.0.0.1:0", "--shutdown_grace_ms=200", *extra_args],
             stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 30
         self.port = None
@@ -41,11 +47,17 @@ class TailordServer:
                 self.port, self.metrics_port = int(match.group(1)), int(match.group(2))
         if self.port is None:
             raise RuntimeError("tailord did not start")
+        # Keep reading the log, so a chatty server never blocks on a full pipe.
+        self.log_reader = threading.Thread(target=self.proc.stderr.read, daemon=True)
+        self.log_reader.start()
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
         code = self.proc.wait(timeout=30)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.log_reader.join(timeout=5)
+        self.proc.stderr.close()
+        if self.owned:
+            shutil.rmtree(self.dir, ignore_errors=True)
         return code
 
 

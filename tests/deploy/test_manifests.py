@@ -1,0 +1,125 @@
+"""The deployment files no test can start here (no Docker engine, no Kubernetes) checked for
+consistency with the ones that are exercised: the same config files, ports and flags."""
+import os
+import re
+import subprocess
+import unittest
+
+import yaml
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".."))
+DEPLOY = os.path.join(ROOT, "deploy")
+TAILORD = os.environ.get("TAILORD_BINARY", os.path.join(ROOT, "build", "bin", "tailord"))
+
+
+def load(path):
+    with open(os.path.join(DEPLOY, path)) as f:
+        return list(yaml.safe_load_all(f))
+
+
+def tailord_flags():
+    out = subprocess.run([TAILORD, "--helpfull"], capture_output=True, text=True).stdout
+    return set(re.findall(r"--([a-z_]+)", out))
+
+
+class DockerfileAndCompose(unittest.TestCase):
+    def setUp(self):
+        with open(os.path.join(ROOT, "Dockerfile")) as f:
+            self.dockerfile = f.read()
+        (self.compose,) = load("compose/docker-compose.yml")
+
+    def test_image_serves_the_ports_compose_publishes(self):
+        self.assertIn("EXPOSE 50051 9464", self.dockerfile)
+        self.assertIn("--listen=0.0.0.0:50051", self.dockerfile)
+        self.assertIn("--metrics_listen=0.0.0.0:9464", self.dockerfile)
+        ports = self.compose["services"]["tailord"]["ports"]
+        for port in ("50051:50051", "9464:9464", "9090:9090", "3000:3000"):
+            self.assertIn(port, ports)
+
+    def test_prometheus_and_grafana_use_the_shipped_configs_in_tailords_namespace(self):
+        services = self.compose["services"]
+        compose_dir = os.path.join(DEPLOY, "compose")
+        for name in ("prometheus", "grafana"):
+            self.assertEqual(services[name]["network_mode"], "service:tailord")
+            for volume in services[name]["volumes"]:
+                source = volume.split(":")[0]
+                if source.startswith("."):
+                    self.assertTrue(os.path.exists(os.path.join(compose_dir, source)), source)
+        # The shipped Prometheus config scrapes localhost:9464, which in tailord's namespace
+        # is tailord; the Grafana datasource is Prometheus's listen address.
+        (prometheus,) = load("prometheus/prometheus.yml")
+        targets = prometheus["scrape_configs"][0]["static_configs"][0]["targets"]
+        self.assertEqual(targets, ["localhost:9464"])
+        self.assertIn("--web.listen-address=0.0.0.0:9090", services["prometheus"]["command"])
+        (datasources,) = load("grafana/provisioning/datasources/prometheus.yml")
+        self.assertEqual(datasources["datasources"][0]["url"], "http://localhost:9090")
+        (providers,) = load("grafana/provisioning/dashboards/tailor.yml")
+        dashboards_mount = [v for v in services["grafana"]["volumes"] if "dashboards:" in v]
+        self.assertEqual(dashboards_mount[0].split(":")[1],
+                         providers["providers"][0]["options"]["path"])
+
+
+class Kubernetes(unittest.TestCase):
+    def setUp(self):
+        docs = load("k8s/tailor.yaml")
+        self.service = next(d for d in docs if d["kind"] == "Service")
+        self.statefulset = next(d for d in docs if d["kind"] == "StatefulSet")
+        router = load("k8s/router.yaml")
+        config_map = next(d for d in router if d["kind"] == "ConfigMap")
+        self.envoy = yaml.safe_load(config_map["data"]["envoy.yaml"])
+
+    def test_statefulset_probes_ports_and_flags(self):
+        self.assertEqual(self.service["spec"]["clusterIP"], "None")
+        spec = self.statefulset["spec"]
+        self.assertEqual(spec["serviceName"], self.service["metadata"]["name"])
+        self.assertTrue(spec["volumeClaimTemplates"])
+        container = spec["template"]["spec"]["containers"][0]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        self.assertEqual(ports, {"grpc": 50051, "metrics": 9464})
+        self.assertEqual(container["readinessProbe"]["grpc"]["port"], 50051)
+        self.assertEqual(container["livenessProbe"]["grpc"]["port"], 50051)
+        self.assertIn("requests", container["resources"])
+        known = tailord_flags()
+        self.assertIn("listen", known)
+        for arg in container["args"]:
+            self.assertIn(arg.lstrip("-").split("=")[0], known, arg)
+        grace_ms = next(int(a.split("=")[1]) for a in container["args"]
+                        if a.startswith("--shutdown_grace_ms="))
+        self.assertLess(grace_ms / 1000, spec["template"]["spec"]["terminationGracePeriodSeconds"])
+
+    def test_router_hashes_the_user_header_over_every_shard_and_never_fails_over(self):
+        listener = self.envoy["static_resources"]["listeners"][0]
+        manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
+        route = manager["route_config"]["virtual_hosts"][0]["routes"][0]["route"]
+        self.assertEqual(route["hash_policy"], [{"header": {"header_name": "x-user-id"}}])
+        self.assertNotIn("retry_policy", route)
+        cluster = self.envoy["static_resources"]["clusters"][0]
+        self.assertEqual(cluster["lb_policy"], "RING_HASH")
+        self.assertNotIn("health_checks", cluster)
+        self.assertNotIn("outlier_detection", cluster)
+        endpoints = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
+        replicas = self.statefulset["spec"]["replicas"]
+        self.assertEqual(len(endpoints), replicas)
+        for i, endpoint in enumerate(endpoints):
+            address = endpoint["endpoint"]["address"]["socket_address"]
+            self.assertEqual(address["address"], f"tailor-{i}.tailor")
+            self.assertEqual(address["port_value"], 50051)
+            self.assertEqual(endpoint["metadata"]["filter_metadata"]["envoy.lb"]["hash_key"],
+                             f"tailor-{i}")
+
+
+class Nginx(unittest.TestCase):
+    def test_routing_rules_that_keep_users_on_one_shard(self):
+        with open(os.path.join(DEPLOY, "nginx", "tailor.conf")) as f:
+            conf = f.read()
+        self.assertIn("hash $http_x_user_id consistent;", conf)
+        self.assertIn("grpc_next_upstream off;", conf)
+        self.assertIn("client_max_body_size 0;", conf)
+        with open(os.path.join(DEPLOY, "nginx", "tailor-shards.conf.example")) as f:
+            servers = [line for line in f if line.startswith("server ")]
+        self.assertTrue(servers)
+        self.assertTrue(all("max_fails=0" in line for line in servers))
+
+
+if __name__ == "__main__":
+    unittest.main()
