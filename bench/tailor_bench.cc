@@ -3,6 +3,7 @@
 //   quality     the PersonalLLM simulator replayed through live tailord servers over gRPC
 //   memory      the engine's in-memory footprint per user and its startup time
 //   coldstart   neighbour lookup latency and accuracy, exact scan vs the HNSW index
+//   load        RankResponses vs an echo server, and ingestion vs raw RocksDB
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +17,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "bench/coldstart_benchmark.h"
+#include "bench/load_benchmark.h"
 #include "bench/memory_benchmark.h"
 #include "bench/quality_benchmark.h"
 #include "bench/synthetic_catalogue.h"
@@ -47,6 +49,14 @@ ABSL_FLAG(std::vector<std::string>, populations,
           "coldstart: numbers of established users");
 ABSL_FLAG(std::vector<std::string>, lookup_ks, std::vector<std::string>({"4", "8", "32"}),
           "coldstart: pairs the cold users have given");
+ABSL_FLAG(int32_t, connections, 4, "load: gRPC connections");
+ABSL_FLAG(int32_t, concurrency, 64, "load: calls in flight");
+ABSL_FLAG(double, duration_s, 5, "load: measured seconds per run");
+ABSL_FLAG(double, warmup_s, 1, "load: warm-up seconds per run");
+ABSL_FLAG(int32_t, load_users, 2000, "load: warm users (each streams --pairs events first)");
+ABSL_FLAG(int32_t, pairs, 20, "load: feedback events per warm user");
+ABSL_FLAG(int32_t, streams, 32, "load: concurrent feedback streams during ingestion");
+ABSL_FLAG(bool, sync_ingest, true, "load: also measure ingestion with tailord --sync");
 ABSL_FLAG(int32_t, queries, 200, "coldstart: cold users per population and k");
 ABSL_FLAG(int32_t, near, tailor::model::NeighbourIndexOptions().near,
           "coldstart: users the HNSW search returns per lookup");
@@ -64,6 +74,9 @@ commands:
               held-out accuracy/top-1/reward vs population, own-posterior and oracle baselines
   memory      heap bytes per user held by the engine (established and cold users), from the
               growth between --users/2 and --users users loaded at startup)
+  load        RankResponses (8 candidates, d = 10, warm users) through a live tailord vs an
+              echo server with the same messages, closed and open loop; StreamFeedback
+              ingestion (default and --sync) vs raw RocksDB WriteBatches of the same bytes
   coldstart   a cold user's neighbour lookup with --populations established users: exact scan
               vs the HNSW index, latency percentiles and the top-1 accuracy it costs)";
 
@@ -111,6 +124,35 @@ bool ParseCounts(const char* flag, const std::vector<std::string>& values, std::
     out.push_back(value);
   }
   return true;
+}
+
+int Load(const char* argv0) {
+  tailor::bench::LoadBenchmarkOptions options;
+  options.tailord_binary = absl::GetFlag(FLAGS_tailord);
+  if (options.tailord_binary.empty()) {
+    options.tailord_binary = (std::filesystem::path(argv0).parent_path() / "tailord").string();
+  }
+  options.load.connections = absl::GetFlag(FLAGS_connections);
+  options.load.concurrency = absl::GetFlag(FLAGS_concurrency);
+  options.load.duration = absl::Seconds(absl::GetFlag(FLAGS_duration_s));
+  options.load.warmup = absl::Seconds(absl::GetFlag(FLAGS_warmup_s));
+  options.users = absl::GetFlag(FLAGS_load_users);
+  options.pairs = absl::GetFlag(FLAGS_pairs);
+  options.ingest_streams = absl::GetFlag(FLAGS_streams);
+  options.include_sync = absl::GetFlag(FLAGS_sync_ingest);
+  options.seed = absl::GetFlag(FLAGS_seed);
+  if (options.load.connections < 1 || options.load.concurrency < 1 || options.users < 1 ||
+      options.pairs < 1 || options.ingest_streams < 1) {
+    std::fprintf(stderr, "tailor-bench: load: counts must be at least 1\n");
+    return 2;
+  }
+  auto report = tailor::bench::RunLoadBenchmark(options);
+  if (!report.ok()) {
+    std::fprintf(stderr, "tailor-bench: %s\n", std::string(report.status().message()).c_str());
+    return 1;
+  }
+  std::printf("%s", tailor::bench::LoadMarkdown(*report).c_str());
+  return 0;
 }
 
 int ColdStart() {
@@ -195,6 +237,7 @@ int main(int argc, char** argv) {
   if (command == "quality") return Quality(argv[0]);
   if (command == "memory") return Memory();
   if (command == "coldstart") return ColdStart();
+  if (command == "load") return Load(argv[0]);
   std::fprintf(stderr, "%s\n", kUsage);
   return 64;
 }
