@@ -3,6 +3,7 @@
 #include <malloc.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <random>
@@ -18,6 +19,11 @@ model::FeatureSchema Schema(int d) {
   std::string csv = "name,mean,sd\n";
   for (int i = 0; i < d; ++i) absl::StrAppend(&csv, "f", i, ",0,1\n");
   return *model::FeatureSchema::FromCsv(csv);
+}
+
+std::string TempDir() {
+  char pattern[] = "/tmp/tailor-bench-XXXXXX";
+  return ::mkdtemp(pattern) == nullptr ? std::string() : std::string(pattern);
 }
 
 double HeapBytes() { return static_cast<double>(::mallinfo2().uordblks); }
@@ -48,8 +54,12 @@ absl::Status Populate(const std::string& path, int d, int users, int pairs) {
       commit.state.set_format_version(1);
       commit.state.set_feedback_count(200);
       for (int i = 0; i < d; ++i) commit.state.add_mean(normal(rng));
+      // The form the engine keeps: full covariance up to d = 64, its diagonal above.
+      commit.state.set_covariance_is_diagonal(d > 64);
       for (int i = 0; i < d; ++i) {
-        for (int j = i; j < d; ++j) commit.state.add_covariance(i == j ? 0.05 : 0.0);
+        for (int j = i; j < (d > 64 ? i + 1 : d); ++j) {
+          commit.state.add_covariance(i == j ? 0.05 : 0.0);
+        }
       }
       if (absl::Status s = (*store)->Commit(commit); !s.ok()) return s;
       continue;
@@ -88,9 +98,8 @@ absl::StatusOr<std::pair<double, double>> LoadCost(const std::string& path, int 
 
 absl::StatusOr<MemoryResult> MeasureMemoryPerUser(int dimension, int users_small, int users_large,
                                                   int cold_pairs) {
-  char pattern[] = "/tmp/tailor-memory-XXXXXX";
-  if (::mkdtemp(pattern) == nullptr) return absl::InternalError("mkdtemp failed");
-  const std::string dir = pattern;
+  const std::string dir = TempDir();
+  if (dir.empty()) return absl::InternalError("mkdtemp failed");
   MemoryResult result;
   result.dimension = dimension;
   result.users_small = users_small;
@@ -118,6 +127,77 @@ absl::StatusOr<MemoryResult> MeasureMemoryPerUser(int dimension, int users_small
       (cost[1][1] - cost[1][0]) / static_cast<double>((users_large - users_small) / 10);
   std::error_code ignored;
   std::filesystem::remove_all(dir, ignored);
+  return result;
+}
+
+absl::StatusOr<RankLatency> MeasureRankLatency(int d, int established, int cold_users,
+                                               int cold_pairs, int calls) {
+  const std::string dir = TempDir();
+  if (dir.empty()) return absl::InternalError("cannot create a temp directory");
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() {
+      std::error_code ignored;
+      std::filesystem::remove_all(dir, ignored);
+    }
+  } cleanup{dir};
+  if (absl::Status s = Populate(dir + "/db", d, established, 0); !s.ok()) return s;
+  storage::StoreOptions options;
+  options.path = dir + "/db";
+  auto store = storage::FeedbackStore::Open(options);
+  if (!store.ok()) return store.status();
+  auto engine = engine::PreferenceEngine::Open(Schema(d), **store, RefreshOnDemand());
+  if (!engine.ok()) return engine.status();
+  std::mt19937 rng(2);
+  std::normal_distribution<float> normal;
+  std::vector<float> a(static_cast<size_t>(d)), b(static_cast<size_t>(d));
+  for (int u = 0; u < cold_users; ++u) {
+    for (int i = 0; i < cold_pairs; ++i) {
+      for (int j = 0; j < d; ++j) {
+        a[static_cast<size_t>(j)] = normal(rng);
+        b[static_cast<size_t>(j)] = normal(rng);
+      }
+      engine::FeedbackInput event{
+          absl::StrCat(u, "-", i), absl::StrCat("cold-", u), "", {"a", a}, {"b", b}, 0};
+      if (auto r = (*engine)->RecordFeedback(event); !r.ok()) return r.status();
+    }
+  }
+  // 8 candidates, as the serving stack sends them.
+  std::vector<std::vector<float>> rows(8, std::vector<float>(static_cast<size_t>(d)));
+  for (auto& row : rows) {
+    for (float& v : row) v = normal(rng);
+  }
+  std::vector<engine::CandidateInput> candidates;
+  for (size_t i = 0; i < rows.size(); ++i) candidates.push_back({absl::StrCat("c", i), rows[i]});
+  const auto time = [&](const std::string& prefix,
+                        int users) -> absl::StatusOr<std::vector<double>> {
+    std::vector<double> micros;
+    for (int c = 0; c < calls; ++c) {
+      const std::string user = absl::StrCat(prefix, c % users);
+      const auto start = std::chrono::steady_clock::now();
+      auto ranked = (*engine)->Rank(user, candidates, false);
+      micros.push_back(
+          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start)
+              .count());
+      if (!ranked.ok()) return ranked.status();
+    }
+    std::sort(micros.begin(), micros.end());
+    return micros;
+  };
+  const auto at = [](const std::vector<double>& v, double q) {
+    return v[std::min(v.size() - 1,
+                      static_cast<size_t>(q * static_cast<double>(v.size() - 1) + 0.5))];
+  };
+  RankLatency result;
+  result.dimension = d;
+  absl::StatusOr<std::vector<double>> warm = time("user-", established);
+  if (!warm.ok()) return warm.status();
+  absl::StatusOr<std::vector<double>> cold = time("cold-", cold_users);
+  if (!cold.ok()) return cold.status();
+  result.warm_p50_us = at(*warm, 0.5);
+  result.warm_p99_us = at(*warm, 0.99);
+  result.cold_p50_us = at(*cold, 0.5);
+  result.cold_p99_us = at(*cold, 0.99);
   return result;
 }
 

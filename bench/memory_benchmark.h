@@ -20,6 +20,17 @@ struct MemoryResult {
   double load_seconds_large = 0;  // startup time with users_large established users
 };
 
+// Engine-only RankResponses latency (8 candidates) at dimension d: warm users (a learned
+// state past the neighbour hand-over) and cold users (`cold_pairs` pairs, blended with the
+// `established` users as neighbours; the blend is cached, as in serving).
+struct RankLatency {
+  int dimension = 0;
+  double warm_p50_us = 0, warm_p99_us = 0;
+  double cold_p50_us = 0, cold_p99_us = 0;
+};
+absl::StatusOr<RankLatency> MeasureRankLatency(int d, int established, int cold_users,
+                                               int cold_pairs, int calls);
+
 absl::StatusOr<MemoryResult> MeasureMemoryPerUser(int dimension, int users_small, int users_large,
                                                   int cold_pairs);
 

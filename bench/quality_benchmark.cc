@@ -194,6 +194,7 @@ absl::StatusOr<QualityReport> RunQualityBenchmark(const Catalogue& catalogue,
   report.prompts = static_cast<int>(catalogue.scores.size());
   report.responses = catalogue.responses();
   report.features = d;
+  report.reference_name = catalogue.reference_name;
   Progress testing("test users", static_cast<int64_t>(options.ks.size()) * options.test_users,
                    options.progress);
   for (int k : options.ks) {
@@ -315,6 +316,21 @@ std::string ReportMarkdown(const QualityReport& r) {
                           cell(row.suggested), cell(row.own), cell(row.population),
                           cell(row.oracle));
   }
+  if (!r.reference_name.empty()) {
+    absl::StrAppendFormat(&out,
+                          "\nwin rate of the pick against %s (ties count half)\n\n"
+                          "| k | Tailor, random | Tailor, suggested | own only | population | "
+                          "oracle |\n|---|---|---|---|---|---|\n",
+                          r.reference_name);
+    for (const QualityRow& row : r.rows) {
+      auto cell = [](const QualityScore& s) {
+        return absl::StrFormat("%.3f", s.win_rate_vs_reference());
+      };
+      absl::StrAppendFormat(&out, "| %d | %s | %s | %s | %s | %s |\n", row.k, cell(row.random),
+                            cell(row.suggested), cell(row.own), cell(row.population),
+                            cell(row.oracle));
+    }
+  }
   absl::StrAppendFormat(&out, "\n(%.0f s)\n", r.seconds);
   return out;
 }
@@ -322,8 +338,10 @@ std::string ReportMarkdown(const QualityReport& r) {
 std::string ReportJson(const QualityReport& r) {
   auto score = [](const QualityScore& s) {
     return absl::StrFormat(
-        R"({"pairwise_accuracy": %.4f, "top1": %.4f, "mean_pick_reward": %.4f, "mean_regret": %.4f, "prompts": %.0f})",
-        s.pairwise_accuracy(), s.top1(), s.mean_pick_reward(), s.mean_regret(), s.prompts);
+        R"({"pairwise_accuracy": %.4f, "top1": %.4f, "mean_pick_reward": %.4f, "mean_regret": %.4f, "win_rate_vs_reference": %s, "prompts": %.0f})",
+        s.pairwise_accuracy(), s.top1(), s.mean_pick_reward(), s.mean_regret(),
+        s.reference_prompts > 0 ? absl::StrFormat("%.4f", s.win_rate_vs_reference()) : "null",
+        s.prompts);
   };
   std::string out = absl::StrFormat(
       R"({"catalogue": "%s", "prompts": %d, "responses": %d, "features": %d, "seconds": %.1f, "rows": [)",

@@ -45,6 +45,7 @@ struct QualityReport {
   int prompts = 0;
   int responses = 0;
   int features = 0;
+  std::string reference_name;  // the catalogue's reference response, if any
   double seconds = 0;
   std::vector<QualityRow> rows;
 };

@@ -31,6 +31,8 @@ void QualityScore::Add(const QualityScore& other) {
   prompts += other.prompts;
   pick_reward += other.pick_reward;
   regret += other.regret;
+  reference_wins += other.reference_wins;
+  reference_prompts += other.reference_prompts;
 }
 
 void ScoreRanking(const Catalogue& catalogue, const Eigen::VectorXd& w, int prompt,
@@ -50,6 +52,12 @@ void ScoreRanking(const Catalogue& catalogue, const Eigen::VectorXd& w, int prom
   score.top1_correct += utility[ranking[0]] >= utility.maxCoeff() - 1e-12 ? 1 : 0;
   score.pick_reward += utility[ranking[0]];
   score.regret += utility.maxCoeff() - utility[ranking[0]];
+  if (catalogue.reference_response >= 0) {
+    const double pick = utility[ranking[0]];
+    const double reference = utility[catalogue.reference_response];
+    score.reference_wins += std::abs(pick - reference) <= 1e-12 ? 0.5 : (pick > reference ? 1 : 0);
+    score.reference_prompts += 1;
+  }
 }
 
 }  // namespace tailor::bench

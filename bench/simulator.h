@@ -36,6 +36,13 @@ struct QualityScore {
   double prompts = 0;
   double pick_reward = 0;  // summed true utility of the top pick
   double regret = 0;       // summed (best true utility - pick's true utility)
+  // Against the catalogue's reference response, where it has one: the pick's true utility is
+  // higher (1), equal (0.5) or lower (0).
+  double reference_wins = 0;
+  double reference_prompts = 0;
+  double win_rate_vs_reference() const {
+    return reference_prompts > 0 ? reference_wins / reference_prompts : 0;
+  }
   double pairwise_accuracy() const {
     return pairwise_total > 0 ? pairwise_correct / pairwise_total : 0;
   }

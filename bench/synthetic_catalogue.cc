@@ -5,6 +5,7 @@
 #include <fstream>
 #include <map>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -30,6 +31,25 @@ Catalogue MakeSyntheticCatalogue(int prompts, int responses, int features, doubl
     catalogue.scores.push_back(std::move(scores));
   }
   return catalogue;
+}
+
+// Scales every feature to mean 0, sd 1 over all responses (the units users' weights apply to),
+// remembering the raw mean and sd.
+static void ZScore(Catalogue& catalogue) {
+  const auto d = catalogue.scores.front().cols();
+  Eigen::VectorXd sum = Eigen::VectorXd::Zero(d), sum2 = Eigen::VectorXd::Zero(d);
+  double n = 0;
+  for (const Eigen::MatrixXd& m : catalogue.scores) {
+    sum += m.colwise().sum().transpose();
+    sum2 += m.cwiseAbs2().colwise().sum().transpose();
+    n += static_cast<double>(m.rows());
+  }
+  catalogue.raw_mean = sum / n;
+  catalogue.raw_sd = (sum2 / n - catalogue.raw_mean.cwiseAbs2()).cwiseMax(1e-12).cwiseSqrt();
+  for (Eigen::MatrixXd& m : catalogue.scores) {
+    m = (m.rowwise() - catalogue.raw_mean.transpose()).array().rowwise() /
+        catalogue.raw_sd.transpose().array();
+  }
 }
 
 absl::StatusOr<Catalogue> LoadCatalogueCsv(const std::string& path) {
@@ -68,8 +88,6 @@ absl::StatusOr<Catalogue> LoadCatalogueCsv(const std::string& path) {
   }
   if (prompt_order.empty()) return absl::InvalidArgumentError("catalogue: no rows");
   const size_t responses = rows[prompt_order[0]].size();
-  Eigen::VectorXd sum = Eigen::VectorXd::Zero(d), sum2 = Eigen::VectorXd::Zero(d);
-  double n = 0;
   for (const std::string& prompt : prompt_order) {
     if (rows[prompt].size() != responses || responses < 2) {
       return absl::InvalidArgumentError(
@@ -82,17 +100,107 @@ absl::StatusOr<Catalogue> LoadCatalogueCsv(const std::string& path) {
       for (int b = 0; b < d; ++b)
         m(static_cast<Eigen::Index>(r), b) = rows[prompt][r][static_cast<size_t>(b)];
     }
-    sum += m.colwise().sum().transpose();
-    sum2 += m.cwiseAbs2().colwise().sum().transpose();
-    n += static_cast<double>(responses);
     catalogue.scores.push_back(std::move(m));
   }
-  catalogue.raw_mean = sum / n;
-  catalogue.raw_sd = (sum2 / n - catalogue.raw_mean.cwiseAbs2()).cwiseMax(1e-12).cwiseSqrt();
-  for (Eigen::MatrixXd& m : catalogue.scores) {
-    m = (m.rowwise() - catalogue.raw_mean.transpose()).array().rowwise() /
-        catalogue.raw_sd.transpose().array();
+  ZScore(catalogue);
+  return catalogue;
+}
+
+bool ReadCsvRecord(std::istream& in, std::vector<std::string>& fields) {
+  fields.clear();
+  if (in.peek() == std::char_traits<char>::eof()) return false;
+  std::string field;
+  bool quoted = false;
+  char c;
+  while (in.get(c)) {
+    if (quoted) {
+      if (c != '"') {
+        field += c;
+      } else if (in.peek() == '"') {
+        field += '"';
+        in.get(c);
+      } else {
+        quoted = false;
+      }
+    } else if (c == '"') {
+      quoted = true;
+    } else if (c == ',') {
+      fields.push_back(std::move(field));
+      field.clear();
+    } else if (c == '\n') {
+      break;
+    } else if (c != '\r') {
+      field += c;
+    }
   }
+  fields.push_back(std::move(field));
+  return true;
+}
+
+absl::StatusOr<Catalogue> LoadPersonalLlmCsv(const std::string& path, int* skipped_rows) {
+  std::ifstream file(path);
+  if (!file) return absl::NotFoundError("personalllm: cannot read " + path);
+  std::vector<std::string> header;
+  if (!ReadCsvRecord(file, header)) return absl::InvalidArgumentError("personalllm: empty file");
+  // response_{i}_{model} -> column; responses are numbered from 1.
+  std::map<int, std::map<std::string, size_t>> columns;
+  std::vector<std::string> models;
+  for (size_t col = 0; col < header.size(); ++col) {
+    const std::string& name = header[col];
+    if (!absl::StartsWith(name, "response_")) continue;
+    const size_t underscore = name.find('_', 9);
+    int response = 0;
+    if (underscore == std::string::npos ||
+        !absl::SimpleAtoi(name.substr(9, underscore - 9), &response) || response < 1) {
+      continue;  // response_{i} itself (the text), or not a score column
+    }
+    const std::string model = name.substr(underscore + 1);
+    columns[response][model] = col;
+    if (response == 1) models.push_back(model);
+  }
+  if (models.empty() || columns.size() < 2) {
+    return absl::InvalidArgumentError(
+        "personalllm: header needs response_{i}_{reward_model} score columns for at least two "
+        "responses");
+  }
+  const int responses = columns.rbegin()->first;
+  for (int r = 1; r <= responses; ++r) {
+    for (const std::string& model : models) {
+      if (!columns[r].contains(model)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("personalllm: no column response_", r, "_", model));
+      }
+    }
+  }
+  Catalogue catalogue;
+  catalogue.feature_names = models;
+  const int d = static_cast<int>(models.size());
+  int skipped = 0;
+  std::vector<std::string> row;
+  while (ReadCsvRecord(file, row)) {
+    if (row.size() == 1 && row[0].empty()) continue;  // blank line
+    Eigen::MatrixXd m(responses, d);
+    bool ok = true;
+    for (int r = 1; r <= responses && ok; ++r) {
+      for (int b = 0; b < d && ok; ++b) {
+        const size_t col = columns[r][models[static_cast<size_t>(b)]];
+        ok = col < row.size() && absl::SimpleAtod(row[col], &m(r - 1, b)) &&
+             std::isfinite(m(r - 1, b));
+      }
+    }
+    if (!ok) {
+      ++skipped;
+      continue;
+    }
+    catalogue.scores.push_back(std::move(m));
+  }
+  if (skipped_rows != nullptr) *skipped_rows = skipped;
+  if (catalogue.scores.empty()) return absl::InvalidArgumentError("personalllm: no usable rows");
+  if (responses >= 3) {
+    catalogue.reference_response = 2;
+    catalogue.reference_name = "response 3 (GPT-4o)";
+  }
+  ZScore(catalogue);
   return catalogue;
 }
 

@@ -5,6 +5,7 @@
 #define TAILOR_BENCH_SYNTHETIC_CATALOGUE_H_
 
 #include <Eigen/Core>
+#include <istream>
 #include <random>
 #include <string>
 #include <vector>
@@ -21,6 +22,9 @@ struct Catalogue {
   std::vector<std::string> feature_names;
   Eigen::VectorXd raw_mean;
   Eigen::VectorXd raw_sd;
+  // A response every ranking is also compared with (PersonalLLM: response 3, GPT-4o's), or -1.
+  int reference_response = -1;
+  std::string reference_name;
   int responses() const { return scores.empty() ? 0 : static_cast<int>(scores[0].rows()); }
   int features() const { return scores.empty() ? 0 : static_cast<int>(scores[0].cols()); }
 };
@@ -32,6 +36,18 @@ Catalogue MakeSyntheticCatalogue(int prompts, int responses, int features, doubl
 // Loads `prompt_id,response_id,label,<feature...>` (every prompt with the same number of
 // responses) and z-scores each feature over all responses.
 absl::StatusOr<Catalogue> LoadCatalogueCsv(const std::string& path);
+
+// Loads a PersonalLLM dataset exported as CSV (RFC 4180; prompts and responses may hold
+// commas, quotes and newlines): columns `prompt`, `response_1` … `response_N` and one score
+// column `response_{i}_{reward_model}` per response and reward model (other columns are
+// ignored). Features are the reward models, in the order of response 1's columns; z-scored
+// like LoadCatalogueCsv. Response 3 (GPT-4o's in PersonalLLM) becomes the reference response.
+// Rows with a missing or non-numeric score are skipped and counted in `skipped_rows`.
+absl::StatusOr<Catalogue> LoadPersonalLlmCsv(const std::string& path, int* skipped_rows = nullptr);
+
+// One CSV record (RFC 4180: quoted fields, "" for a quote, newlines inside quotes); false at
+// the end of the input.
+bool ReadCsvRecord(std::istream& in, std::vector<std::string>& fields);
 
 // One user's weights over the features, Dirichlet(alpha, ..., alpha).
 Eigen::VectorXd SampleDirichlet(int dimension, double alpha, std::mt19937_64& rng);

@@ -4,6 +4,7 @@
 //   memory      the engine's in-memory footprint per user and its startup time
 //   coldstart   neighbour lookup latency and accuracy, exact scan vs the HNSW index
 //   load        RankResponses vs an echo server, and ingestion vs raw RocksDB
+//   dims        engine-only ranking latency at d = 10, 64, 256, 1024
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -14,6 +15,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "bench/coldstart_benchmark.h"
@@ -29,7 +31,8 @@ ABSL_FLAG(int32_t, users, 1000, "simulated users");
 ABSL_FLAG(uint64_t, seed, 1, "random seed");
 ABSL_FLAG(int32_t, dimension, 10, "memory: features per user");
 ABSL_FLAG(std::string, catalogue, "synthetic",
-          "quality: 'synthetic' or a catalogue CSV (prompt_id,response_id,label,<features...>)");
+          "quality: 'synthetic', a catalogue CSV (prompt_id,response_id,label,<features...>), "
+          "or personalllm:FILE.csv (prompt, response_1..8, response_{i}_{reward_model})");
 ABSL_FLAG(int32_t, historical_users, 10000, "quality: established users streamed in first");
 ABSL_FLAG(int32_t, min_pairs, 25, "quality: fewest pairs per historical user");
 ABSL_FLAG(int32_t, max_pairs, 50, "quality: most pairs per historical user");
@@ -57,6 +60,8 @@ ABSL_FLAG(int32_t, load_users, 2000, "load: warm users (each streams --pairs eve
 ABSL_FLAG(int32_t, pairs, 20, "load: feedback events per warm user");
 ABSL_FLAG(int32_t, streams, 32, "load: concurrent feedback streams during ingestion");
 ABSL_FLAG(bool, sync_ingest, true, "load: also measure ingestion with tailord --sync");
+ABSL_FLAG(std::vector<std::string>, dims, std::vector<std::string>({"10", "64", "256", "1024"}),
+          "dims: feature dimensions to rank at");
 ABSL_FLAG(int32_t, queries, 200, "coldstart: cold users per population and k");
 ABSL_FLAG(int32_t, near, tailor::model::NeighbourIndexOptions().near,
           "coldstart: users the HNSW search returns per lookup");
@@ -77,6 +82,8 @@ commands:
   load        RankResponses (8 candidates, d = 10, warm users) through a live tailord vs an
               echo server with the same messages, closed and open loop; StreamFeedback
               ingestion (default and --sync) vs raw RocksDB WriteBatches of the same bytes
+  dims        engine-only RankResponses latency (8 candidates) for warm and cold users at
+              each of --dims features, with 2,000 established users
   coldstart   a cold user's neighbour lookup with --populations established users: exact scan
               vs the HNSW index, latency percentiles and the top-1 accuracy it costs)";
 
@@ -155,6 +162,28 @@ int Load(const char* argv0) {
   return 0;
 }
 
+int Dims() {
+  std::vector<int> dims;
+  if (!ParseCounts("dims", absl::GetFlag(FLAGS_dims), dims)) return 2;
+  std::printf(
+      "| d | warm p50 µs | warm p99 µs | cold p50 µs | cold p99 µs | warm p50 ÷ d=%d |\n"
+      "|---:|---:|---:|---:|---:|---:|\n",
+      dims.empty() ? 0 : dims[0]);
+  double base = 0;
+  for (int d : dims) {
+    auto r = tailor::bench::MeasureRankLatency(d, 2000, 50, 8, 4000);
+    if (!r.ok()) {
+      std::fprintf(stderr, "tailor-bench: %s\n", std::string(r.status().message()).c_str());
+      return 1;
+    }
+    if (base == 0) base = r->warm_p50_us;
+    std::printf("| %d | %.1f | %.1f | %.1f | %.1f | %.1f× |\n", d, r->warm_p50_us, r->warm_p99_us,
+                r->cold_p50_us, r->cold_p99_us, r->warm_p50_us / base);
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
 int ColdStart() {
   tailor::bench::ColdStartOptions options;
   if (!ParseCounts("populations", absl::GetFlag(FLAGS_populations), options.populations) ||
@@ -188,6 +217,17 @@ int Quality(const char* argv0) {
         "diversity: top response wins a majority for %.2f of prompts; >=5 distinct "
         "winners for %.2f (PersonalLLM: ~0.5 / ~0.6)\n\n",
         d.majority_share, d.five_winners_share);
+  } else if (absl::StartsWith(source, "personalllm:")) {
+    const std::string path = source.substr(12);
+    int skipped = 0;
+    auto loaded = tailor::bench::LoadPersonalLlmCsv(path, &skipped);
+    if (!loaded.ok()) {
+      std::fprintf(stderr, "tailor-bench: %s\n", std::string(loaded.status().message()).c_str());
+      return 2;
+    }
+    catalogue = *std::move(loaded);
+    name = std::filesystem::path(path).filename().string();
+    if (skipped > 0) std::fprintf(stderr, "personalllm: skipped %d rows without scores\n", skipped);
   } else {
     auto loaded = tailor::bench::LoadCatalogueCsv(source);
     if (!loaded.ok()) {
@@ -238,6 +278,7 @@ int main(int argc, char** argv) {
   if (command == "memory") return Memory();
   if (command == "coldstart") return ColdStart();
   if (command == "load") return Load(argv[0]);
+  if (command == "dims") return Dims();
   std::fprintf(stderr, "%s\n", kUsage);
   return 64;
 }

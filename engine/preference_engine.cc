@@ -68,6 +68,15 @@ struct PreferenceEngine::UserEntry {
   int64_t last_micros = 0;
   // The user's pair differences (z-scored) while neighbours still count for them.
   std::vector<Eigen::VectorXd> recent;
+  // Unique per entry (entries are never modified, only replaced): what a cached blend is for.
+  uint64_t serial = 0;
+};
+
+struct PreferenceEngine::Blend {
+  uint64_t entry_serial = 0;
+  uint64_t knowledge_version = 0;
+  model::NeighbourMixture neighbours;
+  double personal_weight = 1;
 };
 
 struct PreferenceEngine::Knowledge {
@@ -156,7 +165,8 @@ std::shared_ptr<const PreferenceEngine::Knowledge> PreferenceEngine::CurrentKnow
 absl::StatusOr<std::shared_ptr<const PreferenceEngine::UserEntry>> PreferenceEngine::Rebuild(
     absl::string_view user_id) {
   model::Posterior posterior(base_prior_.mean, base_prior_.cov);
-  auto entry = std::make_shared<UserEntry>(UserEntry{CompactPosterior(posterior), 0, 0, 0, {}});
+  auto entry = std::make_shared<UserEntry>(
+      UserEntry{CompactPosterior(posterior), 0, 0, 0, {}, next_serial_++});
   absl::Status scan = store_.ScanHistory(user_id, [&](const records::FeedbackRecord& r) {
     if (r.chosen_features_size() != schema_.dimension() ||
         r.rejected_features_size() != schema_.dimension()) {
@@ -197,7 +207,8 @@ absl::Status PreferenceEngine::LoadUsers() {
                                                                   state->feedback_count(),
                                                                   state->first_feedback_micros(),
                                                                   state->last_feedback_micros(),
-                                                                  {}}));
+                                                                  {},
+                                                                  next_serial_++}));
       });
   if (!scan.ok()) return scan;
   for (const std::string& user_id : to_rebuild) {
@@ -340,7 +351,7 @@ model::NeighbourMixture PreferenceEngine::MixNeighbours(const Knowledge& knowled
 }
 
 model::Belief PreferenceEngine::BeliefFor(const UserEntry* entry, const Knowledge& knowledge,
-                                          absl::string_view user_id, bool for_suggestion) const {
+                                          absl::string_view user_id, bool for_suggestion) {
   const model::ReferenceSet& reference = *knowledge.reference;
   const bool have_neighbours = reference.size() > 0;
   if (entry == nullptr || entry->count == 0) {
@@ -359,24 +370,57 @@ model::Belief PreferenceEngine::BeliefFor(const UserEntry* entry, const Knowledg
       model::Reprior(entry->posterior.Unpack(), base_prior_, knowledge.population));
   const bool cold = entry->count < static_cast<uint64_t>(options_.handover_pairs);
   if (have_neighbours && cold && !entry->recent.empty()) {
-    auto found = knowledge.rows.find(user_id);
-    const int row = found == knowledge.rows.end() ? -1 : found->second;
-    model::NeighbourOptions options{options_.neighbour_temperature, options_.neighbour_top_k};
-    // Seeded by the user and their evidence, so the same state always ranks the same way.
-    belief.neighbours =
-        MixNeighbours(knowledge, entry->recent, row, options, absl::HashOf(user_id, entry->count));
+    const std::shared_ptr<const Blend> blend =
+        BlendFor(*entry, knowledge, user_id, belief.personal);
+    belief.neighbours = blend->neighbours;
     belief.reference = &reference;
-    // Posterior probability of the own-posterior model against "like one of the neighbours".
-    const double own_evidence =
-        model::LaplaceLogEvidence(belief.personal, entry->recent, knowledge.population);
-    belief.personal_weight = model::Sigmoid(own_evidence - belief.neighbours->log_evidence +
-                                            options_.own_model_log_prior_odds);
+    belief.personal_weight = blend->personal_weight;
     belief.source = belief.personal_weight < 0.5 ? model::KnowledgeSource::kNeighbours
                                                  : model::KnowledgeSource::kPersonal;
   } else {
     belief.source = model::KnowledgeSource::kPersonal;
   }
   return belief;
+}
+
+std::shared_ptr<const PreferenceEngine::Blend> PreferenceEngine::BlendFor(
+    const UserEntry& entry, const Knowledge& knowledge, absl::string_view user_id,
+    const model::Posterior& personal) {
+  Stripe& stripe = StripeFor(user_id);
+  if (options_.blend_cache_users > 0) {
+    MutexLock lock(&stripe.map_mu);
+    auto it = stripe.blends.find(user_id);
+    if (it != stripe.blends.end() && it->second->entry_serial == entry.serial &&
+        it->second->knowledge_version == knowledge.version) {
+      return it->second;
+    }
+  }
+  auto blend = std::make_shared<Blend>();
+  blend->entry_serial = entry.serial;
+  blend->knowledge_version = knowledge.version;
+  auto found = knowledge.rows.find(user_id);
+  const int row = found == knowledge.rows.end() ? -1 : found->second;
+  model::NeighbourOptions options{options_.neighbour_temperature, options_.neighbour_top_k};
+  // Seeded by the user and their evidence, so the same state always ranks the same way.
+  blend->neighbours =
+      MixNeighbours(knowledge, entry.recent, row, options, absl::HashOf(user_id, entry.count));
+  // Posterior probability of the own-posterior model against "like one of the neighbours".
+  const double own_evidence =
+      model::LaplaceLogEvidence(personal, entry.recent, knowledge.population);
+  blend->personal_weight = model::Sigmoid(own_evidence - blend->neighbours.log_evidence +
+                                          options_.own_model_log_prior_odds);
+  if (options_.blend_cache_users > 0) {
+    const size_t capacity = static_cast<size_t>(std::max(1, options_.blend_cache_users / kStripes));
+    MutexLock lock(&stripe.map_mu);
+    auto it = stripe.blends.find(user_id);
+    if (it != stripe.blends.end()) {
+      it->second = blend;
+    } else {
+      if (stripe.blends.size() >= capacity) stripe.blends.erase(stripe.blends.begin());
+      stripe.blends.emplace(std::string(user_id), blend);
+    }
+  }
+  return blend;
 }
 
 absl::StatusOr<RankResult> PreferenceEngine::Rank(absl::string_view user_id,
@@ -450,6 +494,7 @@ absl::StatusOr<FeedbackResult> PreferenceEngine::RecordFeedback(const FeedbackIn
                         0,
                         0,
                         {}});
+  next->serial = next_serial_++;
   model::Posterior posterior = next->posterior.Unpack();
   posterior.Observe(diff);
   next->posterior = CompactPosterior(posterior);
@@ -534,6 +579,7 @@ absl::StatusOr<storage::DeletedUser> PreferenceEngine::DeleteUser(absl::string_v
       removed = std::move(it->second);
       stripe.users.erase(it);
     }
+    stripe.blends.erase(user_id);
   }
   if (removed != nullptr) {
     users_.fetch_sub(1);

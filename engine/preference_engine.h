@@ -63,6 +63,10 @@ struct EngineOptions {
   model::NeighbourIndexOptions neighbour_index;
   // Monte Carlo draws for favourite probabilities.
   int probability_samples = 64;
+  // Cold users whose neighbour blend is kept between calls (it only changes with their
+  // feedback or a refresh, and is the costly part of ranking them). Each takes up to ~4 KB
+  // (the top neighbours); 0 disables the cache.
+  int blend_cache_users = 16384;
   // Background refresh of the population prior and reference set; 0 = only on demand.
   absl::Duration refresh_period = absl::Seconds(30);
 };
@@ -167,11 +171,14 @@ class PreferenceEngine {
   struct UserEntry;
   // Population prior + reference set, replaced as a whole by each refresh.
   struct Knowledge;
+  struct Blend;
   struct Stripe {
     Mutex write_mu;  // serializes writers of the stripe's users, held across commit
     Mutex map_mu;    // guards `users`; held only to copy or swap a pointer
     absl::flat_hash_map<std::string, std::shared_ptr<const UserEntry>> users
         ABSL_GUARDED_BY(map_mu);
+    // Neighbour blends of the stripe's cold users (bounded; see blend_cache_users).
+    absl::flat_hash_map<std::string, std::shared_ptr<const Blend>> blends ABSL_GUARDED_BY(map_mu);
   };
   static constexpr int kStripes = 256;
 
@@ -190,7 +197,12 @@ class PreferenceEngine {
                                                const model::NeighbourOptions& options,
                                                uint64_t seed);
   model::Belief BeliefFor(const UserEntry* entry, const Knowledge& knowledge,
-                          absl::string_view user_id, bool for_suggestion) const;
+                          absl::string_view user_id, bool for_suggestion);
+  // The cold user's neighbour mixture and its share in the blend, from the cache when it was
+  // computed for this very entry and knowledge version.
+  std::shared_ptr<const Blend> BlendFor(const UserEntry& entry, const Knowledge& knowledge,
+                                        absl::string_view user_id,
+                                        const model::Posterior& personal);
   void RefreshLoop();
 
   const model::FeatureSchema schema_;
@@ -206,6 +218,7 @@ class PreferenceEngine {
   std::atomic<uint64_t> established_users_{0};
   std::atomic<uint64_t> feedback_events_{0};
   std::atomic<uint64_t> rebuilt_states_{0};
+  std::atomic<uint64_t> next_serial_{1};  // UserEntry::serial
   std::atomic<double> last_refresh_seconds_{0};
 
   // Serializes refreshes, so an older refit can never be published over a newer one.
