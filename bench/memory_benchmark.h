@@ -17,7 +17,8 @@ struct MemoryResult {
   // ... and for cold users with `cold_pairs` pairs, whose pairs are kept for cold start.
   int cold_pairs = 0;
   double bytes_per_cold_user = 0;
-  double load_seconds_large = 0;  // startup time with users_large established users
+  double load_seconds_large = 0;     // engine open with users_large established users, of which
+  double refresh_seconds_large = 0;  // the full refresh (reference set, population, index)
 };
 
 // Engine-only RankResponses latency (8 candidates) at dimension d: warm users (a learned

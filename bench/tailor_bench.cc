@@ -113,9 +113,13 @@ int Memory() {
   }
   std::printf(
       "d=%d: %.0f bytes per established user (posterior only), %.0f bytes per cold user "
-      "with %d pairs kept for cold start; loading %d users took %.2f s\n",
+      "with %d pairs kept for cold start (both including the reference set and any HNSW "
+      "index); opening %d users took %.2f s, of which %.2f s the full refresh (tailord serves "
+      "before it, after a refresh capped at --exact_scan_max_users, and runs it in the "
+      "background)\n",
       result->dimension, result->bytes_per_established_user, result->bytes_per_cold_user,
-      result->cold_pairs, result->users_large, result->load_seconds_large);
+      result->cold_pairs, result->users_large, result->load_seconds_large,
+      result->refresh_seconds_large);
   return 0;
 }
 

@@ -84,8 +84,12 @@ struct PreferenceEngine::Knowledge {
   std::shared_ptr<const model::ReferenceSet> reference;
   // Over `reference` when it is larger than exact_scan_max_users; declared after it, so
   // destroyed first.
-  std::unique_ptr<const model::NeighbourIndex> index;
-  absl::flat_hash_map<std::string, int> rows;  // user id -> row of `reference`
+  std::shared_ptr<const model::NeighbourIndex> index;
+  // user id -> row of `reference`
+  std::shared_ptr<const absl::flat_hash_map<std::string, int>> rows;
+  // Rows of users deleted since the refresh (non-zero), or null; shared with the index.
+  std::shared_ptr<const std::vector<char>> removed;
+  int removed_count = 0;
   uint64_t version = 0;
 };
 
@@ -107,7 +111,13 @@ absl::StatusOr<std::unique_ptr<PreferenceEngine>> PreferenceEngine::Open(
   std::unique_ptr<PreferenceEngine> engine(
       new PreferenceEngine(std::move(schema), store, std::move(options)));
   if (absl::Status loaded = engine->LoadUsers(); !loaded.ok()) return loaded;
-  engine->RefreshKnowledge();
+  if (engine->options_.refresh_period > absl::ZeroDuration()) {
+    // Serve soon: a reference set small enough to scan (no index to build) now, the full one
+    // from the background thread, which starts with it.
+    engine->Refresh(/*quick=*/true);
+  } else {
+    engine->RefreshKnowledge();
+  }
   if (engine->options_.refresh_period > absl::ZeroDuration()) {
     engine->refresher_ = std::thread([e = engine.get()] { e->RefreshLoop(); });
   }
@@ -123,6 +133,7 @@ PreferenceEngine::PreferenceEngine(model::FeatureSchema schema, storage::Feedbac
   auto knowledge = std::make_shared<Knowledge>();
   knowledge->population = base_prior_;
   knowledge->reference = std::make_shared<model::ReferenceSet>();
+  knowledge->rows = std::make_shared<absl::flat_hash_map<std::string, int>>();
   knowledge_ = std::move(knowledge);
 }
 
@@ -136,6 +147,7 @@ PreferenceEngine::~PreferenceEngine() {
 }
 
 void PreferenceEngine::RefreshLoop() {
+  RefreshKnowledge();
   std::unique_lock<std::mutex> lock(stop_mu_);
   while (!stop_cv_.wait_for(lock, absl::ToChronoMilliseconds(options_.refresh_period),
                             [this] { return stopping_; })) {
@@ -243,9 +255,18 @@ absl::Status PreferenceEngine::LoadUsers() {
   return absl::OkStatus();
 }
 
-void PreferenceEngine::RefreshKnowledge() {
+void PreferenceEngine::RefreshKnowledge() { Refresh(/*quick=*/false); }
+
+void PreferenceEngine::Refresh(bool quick) {
   MutexLock serialize(&refresh_work_mu_);
+  const int max_reference =
+      quick ? std::min(options_.max_reference_users, options_.exact_scan_max_users)
+            : options_.max_reference_users;
   const absl::Time started = absl::Now();
+  {
+    MutexLock lock(&knowledge_mu_);
+    deleted_during_refresh_.clear();
+  }
   // Seeded reservoir samples keep the cost bounded however many users there are.
   std::mt19937_64 rng(0x7a11);
   std::vector<std::pair<std::string, std::shared_ptr<const UserEntry>>> reference;
@@ -256,10 +277,10 @@ void PreferenceEngine::RefreshKnowledge() {
     for (const auto& [user_id, entry] : stripe.users) {
       if (entry->count < static_cast<uint64_t>(options_.established_pairs)) continue;
       ++seen;
-      if (reference.size() < static_cast<size_t>(options_.max_reference_users)) {
+      if (reference.size() < static_cast<size_t>(max_reference)) {
         reference.emplace_back(user_id, entry);
       } else if (std::uniform_int_distribution<uint64_t>(0, seen - 1)(rng) <
-                 static_cast<uint64_t>(options_.max_reference_users)) {
+                 static_cast<uint64_t>(max_reference)) {
         reference[std::uniform_int_distribution<size_t>(0, reference.size() - 1)(rng)] = {user_id,
                                                                                           entry};
       }
@@ -277,12 +298,14 @@ void PreferenceEngine::RefreshKnowledge() {
   knowledge->population = fit.empty() ? base_prior_ : model::FitPopulation(fit, base_prior_);
   auto set = std::make_shared<model::ReferenceSet>();
   set->weights.resize(static_cast<Eigen::Index>(reference.size()), schema_.dimension());
+  auto rows = std::make_shared<absl::flat_hash_map<std::string, int>>();
   for (size_t i = 0; i < reference.size(); ++i) {
     set->user_ids.push_back(reference[i].first);
     set->weights.row(static_cast<Eigen::Index>(i)) =
         reference[i].second->posterior.Mean().transpose();
-    knowledge->rows[reference[i].first] = static_cast<int>(i);
+    (*rows)[reference[i].first] = static_cast<int>(i);
   }
+  knowledge->rows = std::move(rows);
   if (set->size() > options_.exact_scan_max_users) {
     knowledge->index =
         model::NeighbourIndex::Build(*set, knowledge->population, options_.neighbour_index);
@@ -290,6 +313,20 @@ void PreferenceEngine::RefreshKnowledge() {
   knowledge->reference = std::move(set);
   {
     MutexLock lock(&knowledge_mu_);
+    // Users deleted while this refresh was reading the users may be in it: mark them.
+    std::shared_ptr<std::vector<char>> removed;
+    for (const std::string& user_id : deleted_during_refresh_) {
+      auto found = knowledge->rows->find(user_id);
+      if (found == knowledge->rows->end()) continue;
+      if (removed == nullptr) {
+        removed = std::make_shared<std::vector<char>>(
+            static_cast<size_t>(knowledge->reference->size()), 0);
+      }
+      (*removed)[static_cast<size_t>(found->second)] = 1;
+      knowledge->removed_count += 1;
+    }
+    knowledge->removed = std::move(removed);
+    deleted_during_refresh_.clear();
     knowledge->version = knowledge_->version + 1;
     knowledge_ = knowledge;
   }
@@ -343,11 +380,14 @@ model::NeighbourMixture PreferenceEngine::MixNeighbours(const Knowledge& knowled
                                                         int exclude_row,
                                                         const model::NeighbourOptions& options,
                                                         uint64_t seed) {
+  model::NeighbourOptions mix = options;
+  mix.removed = knowledge.removed.get();
+  mix.removed_count = knowledge.removed_count;
   if (knowledge.index == nullptr) {
-    return model::MixNeighbours(diffs, *knowledge.reference, exclude_row, options);
+    return model::MixNeighbours(diffs, *knowledge.reference, exclude_row, mix);
   }
   std::mt19937_64 rng(seed);
-  return knowledge.index->Mix(diffs, exclude_row, options, rng);
+  return knowledge.index->Mix(diffs, exclude_row, mix, rng);
 }
 
 model::Belief PreferenceEngine::BeliefFor(const UserEntry* entry, const Knowledge& knowledge,
@@ -398,8 +438,8 @@ std::shared_ptr<const PreferenceEngine::Blend> PreferenceEngine::BlendFor(
   auto blend = std::make_shared<Blend>();
   blend->entry_serial = entry.serial;
   blend->knowledge_version = knowledge.version;
-  auto found = knowledge.rows.find(user_id);
-  const int row = found == knowledge.rows.end() ? -1 : found->second;
+  auto found = knowledge.rows->find(user_id);
+  const int row = found == knowledge.rows->end() ? -1 : found->second;
   model::NeighbourOptions options{options_.neighbour_temperature, options_.neighbour_top_k};
   // Seeded by the user and their evidence, so the same state always ranks the same way.
   blend->neighbours =
@@ -588,13 +628,28 @@ absl::StatusOr<storage::DeletedUser> PreferenceEngine::DeleteUser(absl::string_v
       established_users_.fetch_sub(1);
     }
   }
-  // The user must stop influencing others' cold start now, not at the next refresh.
-  bool in_reference = false;
+  // The user must stop influencing others' cold start now, not at the next refresh: the
+  // current knowledge is replaced by a copy with their row marked removed (cheap: the
+  // reference set, rows and index are shared, only the removal marks are copied). The
+  // population prior keeps them until the next refresh refits it.
   {
     MutexLock lock(&knowledge_mu_);
-    in_reference = knowledge_->rows.contains(user_id);
+    deleted_during_refresh_.insert(std::string(user_id));
+    auto found = knowledge_->rows->find(user_id);
+    if (found != knowledge_->rows->end() &&
+        (knowledge_->removed == nullptr || (*knowledge_->removed)[found->second] == 0)) {
+      auto next = std::make_shared<Knowledge>(*knowledge_);
+      auto marks = knowledge_->removed != nullptr
+                       ? std::make_shared<std::vector<char>>(*knowledge_->removed)
+                       : std::make_shared<std::vector<char>>(
+                             static_cast<size_t>(knowledge_->reference->size()), 0);
+      (*marks)[static_cast<size_t>(found->second)] = 1;
+      next->removed = std::move(marks);
+      next->removed_count += 1;
+      next->version = knowledge_->version + 1;  // cached blends must be recomputed
+      knowledge_ = std::move(next);
+    }
   }
-  if (in_reference) RefreshKnowledge();
   return deleted;
 }
 

@@ -21,6 +21,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -53,7 +54,7 @@ struct EngineOptions {
   int neighbour_top_k = 256;
   // Bounds the neighbour reference set and the population fit: at most this many established
   // users (a seeded uniform sample when there are more).
-  int max_reference_users = 1000000;
+  int max_reference_users = 100000;
   int max_population_fit_users = 4000;
   // Reference sets up to this size are weighed exactly (every user, for every cold-start
   // lookup); larger ones through an HNSW index built at each refresh, which weighs the
@@ -204,6 +205,8 @@ class PreferenceEngine {
                                         absl::string_view user_id,
                                         const model::Posterior& personal);
   void RefreshLoop();
+  // One refresh; `quick` caps the reference set at exact_scan_max_users (no index build).
+  void Refresh(bool quick);
 
   const model::FeatureSchema schema_;
   storage::FeedbackStore& store_;
@@ -213,6 +216,8 @@ class PreferenceEngine {
 
   mutable Mutex knowledge_mu_;
   std::shared_ptr<const Knowledge> knowledge_ ABSL_GUARDED_BY(knowledge_mu_);
+  // Users deleted since the running refresh started reading users (it may include them).
+  absl::flat_hash_set<std::string> deleted_during_refresh_ ABSL_GUARDED_BY(knowledge_mu_);
 
   std::atomic<uint64_t> users_{0};
   std::atomic<uint64_t> established_users_{0};

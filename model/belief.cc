@@ -48,8 +48,8 @@ NeighbourMixture MixNeighbours(std::span<const Eigen::VectorXd> diffs,
   NeighbourMixture mixture;
   mixture.mean = Eigen::VectorXd::Zero(reference.weights.cols());
   if (n == 0) return mixture;
-  const bool excluded = exclude_row >= 0 && exclude_row < n;
-  const int counted = excluded ? n - 1 : n;
+  const bool excluded = exclude_row >= 0 && exclude_row < n && !options.IsRemoved(exclude_row);
+  const int counted = n - static_cast<int>(excluded) - options.removed_count;
 
   // The rows to weigh, each with how many reference users it stands for.
   std::vector<int> rows;
@@ -59,6 +59,11 @@ NeighbourMixture MixNeighbours(std::span<const Eigen::VectorXd> diffs,
     std::iota(rows.begin(), rows.end(), 0);
     log_multiplicity = Eigen::VectorXd::Zero(n);
     if (excluded) log_multiplicity[exclude_row] = -INFINITY;
+    if (options.removed != nullptr) {
+      for (int j = 0; j < n; ++j) {
+        if (options.IsRemoved(j)) log_multiplicity[j] = -INFINITY;
+      }
+    }
   } else {
     rows = candidates->near;
     rows.insert(rows.end(), candidates->sampled.begin(), candidates->sampled.end());

@@ -40,6 +40,11 @@ struct NeighbourOptions {
   // real-world feedback.
   double temperature = 1.0;
   int top_k = 32;
+  // Rows that no longer count (users deleted since the set was built), or null: removed[row]
+  // is non-zero for each of them, and `removed_count` says how many there are.
+  const std::vector<char>* removed = nullptr;
+  int removed_count = 0;
+  bool IsRemoved(int row) const { return removed != nullptr && (*removed)[row] != 0; }
 };
 
 // A part of the reference set to weigh instead of all of it: rows that carry most of the

@@ -70,13 +70,19 @@ Eigen::VectorXf NeighbourIndex::Whiten(const Eigen::VectorXd& w) const {
   return (whitening_ * (w - centre_)).cast<float>();
 }
 
-std::vector<int> NeighbourIndex::Sample(int exclude_row, std::mt19937_64& rng) const {
+int NeighbourIndex::Counted(int exclude_row, const NeighbourOptions& mix) const {
   const int n = reference_.size();
-  const bool excluded = exclude_row >= 0 && exclude_row < n;
+  const bool excluded = exclude_row >= 0 && exclude_row < n && !mix.IsRemoved(exclude_row);
+  return n - static_cast<int>(excluded) - mix.removed_count;
+}
+
+std::vector<int> NeighbourIndex::Sample(int exclude_row, const NeighbourOptions& mix,
+                                        std::mt19937_64& rng) const {
+  const int n = reference_.size();
   std::vector<int> rows;
-  if (n - static_cast<int>(excluded) <= options_.sampled) {
+  if (Counted(exclude_row, mix) <= options_.sampled) {
     for (int row = 0; row < n; ++row) {
-      if (row != exclude_row) rows.push_back(row);
+      if (row != exclude_row && !mix.IsRemoved(row)) rows.push_back(row);
     }
     return rows;  // few enough to weigh every one
   }
@@ -84,21 +90,20 @@ std::vector<int> NeighbourIndex::Sample(int exclude_row, std::mt19937_64& rng) c
   rows.reserve(static_cast<size_t>(options_.sampled));
   while (static_cast<int>(rows.size()) < options_.sampled) {
     const int row = pick(rng);
-    if (row != exclude_row) rows.push_back(row);  // with replacement
+    if (row != exclude_row && !mix.IsRemoved(row)) rows.push_back(row);  // with replacement
   }
   return rows;
 }
 
 CandidateRows NeighbourIndex::Split(const std::vector<int>& sample, const Eigen::VectorXd& centre,
-                                    int exclude_row, bool with_near) const {
-  const int n = reference_.size();
-  const bool excluded = exclude_row >= 0 && exclude_row < n;
+                                    int exclude_row, const NeighbourOptions& mix,
+                                    bool with_near) const {
+  const int counted = Counted(exclude_row, mix);
   CandidateRows out;
-  const bool everyone = static_cast<int>(sample.size()) == n - static_cast<int>(excluded) &&
-                        n - static_cast<int>(excluded) <= options_.sampled;
+  const bool everyone = static_cast<int>(sample.size()) == counted && counted <= options_.sampled;
   if (everyone || !with_near || options_.near <= 0) {
     out.sampled = sample;
-    out.rest = n - static_cast<int>(excluded);
+    out.rest = counted;
     return out;
   }
   const Eigen::VectorXf query = Whiten(centre);
@@ -108,7 +113,7 @@ CandidateRows NeighbourIndex::Split(const std::vector<int>& sample, const Eigen:
   while (!found.empty()) {
     const int row = static_cast<int>(found.top().second);
     found.pop();
-    if (row != exclude_row) nearest.push_back(row);
+    if (row != exclude_row && !mix.IsRemoved(row)) nearest.push_back(row);
   }
   const size_t keep = std::min(nearest.size(), static_cast<size_t>(options_.near));
   out.near.assign(nearest.end() - static_cast<std::ptrdiff_t>(keep), nearest.end());
@@ -117,22 +122,23 @@ CandidateRows NeighbourIndex::Split(const std::vector<int>& sample, const Eigen:
   for (int row : sample) {
     if (!near.contains(row)) out.sampled.push_back(row);
   }
-  out.rest = n - static_cast<int>(excluded) - static_cast<int>(out.near.size());
+  out.rest = counted - static_cast<int>(out.near.size());
   return out;
 }
 
 CandidateRows NeighbourIndex::Candidates(const Eigen::VectorXd& centre, int exclude_row,
                                          bool with_near, std::mt19937_64& rng) const {
-  return Split(Sample(exclude_row, rng), centre, exclude_row, with_near);
+  const NeighbourOptions mix;
+  return Split(Sample(exclude_row, mix, rng), centre, exclude_row, mix, with_near);
 }
 
 NeighbourMixture NeighbourIndex::Mix(std::span<const Eigen::VectorXd> diffs, int exclude_row,
                                      const NeighbourOptions& options, std::mt19937_64& rng) const {
-  const std::vector<int> sample = Sample(exclude_row, rng);
-  CandidateRows rows = Split(sample, centre_, exclude_row, /*with_near=*/false);
+  const std::vector<int> sample = Sample(exclude_row, options, rng);
+  CandidateRows rows = Split(sample, centre_, exclude_row, options, /*with_near=*/false);
   const NeighbourMixture rough = MixNeighbours(diffs, reference_, exclude_row, options, &rows);
   if (diffs.empty()) return rough;  // the likelihood is flat: the sample is the estimate
-  rows = Split(sample, rough.mean, exclude_row, /*with_near=*/true);
+  rows = Split(sample, rough.mean, exclude_row, options, /*with_near=*/true);
   return MixNeighbours(diffs, reference_, exclude_row, options, &rows);
 }
 

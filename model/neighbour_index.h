@@ -53,7 +53,7 @@ class NeighbourIndex {
                        const NeighbourOptions& options, std::mt19937_64& rng) const;
 
   // The rows Mix weighs, given the point to search around (unwhitened). Without `with_near`
-  // only the uniform sample is drawn.
+  // only the uniform sample is drawn. (No removed rows.)
   CandidateRows Candidates(const Eigen::VectorXd& centre, int exclude_row, bool with_near,
                            std::mt19937_64& rng) const;
 
@@ -66,10 +66,12 @@ class NeighbourIndex {
   Eigen::VectorXf Whiten(const Eigen::VectorXd& w) const;
   // `sampled` uniform draws (with replacement) from the rows other than `exclude_row`, or all
   // of them when there are no more than that.
-  std::vector<int> Sample(int exclude_row, std::mt19937_64& rng) const;
+  std::vector<int> Sample(int exclude_row, const NeighbourOptions& mix, std::mt19937_64& rng) const;
+  // Reference users that count: all but `exclude_row` and the removed ones.
+  int Counted(int exclude_row, const NeighbourOptions& mix) const;
   // The near set around `centre` and the draws of `sample` outside it.
   CandidateRows Split(const std::vector<int>& sample, const Eigen::VectorXd& centre,
-                      int exclude_row, bool with_near) const;
+                      int exclude_row, const NeighbourOptions& mix, bool with_near) const;
 
   const ReferenceSet& reference_;
   NeighbourIndexOptions options_;

@@ -165,6 +165,25 @@ TEST_F(NeighbourIndexTest, CandidatesAreDistinctFromTheExcludedUser) {
   }
 }
 
+// Deleted users (rows marked removed) never weigh in, through the index or the exact scan.
+TEST_F(NeighbourIndexTest, RemovedRowsNeverWeighIn) {
+  std::mt19937_64 rng(11);
+  const User user = MakeUser(16, rng);
+  NeighbourOptions options{1.0, 256};
+  const NeighbourMixture before = MixNeighbours(user.diffs, *reference_, -1, options);
+  std::vector<char> removed(static_cast<size_t>(kReferenceUsers), 0);
+  for (const auto& [row, weight] : before.top) removed[static_cast<size_t>(row)] = 1;
+  options.removed = &removed;
+  options.removed_count = static_cast<int>(before.top.size());
+  const NeighbourMixture exact = MixNeighbours(user.diffs, *reference_, -1, options);
+  const NeighbourMixture indexed = index_->Mix(user.diffs, -1, options, rng);
+  for (const NeighbourMixture* m : {&exact, &indexed}) {
+    ASSERT_FALSE(m->top.empty());
+    for (const auto& [row, weight] : m->top) EXPECT_EQ(removed[static_cast<size_t>(row)], 0);
+  }
+  EXPECT_GT((exact.mean - before.mean).norm(), 1e-6);
+}
+
 // When the near set and the sample together cover the whole set, the estimate is the exact
 // mixture.
 TEST(NeighbourIndexSmallTest, CoveringEveryUserIsExact) {
