@@ -29,6 +29,21 @@ Eigen::VectorXd Draw(const Posterior& posterior, const Eigen::MatrixXd& factor,
   return posterior.mean() + factor * z;
 }
 
+// `count` draws from N(mean, cov) as the columns of one matrix.
+Eigen::MatrixXd DrawMany(const Posterior& posterior, const Eigen::MatrixXd& factor, int count,
+                         std::mt19937_64& rng) {
+  std::normal_distribution<double> normal;
+  const int d = posterior.dimension();
+  Eigen::MatrixXd z(d, count);
+  for (Eigen::Index i = 0; i < z.size(); ++i) z.data()[i] = normal(rng);
+  if (posterior.covariance_is_diagonal()) {
+    z = posterior.diagonal_covariance().cwiseSqrt().asDiagonal() * z;
+  } else {
+    z = factor * z;
+  }
+  return z.colwise() + posterior.mean();
+}
+
 Eigen::MatrixXd CholeskyFactor(const Posterior& posterior) {
   if (posterior.covariance_is_diagonal()) return {};
   Eigen::LLT<Eigen::MatrixXd> llt(posterior.full_covariance());
@@ -141,17 +156,27 @@ std::vector<RankedItem> Rank(const Belief& belief, const Eigen::MatrixXd& featur
   const Eigen::MatrixXd factor = CholeskyFactor(belief.personal);
   const bool blended = belief.neighbours.has_value() && belief.reference != nullptr;
   const double own_share = blended ? belief.personal_weight : 1.0;
+  // Both as one matrix product each (candidates x draws, candidates x neighbours) rather than
+  // a product per draw: the per-draw temporaries cost more than the arithmetic.
   Eigen::Index best = 0;
-  if (own_share > 0) {
+  if (own_share > 0 && samples > 0) {
+    const Eigen::MatrixXd sampled = features * DrawMany(belief.personal, factor, samples, rng);
     for (int s = 0; s < samples; ++s) {
-      (features * Draw(belief.personal, factor, rng)).maxCoeff(&best);
+      sampled.col(s).maxCoeff(&best);
       items[static_cast<size_t>(best)].probability_best += own_share / samples;
     }
   }
-  if (blended) {
-    for (const auto& [row, w] : belief.neighbours->top) {
-      (features * belief.reference->weights.row(row).transpose()).maxCoeff(&best);
-      items[static_cast<size_t>(best)].probability_best += (1 - own_share) * w;
+  if (blended && !belief.neighbours->top.empty()) {
+    const auto& top = belief.neighbours->top;
+    Eigen::MatrixXd neighbours(features.cols(), static_cast<Eigen::Index>(top.size()));
+    for (size_t i = 0; i < top.size(); ++i) {
+      neighbours.col(static_cast<Eigen::Index>(i)) =
+          belief.reference->weights.row(top[i].first).transpose();
+    }
+    const Eigen::MatrixXd scored = features * neighbours;
+    for (size_t i = 0; i < top.size(); ++i) {
+      scored.col(static_cast<Eigen::Index>(i)).maxCoeff(&best);
+      items[static_cast<size_t>(best)].probability_best += (1 - own_share) * top[i].second;
     }
   }
 
