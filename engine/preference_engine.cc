@@ -72,10 +72,14 @@ struct PreferenceEngine::UserEntry {
   uint64_t serial = 0;
 };
 
+// What serving one user needs from one entry under one knowledge version, computed on first
+// use: the posterior re-expressed under the current population prior and, for a cold user,
+// the neighbour mixture and its share in the blend.
 struct PreferenceEngine::Blend {
   uint64_t entry_serial = 0;
   uint64_t knowledge_version = 0;
-  model::NeighbourMixture neighbours;
+  model::Posterior personal;
+  std::optional<model::NeighbourMixture> neighbours;
   double personal_weight = 1;
 };
 
@@ -406,12 +410,9 @@ model::Belief PreferenceEngine::BeliefFor(const UserEntry* entry, const Knowledg
     }
     return belief;
   }
-  model::Belief belief(
-      model::Reprior(entry->posterior.Unpack(), base_prior_, knowledge.population));
-  const bool cold = entry->count < static_cast<uint64_t>(options_.handover_pairs);
-  if (have_neighbours && cold && !entry->recent.empty()) {
-    const std::shared_ptr<const Blend> blend =
-        BlendFor(*entry, knowledge, user_id, belief.personal);
+  const std::shared_ptr<const Blend> blend = BlendFor(*entry, knowledge, user_id);
+  model::Belief belief(blend->personal);
+  if (blend->neighbours.has_value()) {
     belief.neighbours = blend->neighbours;
     belief.reference = &reference;
     belief.personal_weight = blend->personal_weight;
@@ -424,8 +425,7 @@ model::Belief PreferenceEngine::BeliefFor(const UserEntry* entry, const Knowledg
 }
 
 std::shared_ptr<const PreferenceEngine::Blend> PreferenceEngine::BlendFor(
-    const UserEntry& entry, const Knowledge& knowledge, absl::string_view user_id,
-    const model::Posterior& personal) {
+    const UserEntry& entry, const Knowledge& knowledge, absl::string_view user_id) {
   Stripe& stripe = StripeFor(user_id);
   if (options_.blend_cache_users > 0) {
     MutexLock lock(&stripe.map_mu);
@@ -435,20 +435,24 @@ std::shared_ptr<const PreferenceEngine::Blend> PreferenceEngine::BlendFor(
       return it->second;
     }
   }
-  auto blend = std::make_shared<Blend>();
-  blend->entry_serial = entry.serial;
-  blend->knowledge_version = knowledge.version;
-  auto found = knowledge.rows->find(user_id);
-  const int row = found == knowledge.rows->end() ? -1 : found->second;
-  model::NeighbourOptions options{options_.neighbour_temperature, options_.neighbour_top_k};
-  // Seeded by the user and their evidence, so the same state always ranks the same way.
-  blend->neighbours =
-      MixNeighbours(knowledge, entry.recent, row, options, absl::HashOf(user_id, entry.count));
-  // Posterior probability of the own-posterior model against "like one of the neighbours".
-  const double own_evidence =
-      model::LaplaceLogEvidence(personal, entry.recent, knowledge.population);
-  blend->personal_weight = model::Sigmoid(own_evidence - blend->neighbours.log_evidence +
-                                          options_.own_model_log_prior_odds);
+  auto blend = std::make_shared<Blend>(
+      Blend{entry.serial, knowledge.version,
+            model::Reprior(entry.posterior.Unpack(), base_prior_, knowledge.population),
+            std::nullopt, 1.0});
+  const bool cold = entry.count < static_cast<uint64_t>(options_.handover_pairs);
+  if (knowledge.reference->size() > 0 && cold && !entry.recent.empty()) {
+    auto found = knowledge.rows->find(user_id);
+    const int row = found == knowledge.rows->end() ? -1 : found->second;
+    model::NeighbourOptions options{options_.neighbour_temperature, options_.neighbour_top_k};
+    // Seeded by the user and their evidence, so the same state always ranks the same way.
+    blend->neighbours =
+        MixNeighbours(knowledge, entry.recent, row, options, absl::HashOf(user_id, entry.count));
+    // Posterior probability of the own-posterior model against "like one of the neighbours".
+    const double own_evidence =
+        model::LaplaceLogEvidence(blend->personal, entry.recent, knowledge.population);
+    blend->personal_weight = model::Sigmoid(own_evidence - blend->neighbours->log_evidence +
+                                            options_.own_model_log_prior_odds);
+  }
   if (options_.blend_cache_users > 0) {
     const size_t capacity = static_cast<size_t>(std::max(1, options_.blend_cache_users / kStripes));
     MutexLock lock(&stripe.map_mu);

@@ -64,9 +64,10 @@ struct EngineOptions {
   model::NeighbourIndexOptions neighbour_index;
   // Monte Carlo draws for favourite probabilities.
   int probability_samples = 64;
-  // Cold users whose neighbour blend is kept between calls (it only changes with their
-  // feedback or a refresh, and is the costly part of ranking them). Each takes up to ~4 KB
-  // (the top neighbours); 0 disables the cache.
+  // Users whose serving belief is kept between calls: the posterior under the current
+  // population prior and, for cold users, the neighbour blend (both change only with the
+  // user's feedback or a refresh, and are the costly part of ranking). Each takes about
+  // (d² + d) doubles, plus up to ~4 KB of top neighbours for a cold user; 0 disables it.
   int blend_cache_users = 16384;
   // Background refresh of the population prior and reference set; 0 = only on demand.
   absl::Duration refresh_period = absl::Seconds(30);
@@ -199,11 +200,10 @@ class PreferenceEngine {
                                                uint64_t seed);
   model::Belief BeliefFor(const UserEntry* entry, const Knowledge& knowledge,
                           absl::string_view user_id, bool for_suggestion);
-  // The cold user's neighbour mixture and its share in the blend, from the cache when it was
-  // computed for this very entry and knowledge version.
+  // The user's re-priored posterior and, while cold, neighbour blend; from the cache when
+  // they were computed for this very entry and knowledge version.
   std::shared_ptr<const Blend> BlendFor(const UserEntry& entry, const Knowledge& knowledge,
-                                        absl::string_view user_id,
-                                        const model::Posterior& personal);
+                                        absl::string_view user_id);
   void RefreshLoop();
   // One refresh; `quick` caps the reference set at exact_scan_max_users (no index build).
   void Refresh(bool quick);
