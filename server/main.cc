@@ -50,6 +50,9 @@ ABSL_FLAG(std::string, auth_tokens_file, "",
           "SIGHUP (empty: no authentication)");
 ABSL_FLAG(bool, require_user_header, false,
           "refuse per-user calls without x-user-id metadata (sharded deployments)");
+ABSL_FLAG(int32_t, belief_cache_users, kDefaults.belief_cache_users,
+          "users whose serving belief (posterior under the current prior, neighbour blend) is "
+          "cached between calls; 0 disables");
 ABSL_FLAG(int32_t, shutdown_grace_ms, kDefaults.shutdown_grace_ms,
           "on SIGTERM, how long in-flight RPCs may run before being cancelled");
 
@@ -73,6 +76,7 @@ int main(int argc, char** argv) {
   config.neighbour_cold_start = absl::GetFlag(FLAGS_neighbour_cold_start);
   config.max_reference_users = absl::GetFlag(FLAGS_max_reference_users);
   config.exact_scan_max_users = absl::GetFlag(FLAGS_exact_scan_max_users);
+  config.belief_cache_users = absl::GetFlag(FLAGS_belief_cache_users);
   config.shutdown_grace_ms = absl::GetFlag(FLAGS_shutdown_grace_ms);
   config.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
   config.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);

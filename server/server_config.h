@@ -36,6 +36,8 @@ struct ServerConfig {
   // size up to which they are weighed exactly; larger sets go through an HNSW index.
   int32_t max_reference_users = 100000;
   int32_t exact_scan_max_users = 5000;
+  // Users whose serving belief (re-priored posterior, neighbour blend) is cached.
+  int32_t belief_cache_users = 16384;
   // How long SIGTERM waits for in-flight RPCs before cancelling them.
   int32_t shutdown_grace_ms = 5000;
 

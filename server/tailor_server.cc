@@ -38,6 +38,7 @@ engine::EngineOptions EngineOptionsFor(const ServerConfig& config) {
   if (!config.neighbour_cold_start) options.handover_pairs = 0;
   options.max_reference_users = config.max_reference_users;
   options.exact_scan_max_users = config.exact_scan_max_users;
+  options.blend_cache_users = config.belief_cache_users;
   return options;
 }
 }  // namespace

@@ -53,7 +53,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfigCase{"NegativeReferenceUsers", [](ServerConfig& c) { c.max_reference_users = -1; },
                       "--max_reference_users: must be in"},
         BadConfigCase{"NegativeExactScan", [](ServerConfig& c) { c.exact_scan_max_users = -5; },
-                      "--exact_scan_max_users: must be in"}),
+                      "--exact_scan_max_users: must be in"},
+        BadConfigCase{"NegativeBeliefCache", [](ServerConfig& c) { c.belief_cache_users = -1; },
+                      "--belief_cache_users: must be in"}),
     [](const ::testing::TestParamInfo<BadConfigCase>& param) { return param.param.name; });
 
 }  // namespace
