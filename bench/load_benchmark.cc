@@ -18,6 +18,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "bench/echo_server.h"
+#include "bench/scratch_dir.h"
 #include "bench/tailord_process.h"
 #include "client/tailor_client.h"
 #include "grpcpp/client_context.h"
@@ -32,11 +33,6 @@ namespace {
 
 constexpr int kCandidates = 8;
 constexpr int kRequestPool = 512;
-
-std::string MakeTempDir() {
-  std::string pattern = (std::filesystem::temp_directory_path() / "tailor-load-XXXXXX").string();
-  return ::mkdtemp(pattern.data()) != nullptr ? pattern : std::string();
-}
 
 std::string UserId(int u) { return absl::StrCat("load-user-", u); }
 
@@ -222,15 +218,9 @@ absl::StatusOr<double> Ingest(
 absl::StatusOr<LoadReport> RunLoadBenchmark(const LoadBenchmarkOptions& options) {
   LoadReport report;
   report.load = options.load;
-  const std::string dir = MakeTempDir();
-  if (dir.empty()) return absl::InternalError("cannot create a temp directory");
-  struct Cleanup {
-    std::string dir;
-    ~Cleanup() {
-      std::error_code ignored;
-      std::filesystem::remove_all(dir, ignored);
-    }
-  } cleanup{dir};
+  absl::StatusOr<std::unique_ptr<ScratchDir>> scratch = ScratchDir::Create();
+  if (!scratch.ok()) return scratch.status();
+  const std::string& dir = (*scratch)->path();
 
   TailordProcess tailord(options.tailord_binary,
                          {"--data_dir=" + dir + "/wal", "--shutdown_grace_ms=500"});

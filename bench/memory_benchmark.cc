@@ -9,6 +9,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "bench/scratch_dir.h"
 #include "engine/preference_engine.h"
 #include "model/posterior.h"
 
@@ -19,11 +20,6 @@ model::FeatureSchema Schema(int d) {
   std::string csv = "name,mean,sd\n";
   for (int i = 0; i < d; ++i) absl::StrAppend(&csv, "f", i, ",0,1\n");
   return *model::FeatureSchema::FromCsv(csv);
-}
-
-std::string TempDir() {
-  char pattern[] = "/tmp/tailor-bench-XXXXXX";
-  return ::mkdtemp(pattern) == nullptr ? std::string() : std::string(pattern);
 }
 
 double HeapBytes() { return static_cast<double>(::mallinfo2().uordblks); }
@@ -105,8 +101,9 @@ absl::StatusOr<Load> LoadCost(const std::string& path, int d) {
 
 absl::StatusOr<MemoryResult> MeasureMemoryPerUser(int dimension, int users_small, int users_large,
                                                   int cold_pairs) {
-  const std::string dir = TempDir();
-  if (dir.empty()) return absl::InternalError("mkdtemp failed");
+  absl::StatusOr<std::unique_ptr<ScratchDir>> scratch = ScratchDir::Create();
+  if (!scratch.ok()) return scratch.status();
+  const std::string& dir = (*scratch)->path();
   MemoryResult result;
   result.dimension = dimension;
   result.users_small = users_small;
@@ -135,22 +132,14 @@ absl::StatusOr<MemoryResult> MeasureMemoryPerUser(int dimension, int users_small
       (cost[0][1] - cost[0][0]) / static_cast<double>(users_large - users_small);
   result.bytes_per_cold_user =
       (cost[1][1] - cost[1][0]) / static_cast<double>((users_large - users_small) / 10);
-  std::error_code ignored;
-  std::filesystem::remove_all(dir, ignored);
   return result;
 }
 
 absl::StatusOr<RankLatency> MeasureRankLatency(int d, int established, int cold_users,
                                                int cold_pairs, int calls) {
-  const std::string dir = TempDir();
-  if (dir.empty()) return absl::InternalError("cannot create a temp directory");
-  struct Cleanup {
-    std::string dir;
-    ~Cleanup() {
-      std::error_code ignored;
-      std::filesystem::remove_all(dir, ignored);
-    }
-  } cleanup{dir};
+  absl::StatusOr<std::unique_ptr<ScratchDir>> scratch = ScratchDir::Create();
+  if (!scratch.ok()) return scratch.status();
+  const std::string& dir = (*scratch)->path();
   if (absl::Status s = Populate(dir + "/db", d, established, 0); !s.ok()) return s;
   storage::StoreOptions options;
   options.path = dir + "/db";

@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "bench/scratch_dir.h"
 #include "bench/tailord_process.h"
 #include "client/tailor_client.h"
 
@@ -126,9 +127,9 @@ absl::StatusOr<QualityReport> RunQualityBenchmark(const Catalogue& catalogue,
   const std::vector<CandidateList> raw = RawCandidates(catalogue);
 
   // Two servers on a fresh data dir each: Tailor as shipped, and the own-posterior baseline.
-  char pattern[] = "/tmp/tailor-bench-XXXXXX";
-  if (::mkdtemp(pattern) == nullptr) return absl::InternalError("mkdtemp failed");
-  const std::string dir = pattern;
+  absl::StatusOr<std::unique_ptr<ScratchDir>> scratch = ScratchDir::Create();
+  if (!scratch.ok()) return scratch.status();
+  const std::string& dir = (*scratch)->path();
   if (absl::Status s = WriteSchema(catalogue, dir + "/schema.csv"); !s.ok()) return s;
   auto start_server = [&](const std::string& sub, bool neighbours) {
     return std::make_unique<TailordProcess>(
@@ -282,8 +283,6 @@ absl::StatusOr<QualityReport> RunQualityBenchmark(const Catalogue& catalogue,
   }
   tailor.reset();
   own.reset();
-  std::error_code ignored;
-  std::filesystem::remove_all(dir, ignored);
   report.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return report;
