@@ -48,7 +48,10 @@ std::optional<model::Posterior> FromState(const records::UserState& state, int d
     for (int i = 0; i < d; ++i) diag[i] = state.covariance(i);
     return model::Posterior::FromParts(mean, {}, diag, true);
   }
-  if (state.covariance_size() != d * (d + 1) / 2) return std::nullopt;
+  // Above kMaxFullCovarianceDimension posteriors are diagonal (model/posterior.h).
+  if (d > model::kMaxFullCovarianceDimension || state.covariance_size() != d * (d + 1) / 2) {
+    return std::nullopt;
+  }
   Eigen::MatrixXd cov(d, d);
   int k = 0;
   for (int i = 0; i < d; ++i) {
@@ -85,6 +88,7 @@ struct PreferenceEngine::Blend {
 
 struct PreferenceEngine::Knowledge {
   model::Population population;
+  model::PriorInformation information;  // of `population`
   std::shared_ptr<const model::ReferenceSet> reference;
   // Over `reference` when it is larger than exact_scan_max_users; declared after it, so
   // destroyed first.
@@ -133,9 +137,11 @@ PreferenceEngine::PreferenceEngine(model::FeatureSchema schema, storage::Feedbac
     : schema_(std::move(schema)),
       store_(store),
       options_(std::move(options)),
-      base_prior_(model::BasePrior(schema_.dimension(), options_.base_prior_variance)) {
+      base_prior_(model::BasePrior(schema_.dimension(), options_.base_prior_variance)),
+      base_information_(model::InformationOf(base_prior_)) {
   auto knowledge = std::make_shared<Knowledge>();
   knowledge->population = base_prior_;
+  knowledge->information = base_information_;
   knowledge->reference = std::make_shared<model::ReferenceSet>();
   knowledge->rows = std::make_shared<absl::flat_hash_map<std::string, int>>();
   knowledge_ = std::move(knowledge);
@@ -300,6 +306,7 @@ void PreferenceEngine::Refresh(bool quick) {
 
   auto knowledge = std::make_shared<Knowledge>();
   knowledge->population = fit.empty() ? base_prior_ : model::FitPopulation(fit, base_prior_);
+  knowledge->information = model::InformationOf(knowledge->population);
   auto set = std::make_shared<model::ReferenceSet>();
   set->weights.resize(static_cast<Eigen::Index>(reference.size()), schema_.dimension());
   auto rows = std::make_shared<absl::flat_hash_map<std::string, int>>();
@@ -437,7 +444,7 @@ std::shared_ptr<const PreferenceEngine::Blend> PreferenceEngine::BlendFor(
   }
   auto blend = std::make_shared<Blend>(
       Blend{entry.serial, knowledge.version,
-            model::Reprior(entry.posterior.Unpack(), base_prior_, knowledge.population),
+            model::Reprior(entry.posterior.Unpack(), base_information_, knowledge.information),
             std::nullopt, 1.0});
   const bool cold = entry.count < static_cast<uint64_t>(options_.handover_pairs);
   if (knowledge.reference->size() > 0 && cold && !entry.recent.empty()) {
@@ -448,8 +455,8 @@ std::shared_ptr<const PreferenceEngine::Blend> PreferenceEngine::BlendFor(
     blend->neighbours =
         MixNeighbours(knowledge, entry.recent, row, options, absl::HashOf(user_id, entry.count));
     // Posterior probability of the own-posterior model against "like one of the neighbours".
-    const double own_evidence =
-        model::LaplaceLogEvidence(blend->personal, entry.recent, knowledge.population);
+    const double own_evidence = model::LaplaceLogEvidence(
+        blend->personal, entry.recent, knowledge.population, knowledge.information);
     blend->personal_weight = model::Sigmoid(own_evidence - blend->neighbours->log_evidence +
                                             options_.own_model_log_prior_odds);
   }

@@ -212,6 +212,7 @@ class PreferenceEngine {
   storage::FeedbackStore& store_;
   const EngineOptions options_;
   const model::Population base_prior_;
+  const model::PriorInformation base_information_;
   std::array<Stripe, kStripes> stripes_;
 
   mutable Mutex knowledge_mu_;

@@ -6,8 +6,15 @@
 namespace tailor::model {
 namespace {
 
-Eigen::MatrixXd Inverse(const Eigen::MatrixXd& m) {
-  return m.ldlt().solve(Eigen::MatrixXd::Identity(m.rows(), m.cols()));
+// Inverse and log-determinant of a symmetric positive definite matrix (Cholesky).
+Eigen::MatrixXd InverseSpd(const Eigen::MatrixXd& m, double* log_determinant = nullptr) {
+  const Eigen::LLT<Eigen::MatrixXd> llt(m);
+  if (log_determinant != nullptr) {
+    *log_determinant = 2 * llt.matrixLLT().diagonal().array().log().sum();
+  }
+  Eigen::MatrixXd inverse = Eigen::MatrixXd::Identity(m.rows(), m.cols());
+  llt.solveInPlace(inverse);
+  return inverse;
 }
 
 }  // namespace
@@ -19,29 +26,43 @@ Population BasePrior(int dimension, double variance) {
   return base;
 }
 
-Posterior Reprior(const Posterior& user, const Population& base, const Population& prior) {
+PriorInformation InformationOf(const Population& prior) {
+  PriorInformation information;
+  information.diagonal_precision = prior.cov.diagonal().cwiseInverse();
+  information.diagonal_shift = information.diagonal_precision.cwiseProduct(prior.mean);
+  if (prior.mean.size() > kMaxFullCovarianceDimension) {
+    information.log_determinant = prior.cov.diagonal().array().log().sum();
+    return information;
+  }
+  information.precision = InverseSpd(prior.cov, &information.log_determinant);
+  information.shift = information.precision * prior.mean;
+  return information;
+}
+
+Posterior Reprior(const Posterior& user, const PriorInformation& base,
+                  const PriorInformation& prior) {
   if (user.covariance_is_diagonal()) {
     // Diagonal form: the same algebra per coordinate.
     const Eigen::VectorXd user_precision = user.diagonal_covariance().cwiseInverse();
-    const Eigen::VectorXd base_precision = base.cov.diagonal().cwiseInverse();
-    const Eigen::VectorXd prior_precision = prior.cov.diagonal().cwiseInverse();
-    const Eigen::VectorXd data_precision = (user_precision - base_precision).cwiseMax(0.0);
+    const Eigen::VectorXd data_precision = (user_precision - base.diagonal_precision).cwiseMax(0.0);
     const Eigen::VectorXd data_shift =
-        user_precision.cwiseProduct(user.mean()) - base_precision.cwiseProduct(base.mean);
-    const Eigen::VectorXd precision = data_precision + prior_precision;
-    const Eigen::VectorXd mean =
-        (data_shift + prior_precision.cwiseProduct(prior.mean)).cwiseQuotient(precision);
+        user_precision.cwiseProduct(user.mean()) - base.diagonal_shift;
+    const Eigen::VectorXd precision = data_precision + prior.diagonal_precision;
+    const Eigen::VectorXd mean = (data_shift + prior.diagonal_shift).cwiseQuotient(precision);
     return Posterior::FromParts(mean, {}, precision.cwiseInverse(), true);
   }
-  const Eigen::MatrixXd user_precision = Inverse(user.full_covariance());
-  const Eigen::MatrixXd base_precision = Inverse(base.cov);
-  const Eigen::MatrixXd prior_precision = Inverse(prior.cov);
-  const Eigen::MatrixXd precision = user_precision - base_precision + prior_precision;
-  const Eigen::VectorXd shift =
-      user_precision * user.mean() - base_precision * base.mean + prior_precision * prior.mean;
-  Eigen::LDLT<Eigen::MatrixXd> solver(precision);
-  return Posterior(solver.solve(shift),
-                   solver.solve(Eigen::MatrixXd::Identity(precision.rows(), precision.cols())));
+  // Full posteriors exist only up to kMaxFullCovarianceDimension, where the information
+  // carries the full form too.
+  const Eigen::MatrixXd user_precision = InverseSpd(user.full_covariance());
+  const Eigen::MatrixXd precision = user_precision - base.precision + prior.precision;
+  const Eigen::VectorXd shift = user_precision * user.mean() - base.shift + prior.shift;
+  Eigen::MatrixXd cov = InverseSpd(precision);
+  Eigen::VectorXd mean = cov * shift;
+  return Posterior::FromParts(std::move(mean), std::move(cov), {}, false);
+}
+
+Posterior Reprior(const Posterior& user, const Population& base, const Population& prior) {
+  return Reprior(user, InformationOf(base), InformationOf(prior));
 }
 
 Population FitPopulation(std::span<const Posterior> users, const Population& base, int iterations,
@@ -50,11 +71,13 @@ Population FitPopulation(std::span<const Posterior> users, const Population& bas
   const int d = users[0].dimension();
   Population estimate = base;
   estimate.users = users.size();
+  const PriorInformation base_information = InformationOf(base);
   for (int it = 0; it < iterations; ++it) {
+    const PriorInformation estimate_information = InformationOf(estimate);
     Eigen::VectorXd mean = Eigen::VectorXd::Zero(d);
     Eigen::MatrixXd second = Eigen::MatrixXd::Zero(d, d);
     for (const Posterior& user : users) {
-      const Posterior under = Reprior(user, base, estimate);
+      const Posterior under = Reprior(user, base_information, estimate_information);
       mean += under.mean();
       second += under.Covariance() + under.mean() * under.mean().transpose();
     }
@@ -69,7 +92,7 @@ Population FitPopulation(std::span<const Posterior> users, const Population& bas
 }
 
 double LaplaceLogEvidence(const Posterior& posterior, std::span<const Eigen::VectorXd> diffs,
-                          const Population& prior) {
+                          const Population& prior, const PriorInformation& information) {
   double log_likelihood = 0;
   for (const Eigen::VectorXd& diff : diffs) {
     const double m = posterior.mean().dot(diff);
@@ -77,17 +100,20 @@ double LaplaceLogEvidence(const Posterior& posterior, std::span<const Eigen::Vec
   }
   const Eigen::VectorXd offset = posterior.mean() - prior.mean;
   if (posterior.covariance_is_diagonal()) {
-    const Eigen::VectorXd prior_var = prior.cov.diagonal();
-    return log_likelihood - 0.5 * offset.cwiseAbs2().cwiseQuotient(prior_var).sum() +
+    return log_likelihood -
+           0.5 * offset.cwiseAbs2().cwiseProduct(information.diagonal_precision).sum() +
            0.5 * (posterior.diagonal_covariance().array().log().sum() -
-                  prior_var.array().log().sum());
+                  prior.cov.diagonal().array().log().sum());
   }
-  Eigen::LDLT<Eigen::MatrixXd> prior_solver(prior.cov);
-  Eigen::LDLT<Eigen::MatrixXd> posterior_solver(posterior.full_covariance());
-  const double log_det_prior = prior_solver.vectorD().array().log().sum();
-  const double log_det_posterior = posterior_solver.vectorD().array().log().sum();
-  return log_likelihood - 0.5 * offset.dot(prior_solver.solve(offset)) +
-         0.5 * (log_det_posterior - log_det_prior);
+  const Eigen::LLT<Eigen::MatrixXd> posterior_factor(posterior.full_covariance());
+  const double log_det_posterior = 2 * posterior_factor.matrixLLT().diagonal().array().log().sum();
+  return log_likelihood - 0.5 * offset.dot(information.precision * offset) +
+         0.5 * (log_det_posterior - information.log_determinant);
+}
+
+double LaplaceLogEvidence(const Posterior& posterior, std::span<const Eigen::VectorXd> diffs,
+                          const Population& prior) {
+  return LaplaceLogEvidence(posterior, diffs, prior, InformationOf(prior));
 }
 
 }  // namespace tailor::model

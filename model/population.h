@@ -21,8 +21,23 @@ struct Population {
 // z-scored feature space.
 Population BasePrior(int dimension, double variance);
 
+// A prior in information form: what re-prioring and evidence need of it, computed once per
+// prior (per refresh) instead of once per user and call, since inverting is the costly part.
+struct PriorInformation {
+  // Full form, for posteriors up to kMaxFullCovarianceDimension (empty above it).
+  Eigen::MatrixXd precision;  // cov^-1
+  Eigen::VectorXd shift;      // cov^-1 mean
+  // Diagonal form, for diagonal posteriors: the same per coordinate of diag(cov).
+  Eigen::VectorXd diagonal_precision;
+  Eigen::VectorXd diagonal_shift;
+  double log_determinant = 0;  // log |cov| (of diag(cov) in the diagonal form)
+};
+PriorInformation InformationOf(const Population& prior);
+
 // Re-expresses a posterior that was learned under `base` as if it had been learned under
 // `prior` (Gaussian likelihood approximation): precision = P_user - P_base + P_prior.
+Posterior Reprior(const Posterior& user, const PriorInformation& base,
+                  const PriorInformation& prior);
 Posterior Reprior(const Posterior& user, const Population& base, const Population& prior);
 
 // Fits the population prior to established users' posteriors (each learned under `base`) by
@@ -37,6 +52,8 @@ Population FitPopulation(std::span<const Posterior> users, const Population& bas
 // posterior under that prior: sum_i log sigmoid(mu . diff_i) - (mu - m0)' S0^-1 (mu - m0) / 2
 // + (log|Sigma| - log|S0|) / 2. Compared with the neighbour mixture's evidence, it decides how
 // much a user's own posterior is trusted over their neighbours.
+double LaplaceLogEvidence(const Posterior& posterior, std::span<const Eigen::VectorXd> diffs,
+                          const Population& prior, const PriorInformation& information);
 double LaplaceLogEvidence(const Posterior& posterior, std::span<const Eigen::VectorXd> diffs,
                           const Population& prior);
 

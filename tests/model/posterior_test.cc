@@ -134,6 +134,32 @@ TEST(PopulationTest, ReprioringUnderTheBasePriorChangesNothing) {
   EXPECT_LT((same.Covariance() - p.Covariance()).norm(), 1e-9);
 }
 
+// Re-prioring to another prior and back must give the posterior back, in the full form and in
+// the diagonal form used above kMaxFullCovarianceDimension.
+TEST(PopulationTest, ReprioringThereAndBackIsTheIdentity) {
+  for (const int d : {5, kMaxFullCovarianceDimension + 6}) {
+    SCOPED_TRACE(d);
+    std::mt19937_64 rng(21);
+    const Population base = BasePrior(d, 1.0);
+    Posterior p(base.mean, base.cov);
+    for (int i = 0; i < 30; ++i) p.Observe(Pair(RandomVector(d, rng), rng));
+    Population other;
+    other.mean = RandomVector(d, rng);
+    const Eigen::MatrixXd a = Eigen::MatrixXd::Random(d, d) * 0.3;
+    other.cov = a * a.transpose() + 0.2 * Eigen::MatrixXd::Identity(d, d);
+    const PriorInformation base_information = InformationOf(base);
+    const PriorInformation other_information = InformationOf(other);
+    const Posterior there = Reprior(p, base_information, other_information);
+    EXPECT_EQ(there.covariance_is_diagonal(), d > kMaxFullCovarianceDimension);
+    EXPECT_GT((there.mean() - p.mean()).norm(), 0.01);  // the prior matters
+    const Posterior back = Reprior(there, other_information, base_information);
+    EXPECT_LT((back.mean() - p.mean()).norm(), 1e-8);
+    EXPECT_LT((back.Covariance() - p.Covariance()).norm(), 1e-8);
+    // The convenience form computes the same.
+    EXPECT_LT((Reprior(p, base, other).mean() - there.mean()).norm(), 1e-12);
+  }
+}
+
 TEST(BeliefTest, NeighbourMixtureFindsTheMatchingUser) {
   std::mt19937_64 rng(13);
   const int d = 6;
