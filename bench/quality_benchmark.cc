@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -331,6 +332,46 @@ std::string ReportMarkdown(const QualityReport& r) {
     }
   }
   absl::StrAppendFormat(&out, "\n(%.0f s)\n", r.seconds);
+  return out;
+}
+
+std::string SeedSpreadMarkdown(const std::vector<QualityReport>& runs,
+                               const std::vector<uint64_t>& seeds) {
+  std::string seed_list;
+  for (uint64_t seed : seeds) absl::StrAppend(&seed_list, seed_list.empty() ? "" : ", ", seed);
+  std::string out = absl::StrFormat(
+      "spread across %zu seeds (%s): mean ± standard deviation of held-out pairwise accuracy "
+      "/ top-1\n\n| k | Tailor, random pairs | Tailor, suggested pairs | own posterior only | "
+      "population only |\n|---|---|---|---|---|\n",
+      runs.size(), seed_list);
+  if (runs.empty()) return out;
+  auto spread = [&](size_t row, auto score) {
+    std::vector<double> pairwise;
+    std::vector<double> top1;
+    for (const QualityReport& run : runs) {
+      const QualityScore& s = score(run.rows[row]);
+      pairwise.push_back(s.pairwise_accuracy());
+      top1.push_back(s.top1());
+    }
+    auto stats = [](const std::vector<double>& v) {
+      double mean = 0;
+      for (double x : v) mean += x;
+      mean /= static_cast<double>(v.size());
+      double squares = 0;
+      for (double x : v) squares += (x - mean) * (x - mean);
+      const double sd = v.size() > 1 ? std::sqrt(squares / static_cast<double>(v.size() - 1)) : 0;
+      return absl::StrFormat("%.3f ± %.3f", mean, sd);
+    };
+    return absl::StrCat(stats(pairwise), " / ", stats(top1));
+  };
+  for (size_t row = 0; row < runs[0].rows.size(); ++row) {
+    absl::StrAppendFormat(
+        &out, "| %d | %s | %s | %s | %s |\n", runs[0].rows[row].k,
+        spread(row, [](const QualityRow& r) -> const QualityScore& { return r.random; }),
+        spread(row, [](const QualityRow& r) -> const QualityScore& { return r.suggested; }),
+        spread(row, [](const QualityRow& r) -> const QualityScore& { return r.own; }),
+        spread(row, [](const QualityRow& r) -> const QualityScore& { return r.population; }));
+  }
   return out;
 }
 

@@ -55,6 +55,11 @@ absl::StatusOr<QualityReport> RunQualityBenchmark(const Catalogue& catalogue,
                                                   const QualityOptions& options);
 
 std::string ReportMarkdown(const QualityReport& report);
+// Mean and sample standard deviation across runs of the same protocol with other seeds (other
+// catalogue draws where the catalogue is synthetic, other users, splits and pairs): how much
+// of a difference between two numbers in one report is the draw.
+std::string SeedSpreadMarkdown(const std::vector<QualityReport>& runs,
+                               const std::vector<uint64_t>& seeds);
 std::string ReportJson(const QualityReport& report);
 // Top-1 and pairwise accuracy against k for every method.
 std::string ReportSvg(const QualityReport& report);

@@ -47,6 +47,8 @@ ABSL_FLAG(double, train_fraction, 0.75,
 ABSL_FLAG(std::string, tailord, "", "quality: tailord binary (default: next to tailor-bench)");
 ABSL_FLAG(std::string, json_out, "", "quality: write the JSON report here");
 ABSL_FLAG(std::string, svg_out, "", "quality: write the SVG learning curves here");
+ABSL_FLAG(int32_t, repeats, 1,
+          "quality: runs with seeds --seed, --seed+1, ...; above 1 adds their spread (mean ± sd)");
 ABSL_FLAG(std::vector<std::string>, populations,
           std::vector<std::string>({"10000", "100000", "1000000"}),
           "coldstart: numbers of established users");
@@ -204,43 +206,43 @@ int ColdStart() {
   return 0;
 }
 
-int Quality(const char* argv0) {
-  std::mt19937_64 rng(absl::GetFlag(FLAGS_seed));
-  const std::string source = absl::GetFlag(FLAGS_catalogue);
-  tailor::bench::Catalogue catalogue;
-  std::string name = source;
+// The catalogue named by --catalogue; a synthetic one is drawn from `seed`.
+absl::StatusOr<tailor::bench::Catalogue> LoadCatalogue(const std::string& source, uint64_t seed,
+                                                       bool print_diversity, std::string& name) {
   if (source == "synthetic") {
-    catalogue = tailor::bench::MakeSyntheticCatalogue(2000, 8, 10, absl::GetFlag(FLAGS_rho), rng);
+    std::mt19937_64 rng(seed);
+    tailor::bench::Catalogue catalogue =
+        tailor::bench::MakeSyntheticCatalogue(2000, 8, 10, absl::GetFlag(FLAGS_rho), rng);
     name = absl::StrFormat("synthetic (rho=%.2f)", absl::GetFlag(FLAGS_rho));
-    std::vector<Eigen::VectorXd> users;
-    for (int i = 0; i < 1000; ++i) {
-      users.push_back(tailor::bench::SampleDirichlet(10, absl::GetFlag(FLAGS_alpha), rng));
+    if (print_diversity) {
+      std::vector<Eigen::VectorXd> users;
+      for (int i = 0; i < 1000; ++i) {
+        users.push_back(tailor::bench::SampleDirichlet(10, absl::GetFlag(FLAGS_alpha), rng));
+      }
+      const auto d = tailor::bench::MeasureDiversity(catalogue, users);
+      std::printf(
+          "diversity: top response wins a majority for %.2f of prompts; >=5 distinct "
+          "winners for %.2f (PersonalLLM: ~0.5 / ~0.6)\n\n",
+          d.majority_share, d.five_winners_share);
     }
-    const auto d = tailor::bench::MeasureDiversity(catalogue, users);
-    std::printf(
-        "diversity: top response wins a majority for %.2f of prompts; >=5 distinct "
-        "winners for %.2f (PersonalLLM: ~0.5 / ~0.6)\n\n",
-        d.majority_share, d.five_winners_share);
-  } else if (absl::StartsWith(source, "personalllm:")) {
+    return catalogue;
+  }
+  if (absl::StartsWith(source, "personalllm:")) {
     const std::string path = source.substr(12);
     int skipped = 0;
     auto loaded = tailor::bench::LoadPersonalLlmCsv(path, &skipped);
-    if (!loaded.ok()) {
-      std::fprintf(stderr, "tailor-bench: %s\n", std::string(loaded.status().message()).c_str());
-      return 2;
-    }
-    catalogue = *std::move(loaded);
+    if (!loaded.ok()) return loaded.status();
     name = std::filesystem::path(path).filename().string();
-    if (skipped > 0) std::fprintf(stderr, "personalllm: skipped %d rows without scores\n", skipped);
-  } else {
-    auto loaded = tailor::bench::LoadCatalogueCsv(source);
-    if (!loaded.ok()) {
-      std::fprintf(stderr, "tailor-bench: %s\n", std::string(loaded.status().message()).c_str());
-      return 2;
+    if (skipped > 0 && print_diversity) {
+      std::fprintf(stderr, "personalllm: skipped %d rows without scores\n", skipped);
     }
-    catalogue = *std::move(loaded);
-    name = std::filesystem::path(source).filename().string();
+    return loaded;
   }
+  name = std::filesystem::path(source).filename().string();
+  return tailor::bench::LoadCatalogueCsv(source);
+}
+
+int Quality(const char* argv0) {
   tailor::bench::QualityOptions options;
   options.tailord_binary = absl::GetFlag(FLAGS_tailord);
   if (options.tailord_binary.empty()) {
@@ -252,21 +254,47 @@ int Quality(const char* argv0) {
   options.test_users = absl::GetFlag(FLAGS_test_users);
   options.eval_prompts = absl::GetFlag(FLAGS_eval_prompts);
   options.alpha = absl::GetFlag(FLAGS_alpha);
-  options.seed = absl::GetFlag(FLAGS_seed);
   options.threads = absl::GetFlag(FLAGS_threads);
   options.train_fraction = absl::GetFlag(FLAGS_train_fraction);
   if (!ParseCounts("ks", absl::GetFlag(FLAGS_ks), options.ks)) return 2;
-  auto report = tailor::bench::RunQualityBenchmark(catalogue, name, options);
-  if (!report.ok()) {
-    std::fprintf(stderr, "tailor-bench: %s\n", std::string(report.status().message()).c_str());
-    return 1;
+  const int repeats = absl::GetFlag(FLAGS_repeats);
+  if (repeats < 1) {
+    std::fprintf(stderr, "tailor-bench: --repeats: must be at least 1\n");
+    return 2;
   }
-  std::printf("%s", tailor::bench::ReportMarkdown(*report).c_str());
-  if (const std::string path = absl::GetFlag(FLAGS_json_out); !path.empty()) {
-    std::ofstream(path) << tailor::bench::ReportJson(*report);
+  // The first seed's run is reported in full (and written as JSON and SVG); further seeds
+  // only feed the spread table.
+  std::vector<tailor::bench::QualityReport> runs;
+  std::vector<uint64_t> seeds;
+  for (int i = 0; i < repeats; ++i) {
+    options.seed = absl::GetFlag(FLAGS_seed) + static_cast<uint64_t>(i);
+    std::string name;
+    auto catalogue = LoadCatalogue(absl::GetFlag(FLAGS_catalogue), options.seed, i == 0, name);
+    if (!catalogue.ok()) {
+      std::fprintf(stderr, "tailor-bench: %s\n", std::string(catalogue.status().message()).c_str());
+      return 2;
+    }
+    if (repeats > 1) std::fprintf(stderr, "seed %llu:\n", (unsigned long long)options.seed);
+    auto report = tailor::bench::RunQualityBenchmark(*catalogue, name, options);
+    if (!report.ok()) {
+      std::fprintf(stderr, "tailor-bench: %s\n", std::string(report.status().message()).c_str());
+      return 1;
+    }
+    if (i == 0) {
+      std::printf("%s", tailor::bench::ReportMarkdown(*report).c_str());
+      if (const std::string path = absl::GetFlag(FLAGS_json_out); !path.empty()) {
+        std::ofstream(path) << tailor::bench::ReportJson(*report);
+      }
+      if (const std::string path = absl::GetFlag(FLAGS_svg_out); !path.empty()) {
+        std::ofstream(path) << tailor::bench::ReportSvg(*report);
+      }
+      std::fflush(stdout);
+    }
+    runs.push_back(*std::move(report));
+    seeds.push_back(options.seed);
   }
-  if (const std::string path = absl::GetFlag(FLAGS_svg_out); !path.empty()) {
-    std::ofstream(path) << tailor::bench::ReportSvg(*report);
+  if (repeats > 1) {
+    std::printf("\n%s", tailor::bench::SeedSpreadMarkdown(runs, seeds).c_str());
   }
   return 0;
 }

@@ -33,6 +33,8 @@ ABSL_FLAG(int32_t, max_candidates, kDefaults.max_candidates, "most candidates pe
 ABSL_FLAG(int32_t, max_message_bytes, kDefaults.max_message_bytes, "largest gRPC message");
 ABSL_FLAG(int32_t, max_concurrent_streams, kDefaults.max_concurrent_streams,
           "most concurrent StreamFeedback streams");
+ABSL_FLAG(int32_t, stream_window_events, kDefaults.stream_window_events,
+          "feedback events a stream may have read ahead of their acks");
 ABSL_FLAG(bool, neighbour_cold_start, kDefaults.neighbour_cold_start,
           "borrow from similar users for users with little feedback");
 ABSL_FLAG(int32_t, refresh_ms, kDefaults.refresh_ms,
@@ -72,6 +74,7 @@ int main(int argc, char** argv) {
   config.max_candidates = absl::GetFlag(FLAGS_max_candidates);
   config.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   config.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
+  config.stream_window_events = absl::GetFlag(FLAGS_stream_window_events);
   config.refresh_ms = absl::GetFlag(FLAGS_refresh_ms);
   config.neighbour_cold_start = absl::GetFlag(FLAGS_neighbour_cold_start);
   config.max_reference_users = absl::GetFlag(FLAGS_max_reference_users);

@@ -27,6 +27,8 @@ struct ServerConfig {
   int32_t max_candidates = 64;
   int32_t max_message_bytes = 4 << 20;
   int32_t max_concurrent_streams = 1024;
+  // Feedback events a stream may have read but not yet acknowledged (per-stream memory bound).
+  int32_t stream_window_events = 32;
   // Cold start from similar users; off = users are served from the population prior and
   // their own posterior only (the baseline the quality benchmark compares against).
   bool neighbour_cold_start = true;

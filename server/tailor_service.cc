@@ -1,5 +1,6 @@
 #include "server/tailor_service.h"
 
+#include <deque>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -7,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "server/request_validation.h"
 #include "server/version.h"
@@ -91,40 +93,65 @@ grpc::ServerUnaryReactor* Deferred(WorkQueue& queue, const CallRecord& call,
   return reactor;
 }
 
-// One StreamFeedback call: reads an event, applies it on the work queue, writes its ack, and
-// only then reads the next. At most one event per stream is in flight, so a fast producer is
-// held back by HTTP/2 flow control instead of growing server memory.
+// One StreamFeedback call. Up to `window` events are read ahead of their acks: reading goes
+// on while earlier events are applied, and whatever arrived meanwhile is applied in the next
+// work-queue task, in order, so one stream costs one task per batch rather than per event.
+// Acks go out in event order, one write at a time. The window bounds the server memory a
+// stream can hold; a faster producer is held back by HTTP/2 flow control.
+//
+// gRPC operations are started outside `mu_`: a reaction may run on another thread at once.
 class FeedbackStream final : public grpc::ServerBidiReactor<v1::FeedbackEvent, v1::FeedbackAck> {
  public:
-  FeedbackStream(TailorService& service, CallScope scope)
-      : service_(service), scope_(std::move(scope)) {
+  FeedbackStream(TailorService& service, CallScope scope, int window)
+      : service_(service), scope_(std::move(scope)), window_(window) {
     service_.metrics().StreamOpened();
-    StartRead(&event_);
+    reading_ = true;
+    StartRead(&incoming_);
   }
 
   void OnReadDone(bool ok) override {
-    if (!ok) {  // the client closed its side; every read event has been acked
-      End(grpc::Status::OK);
-      return;
-    }
-    service_.queue().Post([this] {
-      ack_.Clear();
-      absl::Status status = service_.ApplyFeedback(scope_, event_, ack_);
-      if (!status.ok()) {  // a storage fault, not bad input: end the stream
-        End(ToGrpc(status));
-        return;
+    bool read_more = false;
+    bool apply = false;
+    {
+      absl::MutexLock lock(&mu_);
+      reading_ = false;
+      if (!ok) {  // the client closed its side (or the call ended)
+        reads_closed_ = true;
+      } else {
+        pending_.push_back(std::move(incoming_));
+        incoming_.Clear();
+        ++in_flight_;
+        apply = !applying_;
+        applying_ = true;
+        read_more = reading_ = CanReadLocked();
       }
-      service_.metrics().RecordFeedback(ack_);
-      StartWrite(&ack_);
-    });
+    }
+    if (apply) service_.queue().Post([this] { ApplyPending(); });
+    if (read_more) StartRead(&incoming_);
+    MaybeFinish();
   }
 
   void OnWriteDone(bool ok) override {
-    if (!ok) {
-      End(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken while acking"));
-      return;
+    const v1::FeedbackAck* next = nullptr;
+    bool read_more = false;
+    bool more_queued = false;
+    {
+      absl::MutexLock lock(&mu_);
+      acks_.pop_front();
+      --in_flight_;
+      if (!ok) {
+        Fail(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken while acking"));
+      } else if (!acks_.empty()) {
+        next = &acks_.front();
+        more_queued = acks_.size() > 1;
+      }
+      writing_ = next != nullptr;
+      read_more = !reading_ && CanReadLocked();
+      reading_ = reading_ || read_more;
     }
-    StartRead(&event_);
+    if (next != nullptr) Write(next, more_queued);
+    if (read_more) StartRead(&incoming_);
+    MaybeFinish();
   }
 
   void OnDone() override {
@@ -134,7 +161,78 @@ class FeedbackStream final : public grpc::ServerBidiReactor<v1::FeedbackEvent, v
   }
 
  private:
-  void End(const grpc::Status& status) {
+  // On the work queue: applies the events read so far, then any that arrived meanwhile.
+  void ApplyPending() {
+    for (;;) {
+      std::deque<v1::FeedbackEvent> batch;
+      {
+        absl::MutexLock lock(&mu_);
+        if (pending_.empty() || failure_.has_value()) {
+          applying_ = false;
+          break;
+        }
+        batch.swap(pending_);
+      }
+      std::deque<v1::FeedbackAck> applied;
+      std::optional<grpc::Status> failure;
+      for (const v1::FeedbackEvent& event : batch) {
+        v1::FeedbackAck& ack = applied.emplace_back();
+        if (absl::Status status = service_.ApplyFeedback(scope_, event, ack); !status.ok()) {
+          applied.pop_back();  // a storage fault, not bad input: the stream ends here
+          failure = ToGrpc(status);
+          break;
+        }
+        service_.metrics().RecordFeedback(ack);
+      }
+      const v1::FeedbackAck* first = nullptr;
+      bool more_queued = false;
+      {
+        absl::MutexLock lock(&mu_);
+        // Events never applied count as no longer in flight.
+        in_flight_ -= static_cast<int>(batch.size() - applied.size());
+        for (v1::FeedbackAck& ack : applied) acks_.push_back(std::move(ack));
+        if (failure.has_value()) Fail(*std::move(failure));
+        if (!writing_ && !acks_.empty()) {
+          writing_ = true;
+          first = &acks_.front();
+          more_queued = acks_.size() > 1;
+        }
+      }
+      if (first != nullptr) Write(first, more_queued);
+    }
+    MaybeFinish();
+  }
+
+  // With more acks queued behind this one, gRPC may hold it to send them together.
+  void Write(const v1::FeedbackAck* ack, bool more_queued) {
+    grpc::WriteOptions options;
+    if (more_queued) options.set_buffer_hint();
+    StartWrite(ack, options);
+  }
+
+  bool CanReadLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !reads_closed_ && !failure_.has_value() && in_flight_ < window_;
+  }
+
+  void Fail(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!failure_.has_value()) failure_ = std::move(status);
+  }
+
+  // Finishes once nothing is left to apply or write: after the client closed its side, or
+  // after a failure (whose unapplied events are dropped unacked; the client sees the status).
+  void MaybeFinish() {
+    grpc::Status status;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_ || applying_ || writing_) return;
+      if (failure_.has_value()) {
+        status = *failure_;
+      } else if (!reads_closed_ || !pending_.empty() || !acks_.empty()) {
+        return;
+      }
+      finished_ = true;
+    }
+    // A read still outstanding after a failure completes (not ok) once the call is finished.
     service_.metrics().RecordRpc(Rpc::kStreamFeedback, status.error_code(), absl::Now() - start_);
     Finish(status);
   }
@@ -142,8 +240,19 @@ class FeedbackStream final : public grpc::ServerBidiReactor<v1::FeedbackEvent, v
   const absl::Time start_ = absl::Now();
   TailorService& service_;
   const CallScope scope_;
-  v1::FeedbackEvent event_;
-  v1::FeedbackAck ack_;
+  const int window_;
+  v1::FeedbackEvent incoming_;  // the target of the outstanding read, if any
+
+  absl::Mutex mu_;
+  std::deque<v1::FeedbackEvent> pending_ ABSL_GUARDED_BY(mu_);  // read, not yet applied
+  std::deque<v1::FeedbackAck> acks_ ABSL_GUARDED_BY(mu_);       // front: being written if writing_
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;  // read and neither acked nor dropped
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;
+  bool applying_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool reads_closed_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<grpc::Status> failure_ ABSL_GUARDED_BY(mu_);
 };
 
 class RefusedStream final : public grpc::ServerBidiReactor<v1::FeedbackEvent, v1::FeedbackAck> {
@@ -367,7 +476,7 @@ grpc::ServerBidiReactor<v1::FeedbackEvent, v1::FeedbackAck>* TailorService::Stre
                      absl::StrCat("StreamFeedback: at most ", config_.max_concurrent_streams,
                                   " concurrent streams; retry later")));
   }
-  return new FeedbackStream(*this, *std::move(scope));
+  return new FeedbackStream(*this, *std::move(scope), config_.stream_window_events);
 }
 
 grpc::ServerUnaryReactor* TailorService::SuggestComparison(

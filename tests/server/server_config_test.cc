@@ -48,6 +48,8 @@ INSTANTIATE_TEST_SUITE_P(
                       "--max_message_bytes: must be in"},
         BadConfigCase{"NoStreams", [](ServerConfig& c) { c.max_concurrent_streams = 0; },
                       "--max_concurrent_streams: must be in"},
+        BadConfigCase{"NoStreamWindow", [](ServerConfig& c) { c.stream_window_events = 0; },
+                      "--stream_window_events: must be in"},
         BadConfigCase{"NegativeGrace", [](ServerConfig& c) { c.shutdown_grace_ms = -1; },
                       "--shutdown_grace_ms: must be in"},
         BadConfigCase{"NegativeReferenceUsers", [](ServerConfig& c) { c.max_reference_users = -1; },

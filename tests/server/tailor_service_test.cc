@@ -3,6 +3,7 @@
 #include <random>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
@@ -419,6 +420,51 @@ TEST_F(TailorServiceTest, StreamAcksInOrderAndAResendAfterReconnectIsSafe) {
     }
   }
   EXPECT_EQ(StoredEvents(), 39u);
+}
+
+// Events read ahead of their acks are applied in batches; whatever the window, every stream
+// gets its acks in its own order, and each user's events are applied in the order sent.
+TEST_F(TailorServiceTest, StreamsReadAheadInWindowsAndKeepEveryOrder) {
+  for (const int window : {1, 3, 64}) {
+    SCOPED_TRACE(window);
+    config_.stream_window_events = window;
+    Restart();
+    const uint64_t stored_before = StoredEvents();
+    constexpr int kStreams = 4;
+    constexpr int kEvents = 90;
+    std::vector<std::vector<v1::FeedbackAck>> acks(kStreams);
+    std::vector<std::thread> clients;
+    for (int s = 0; s < kStreams; ++s) {
+      clients.emplace_back([&, s] {
+        grpc::ClientContext context;
+        auto stream = stub_->StreamFeedback(&context);
+        std::thread writer([&] {
+          for (int i = 0; i < kEvents; ++i) {
+            // Three users per stream, interleaved; users are not shared between streams.
+            const std::string user = absl::StrCat("w", window, "-s", s, "-u", i % 3);
+            stream->Write(Event(absl::StrCat(user, "-e", i), user, Expert("a", i % kD),
+                                Expert("b", (i + 1) % kD)));
+          }
+          stream->WritesDone();
+        });
+        v1::FeedbackAck ack;
+        while (stream->Read(&ack)) acks[s].push_back(ack);
+        writer.join();
+        EXPECT_TRUE(stream->Finish().ok());
+      });
+    }
+    for (std::thread& t : clients) t.join();
+    for (int s = 0; s < kStreams; ++s) {
+      ASSERT_EQ(acks[s].size(), static_cast<size_t>(kEvents));
+      for (int i = 0; i < kEvents; ++i) {
+        const std::string user = absl::StrCat("w", window, "-s", s, "-u", i % 3);
+        EXPECT_EQ(acks[s][i].event_id(), absl::StrCat(user, "-e", i));
+        EXPECT_EQ(acks[s][i].outcome(), v1::FeedbackAck::OUTCOME_APPLIED);
+        EXPECT_EQ(acks[s][i].sequence(), static_cast<uint64_t>(i / 3 + 1));
+      }
+    }
+    EXPECT_EQ(StoredEvents(), stored_before + kStreams * kEvents);
+  }
 }
 
 TEST_F(TailorServiceTest, ExportIsCompleteAndDeleteErasesTheUser) {
