@@ -96,8 +96,10 @@ grpc::ServerUnaryReactor* Deferred(WorkQueue& queue, const CallRecord& call,
 // One StreamFeedback call. Up to `window` events are read ahead of their acks: reading goes
 // on while earlier events are applied, and whatever arrived meanwhile is applied in the next
 // work-queue task, in order, so one stream costs one task per batch rather than per event.
-// Acks go out in event order, one write at a time. The window bounds the server memory a
-// stream can hold; a faster producer is held back by HTTP/2 flow control.
+// Acks go out in event order, one write at a time, each without a buffer hint: gRPC may hold a
+// hinted write until the next one, which here only starts once that write is done. The window
+// bounds the server memory a stream can hold; a faster producer is held back by HTTP/2 flow
+// control.
 //
 // gRPC operations are started outside `mu_`: a reaction may run on another thread at once.
 class FeedbackStream final : public grpc::ServerBidiReactor<v1::FeedbackEvent, v1::FeedbackAck> {
@@ -134,7 +136,6 @@ class FeedbackStream final : public grpc::ServerBidiReactor<v1::FeedbackEvent, v
   void OnWriteDone(bool ok) override {
     const v1::FeedbackAck* next = nullptr;
     bool read_more = false;
-    bool more_queued = false;
     {
       absl::MutexLock lock(&mu_);
       acks_.pop_front();
@@ -143,13 +144,12 @@ class FeedbackStream final : public grpc::ServerBidiReactor<v1::FeedbackEvent, v
         Fail(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken while acking"));
       } else if (!acks_.empty()) {
         next = &acks_.front();
-        more_queued = acks_.size() > 1;
       }
       writing_ = next != nullptr;
       read_more = !reading_ && CanReadLocked();
       reading_ = reading_ || read_more;
     }
-    if (next != nullptr) Write(next, more_queued);
+    if (next != nullptr) StartWrite(next);
     if (read_more) StartRead(&incoming_);
     MaybeFinish();
   }
@@ -185,7 +185,6 @@ class FeedbackStream final : public grpc::ServerBidiReactor<v1::FeedbackEvent, v
         service_.metrics().RecordFeedback(ack);
       }
       const v1::FeedbackAck* first = nullptr;
-      bool more_queued = false;
       {
         absl::MutexLock lock(&mu_);
         // Events never applied count as no longer in flight.
@@ -195,19 +194,11 @@ class FeedbackStream final : public grpc::ServerBidiReactor<v1::FeedbackEvent, v
         if (!writing_ && !acks_.empty()) {
           writing_ = true;
           first = &acks_.front();
-          more_queued = acks_.size() > 1;
         }
       }
-      if (first != nullptr) Write(first, more_queued);
+      if (first != nullptr) StartWrite(first);
     }
     MaybeFinish();
-  }
-
-  // With more acks queued behind this one, gRPC may hold it to send them together.
-  void Write(const v1::FeedbackAck* ack, bool more_queued) {
-    grpc::WriteOptions options;
-    if (more_queued) options.set_buffer_hint();
-    StartWrite(ack, options);
   }
 
   bool CanReadLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
