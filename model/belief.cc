@@ -27,9 +27,7 @@ double BinaryEntropyBits(double p) {
 // A draw from N(mean, cov) given the Cholesky factor (or variances when diagonal).
 Eigen::VectorXd Draw(const Posterior& posterior, const Eigen::MatrixXd& factor,
                      std::mt19937_64& rng) {
-  std::normal_distribution<double> normal;
-  Eigen::VectorXd z(posterior.dimension());
-  for (int i = 0; i < z.size(); ++i) z[i] = normal(rng);
+  const Eigen::VectorXd z = StandardNormals(posterior.dimension(), 1, rng);
   if (posterior.covariance_is_diagonal()) {
     return posterior.mean() + posterior.diagonal_covariance().cwiseSqrt().cwiseProduct(z);
   }
@@ -39,10 +37,7 @@ Eigen::VectorXd Draw(const Posterior& posterior, const Eigen::MatrixXd& factor,
 // `count` draws from N(mean, cov) as the columns of one matrix.
 Eigen::MatrixXd DrawMany(const Posterior& posterior, const Eigen::MatrixXd& factor, int count,
                          std::mt19937_64& rng) {
-  std::normal_distribution<double> normal;
-  const int d = posterior.dimension();
-  Eigen::MatrixXd z(d, count);
-  for (Eigen::Index i = 0; i < z.size(); ++i) z.data()[i] = normal(rng);
+  Eigen::MatrixXd z = StandardNormals(posterior.dimension(), count, rng);
   if (posterior.covariance_is_diagonal()) {
     z = posterior.diagonal_covariance().cwiseSqrt().asDiagonal() * z;
   } else {
@@ -62,6 +57,34 @@ Eigen::MatrixXd CholeskyFactor(const Posterior& posterior) {
 }
 
 }  // namespace
+
+// Box–Muller, as whole-array operations: one 64-bit draw of `rng` gives the two uniforms of a
+// pair. std::normal_distribution took ~25 ns a draw, which made the 640 draws of a d = 10
+// ranking about a third of the server's own CPU per RankResponses.
+Eigen::MatrixXd StandardNormals(Eigen::Index rows, Eigen::Index cols, std::mt19937_64& rng) {
+  const Eigen::Index count = rows * cols;
+  const Eigen::Index pairs = (count + 1) / 2;
+  Eigen::ArrayXf radius_uniform(pairs);
+  Eigen::ArrayXf angle_uniform(pairs);
+  constexpr float kScale = 1.0f / 4294967296.0f;  // 2^-32
+  for (Eigen::Index i = 0; i < pairs; ++i) {
+    const uint64_t bits = rng();
+    // (0, 1]: the logarithm below never sees 0.
+    radius_uniform[i] = (static_cast<float>(bits >> 32) + 1.0f) * kScale;
+    angle_uniform[i] = static_cast<float>(bits & 0xffffffffu) * kScale;
+  }
+  const Eigen::ArrayXf radius = (-2.0f * radius_uniform.log()).sqrt();
+  const Eigen::ArrayXf angle = angle_uniform * static_cast<float>(2 * M_PI);
+  Eigen::MatrixXd z(rows, cols);
+  double* out = z.data();
+  const Eigen::ArrayXf first = radius * angle.cos();
+  const Eigen::ArrayXf second = radius * angle.sin();
+  for (Eigen::Index i = 0; i < pairs; ++i) {
+    out[2 * i] = first[i];
+    if (2 * i + 1 < count) out[2 * i + 1] = second[i];
+  }
+  return z;
+}
 
 NeighbourMixture MixNeighbours(std::span<const Eigen::VectorXd> diffs,
                                const ReferenceSet& reference, int exclude_row,

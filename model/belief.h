@@ -97,6 +97,11 @@ struct RankedItem {
 std::vector<RankedItem> Rank(const Belief& belief, const Eigen::MatrixXd& features, bool explore,
                              int samples, std::mt19937_64& rng);
 
+// rows x cols independent N(0, 1) draws (the posterior draws of Rank use them). The uniforms
+// behind them have 32 bits, so no draw lies beyond 6.7 sd: immaterial for favourite
+// probabilities and Thompson sampling.
+Eigen::MatrixXd StandardNormals(Eigen::Index rows, Eigen::Index cols, std::mt19937_64& rng);
+
 struct SuggestedPair {
   int first = 0;
   int second = 1;
