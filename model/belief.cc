@@ -34,16 +34,21 @@ Eigen::VectorXd Draw(const Posterior& posterior, const Eigen::MatrixXd& factor,
   return posterior.mean() + factor * z;
 }
 
-// `count` draws from N(mean, cov) as the columns of one matrix.
-Eigen::MatrixXd DrawMany(const Posterior& posterior, const Eigen::MatrixXd& factor, int count,
-                         std::mt19937_64& rng) {
-  Eigen::MatrixXd z = StandardNormals(posterior.dimension(), count, rng);
+// The candidates' scores under `count` draws w ~ N(mean, cov), one column per draw:
+// features * w = features * mean + (features * L) z with z ~ N(0, I). Multiplying the factor
+// into the (few) candidates first halves the arithmetic against drawing w itself.
+Eigen::MatrixXd ScoreDraws(const Eigen::MatrixXd& features, const Posterior& posterior,
+                           const Eigen::MatrixXd& factor, int count, std::mt19937_64& rng) {
+  const Eigen::MatrixXd z = StandardNormals(posterior.dimension(), count, rng);
+  Eigen::MatrixXd scaled;
   if (posterior.covariance_is_diagonal()) {
-    z = posterior.diagonal_covariance().cwiseSqrt().asDiagonal() * z;
+    scaled = features * posterior.diagonal_covariance().cwiseSqrt().asDiagonal();
   } else {
-    z = factor * z;
+    scaled = features * factor;
   }
-  return z.colwise() + posterior.mean();
+  Eigen::MatrixXd scores = scaled * z;
+  scores.colwise() += features * posterior.mean();
+  return scores;
 }
 
 Eigen::MatrixXd CholeskyFactor(const Posterior& posterior) {
@@ -185,7 +190,7 @@ std::vector<RankedItem> Rank(const Belief& belief, const Eigen::MatrixXd& featur
   // a product per draw: the per-draw temporaries cost more than the arithmetic.
   Eigen::Index best = 0;
   if (own_share > 0 && samples > 0) {
-    const Eigen::MatrixXd sampled = features * DrawMany(belief.personal, factor, samples, rng);
+    const Eigen::MatrixXd sampled = ScoreDraws(features, belief.personal, factor, samples, rng);
     for (int s = 0; s < samples; ++s) {
       sampled.col(s).maxCoeff(&best);
       items[static_cast<size_t>(best)].probability_best += own_share / samples;
