@@ -65,7 +65,7 @@ Eigen::MatrixXd CholeskyFactor(const Posterior& posterior) {
 
 // Box–Muller, as whole-array operations: one 64-bit draw of `rng` gives the two uniforms of a
 // pair. std::normal_distribution took ~25 ns a draw, which made the 640 draws of a d = 10
-// ranking about a third of the server's own CPU per RankResponses.
+// ranking about 40% of tailord's own CPU under RankResponses load (docs/BENCHMARKS.md).
 Eigen::MatrixXd StandardNormals(Eigen::Index rows, Eigen::Index cols, std::mt19937_64& rng) {
   const Eigen::Index count = rows * cols;
   const Eigen::Index pairs = (count + 1) / 2;
