@@ -17,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "bench/progress.h"
 #include "bench/scratch_dir.h"
 #include "bench/tailord_process.h"
 #include "client/tailor_client.h"
@@ -67,46 +68,6 @@ std::vector<int> RankingOf(const v1::RankResponsesResponse& response) {
   std::vector<int> order;
   for (const auto& r : response.ranked()) order.push_back(std::stoi(r.id().substr(1)));
   return order;
-}
-
-class Progress {
- public:
-  Progress(std::string label, int64_t total, bool enabled)
-      : label_(std::move(label)), total_(total), enabled_(enabled && ::isatty(2)) {}
-  void Add(int64_t n = 1) {
-    const int64_t done = done_.fetch_add(n) + n;
-    if (!enabled_) return;
-    const int width = 30;
-    const int filled = static_cast<int>(width * done / std::max<int64_t>(1, total_));
-    std::lock_guard<std::mutex> lock(mu_);
-    std::fprintf(stderr, "\r%-28s [%s%s] %lld/%lld", label_.c_str(),
-                 std::string(static_cast<size_t>(filled), '#').c_str(),
-                 std::string(static_cast<size_t>(width - filled), ' ').c_str(),
-                 static_cast<long long>(done), static_cast<long long>(total_));
-    if (done >= total_) std::fprintf(stderr, "\n");
-  }
-
- private:
-  std::string label_;
-  int64_t total_;
-  bool enabled_;
-  std::atomic<int64_t> done_{0};
-  std::mutex mu_;
-};
-
-// Runs fn(worker) on `threads` threads and returns the first error.
-template <typename Fn>
-absl::Status Parallel(int threads, Fn fn) {
-  std::vector<std::thread> pool;
-  std::vector<absl::Status> results(static_cast<size_t>(threads));
-  for (int t = 0; t < threads; ++t) {
-    pool.emplace_back([&, t] { results[static_cast<size_t>(t)] = fn(t); });
-  }
-  for (std::thread& thread : pool) thread.join();
-  for (const absl::Status& s : results) {
-    if (!s.ok()) return s;
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace

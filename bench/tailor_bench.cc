@@ -5,6 +5,7 @@
 //   coldstart   neighbour lookup latency and accuracy, exact scan vs the HNSW index
 //   load        RankResponses vs an echo server, and ingestion vs raw RocksDB
 //   dims        engine-only ranking latency at d = 10, 64, 256, 1024
+//   replay      offline evaluation on logged feedback (a tailorctl feedback CSV)
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -22,6 +23,7 @@
 #include "bench/load_benchmark.h"
 #include "bench/memory_benchmark.h"
 #include "bench/quality_benchmark.h"
+#include "bench/replay_benchmark.h"
 #include "bench/synthetic_catalogue.h"
 
 ABSL_FLAG(double, rho, 0.42, "correlation between reward models in the synthetic catalogue");
@@ -45,8 +47,8 @@ ABSL_FLAG(int32_t, threads, 4, "quality: client threads");
 ABSL_FLAG(double, train_fraction, 0.75,
           "quality: share of prompts used for feedback; the rest are held out for scoring");
 ABSL_FLAG(std::string, tailord, "", "quality: tailord binary (default: next to tailor-bench)");
-ABSL_FLAG(std::string, json_out, "", "quality: write the JSON report here");
-ABSL_FLAG(std::string, svg_out, "", "quality: write the SVG learning curves here");
+ABSL_FLAG(std::string, json_out, "", "quality, replay: write the JSON report here");
+ABSL_FLAG(std::string, svg_out, "", "quality, replay: write the SVG learning curves here");
 ABSL_FLAG(int32_t, repeats, 1,
           "quality: runs with seeds --seed, --seed+1, ...; above 1 adds their spread (mean ± sd)");
 ABSL_FLAG(std::vector<std::string>, populations,
@@ -64,6 +66,13 @@ ABSL_FLAG(int32_t, streams, 32, "load: concurrent feedback streams during ingest
 ABSL_FLAG(bool, sync_ingest, true, "load: also measure ingestion with tailord --sync");
 ABSL_FLAG(std::vector<std::string>, dims, std::vector<std::string>({"10", "64", "256", "1024"}),
           "dims: feature dimensions to rank at");
+ABSL_FLAG(std::string, events, "", "replay: feedback log, tailorctl feedback CSV format");
+ABSL_FLAG(std::string, schema, "", "replay: tailord --schema file for the log's features");
+ABSL_FLAG(int32_t, folds, 5, "replay: folds over users (each user is a test user once)");
+ABSL_FLAG(int32_t, max_folds, 0, "replay: run only the first this many folds (0 = all)");
+ABSL_FLAG(std::vector<std::string>, tailord_flags, {},
+          "replay: extra flags for the Tailor server (not the own-only baseline), e.g. "
+          "--tailord_flags=--neighbour_cold_start=false");
 ABSL_FLAG(int32_t, queries, 200, "coldstart: cold users per population and k");
 ABSL_FLAG(int32_t, near, tailor::model::NeighbourIndexOptions().near,
           "coldstart: users the HNSW search returns per lookup");
@@ -87,7 +96,12 @@ commands:
   dims        engine-only RankResponses latency (8 candidates) for warm and cold users at
               each of --dims features, with 2,000 established users
   coldstart   a cold user's neighbour lookup with --populations established users: exact scan
-              vs the HNSW index, latency percentiles and the top-1 accuracy it costs)";
+              vs the HNSW index, latency percentiles and the top-1 accuracy it costs
+  replay      offline evaluation on logged feedback: --events=LOG.csv --schema=SCHEMA.csv;
+              users split into --folds; each test user's prompts split in two, k events of one
+              half sent, the other half's pairs predicted; Tailor vs the population and
+              own-posterior-only baselines (same run, paired standard errors), accuracy, log
+              loss, calibration)";
 
 int Diversity() {
   std::mt19937_64 rng(absl::GetFlag(FLAGS_seed));
@@ -299,6 +313,43 @@ int Quality(const char* argv0) {
   return 0;
 }
 
+int Replay(const char* argv0) {
+  tailor::bench::ReplayOptions options;
+  options.tailord_binary = absl::GetFlag(FLAGS_tailord);
+  if (options.tailord_binary.empty()) {
+    options.tailord_binary = (std::filesystem::path(argv0).parent_path() / "tailord").string();
+  }
+  options.events_path = absl::GetFlag(FLAGS_events);
+  options.schema_path = absl::GetFlag(FLAGS_schema);
+  if (options.events_path.empty() || options.schema_path.empty()) {
+    std::fprintf(stderr, "tailor-bench: replay: --events and --schema are required\n");
+    return 2;
+  }
+  options.folds = absl::GetFlag(FLAGS_folds);
+  options.max_folds = absl::GetFlag(FLAGS_max_folds);
+  if (options.folds < 2 || options.max_folds < 0) {
+    std::fprintf(stderr, "tailor-bench: replay: --folds must be at least 2, --max_folds >= 0\n");
+    return 2;
+  }
+  if (!ParseCounts("ks", absl::GetFlag(FLAGS_ks), options.ks)) return 2;
+  options.seed = absl::GetFlag(FLAGS_seed);
+  options.threads = absl::GetFlag(FLAGS_threads);
+  options.tailord_flags = absl::GetFlag(FLAGS_tailord_flags);
+  auto report = tailor::bench::RunReplayBenchmark(options);
+  if (!report.ok()) {
+    std::fprintf(stderr, "tailor-bench: %s\n", std::string(report.status().message()).c_str());
+    return 1;
+  }
+  std::printf("%s", tailor::bench::ReplayMarkdown(*report).c_str());
+  if (const std::string path = absl::GetFlag(FLAGS_json_out); !path.empty()) {
+    std::ofstream(path) << tailor::bench::ReplayJson(*report);
+  }
+  if (const std::string path = absl::GetFlag(FLAGS_svg_out); !path.empty()) {
+    std::ofstream(path) << tailor::bench::ReplaySvg(*report);
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -311,6 +362,7 @@ int main(int argc, char** argv) {
   if (command == "coldstart") return ColdStart();
   if (command == "load") return Load(argv[0]);
   if (command == "dims") return Dims();
+  if (command == "replay") return Replay(argv[0]);
   std::fprintf(stderr, "%s\n", kUsage);
   return 64;
 }

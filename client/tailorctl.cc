@@ -22,6 +22,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "client/feedback_csv.h"
 #include "client/tailor_client.h"
 #include "google/protobuf/util/json_util.h"
 
@@ -256,47 +257,6 @@ absl::Status ParseJsonLines(const std::string& text, const std::string& path,
   return absl::OkStatus();
 }
 
-// CSV: a header starting event_id,user_id,prompt_id,chosen_id,rejected_id, then d columns of
-// the chosen response's features and d of the rejected one's (in schema order).
-absl::Status ParseCsvEvents(const std::string& text, const std::string& path,
-                            std::vector<tailor::v1::FeedbackEvent>& events) {
-  std::vector<std::string> lines = absl::StrSplit(text, '\n', absl::SkipWhitespace());
-  if (lines.empty()) return absl::InvalidArgumentError(path + ": empty");
-  const std::vector<std::string> header = absl::StrSplit(absl::StripSuffix(lines[0], "\r"), ',');
-  const std::vector<std::string> fixed = {"event_id", "user_id", "prompt_id", "chosen_id",
-                                          "rejected_id"};
-  if (header.size() < fixed.size() + 2 || (header.size() - fixed.size()) % 2 != 0 ||
-      !std::equal(fixed.begin(), fixed.end(), header.begin())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path,
-        ":1: header must be event_id,user_id,prompt_id,chosen_id,rejected_id followed by "
-        "d chosen and d rejected feature columns"));
-  }
-  const size_t d = (header.size() - fixed.size()) / 2;
-  for (size_t n = 1; n < lines.size(); ++n) {
-    const std::vector<std::string> cells = absl::StrSplit(absl::StripSuffix(lines[n], "\r"), ',');
-    if (cells.size() != header.size()) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ":", n + 1, ": expected ", header.size(),
-                                                     " cells, got ", cells.size()));
-    }
-    tailor::v1::FeedbackEvent& event = events.emplace_back();
-    event.set_event_id(cells[0]);
-    event.set_user_id(cells[1]);
-    event.set_prompt_id(cells[2]);
-    event.mutable_chosen()->set_id(cells[3]);
-    event.mutable_rejected()->set_id(cells[4]);
-    for (size_t i = 0; i < 2 * d; ++i) {
-      float value = 0;
-      if (!absl::SimpleAtof(cells[fixed.size() + i], &value)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            path, ":", n + 1, ": column ", header[fixed.size() + i], " is not a number"));
-      }
-      (i < d ? event.mutable_chosen() : event.mutable_rejected())->add_features(value);
-    }
-  }
-  return absl::OkStatus();
-}
-
 int Feedback(tailor::client::TailorClient& client, bool json, const std::string& path) {
   std::vector<tailor::v1::FeedbackEvent> events;
   if (const std::string one = absl::GetFlag(FLAGS_event); !one.empty()) {
@@ -317,8 +277,9 @@ int Feedback(tailor::client::TailorClient& client, bool json, const std::string&
   }
   absl::StatusOr<std::string> text = ReadFile(path);
   if (!text.ok()) return Fail(text.status());
-  absl::Status parsed = absl::EndsWith(path, ".csv") ? ParseCsvEvents(*text, path, events)
-                                                     : ParseJsonLines(*text, path, events);
+  absl::Status parsed = absl::EndsWith(path, ".csv")
+                            ? tailor::client::ParseFeedbackCsv(*text, path, events)
+                            : ParseJsonLines(*text, path, events);
   if (!parsed.ok()) return Fail(parsed);
   size_t done = 0;
   std::map<std::string, int> outcomes;

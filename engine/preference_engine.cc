@@ -353,6 +353,7 @@ void PreferenceEngine::Refresh(bool quick) {
     store_.WritePopulation(snapshot).IgnoreError();  // a cache for inspection; refit on start
   }
   last_refresh_seconds_ = absl::ToDoubleSeconds(absl::Now() - started);
+  knowledge_as_of_micros_ = absl::ToUnixMicros(started);
 }
 
 absl::Status PreferenceEngine::CheckFeatures(absl::string_view field,
@@ -675,6 +676,8 @@ EngineStats PreferenceEngine::Stats() const {
       knowledge->index == nullptr ? 0 : static_cast<uint64_t>(knowledge->index->size());
   stats.last_refresh_seconds = last_refresh_seconds_.load();
   stats.rebuilt_states = rebuilt_states_.load();
+  stats.knowledge_version = knowledge->version;
+  stats.knowledge_as_of_micros = knowledge_as_of_micros_.load();
   return stats;
 }
 

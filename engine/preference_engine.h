@@ -81,6 +81,8 @@ struct EngineStats {
   uint64_t indexed_users = 0;  // reference users in the HNSW index (0: exact scan)
   uint64_t rebuilt_states = 0;
   double last_refresh_seconds = 0;  // wall time of the last population/reference refresh
+  uint64_t knowledge_version = 0;
+  int64_t knowledge_as_of_micros = 0;  // the last refresh read the users as of this time
 };
 
 struct CandidateInput {
@@ -226,6 +228,7 @@ class PreferenceEngine {
   std::atomic<uint64_t> rebuilt_states_{0};
   std::atomic<uint64_t> next_serial_{1};  // UserEntry::serial
   std::atomic<double> last_refresh_seconds_{0};
+  std::atomic<int64_t> knowledge_as_of_micros_{0};
 
   // Serializes refreshes, so an older refit can never be published over a newer one.
   Mutex refresh_work_mu_;

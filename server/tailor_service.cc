@@ -560,6 +560,10 @@ grpc::ServerUnaryReactor* TailorService::GetServerInfo(grpc::CallbackServerConte
   response->set_established_users(stats.established_users);
   response->set_feedback_events(stats.feedback_events);
   response->set_durability(engine_.store().sync_wal() ? "wal+fsync" : "wal");
+  v1::Knowledge* knowledge = response->mutable_knowledge();
+  knowledge->set_version(stats.knowledge_version);
+  knowledge->set_as_of_micros(stats.knowledge_as_of_micros);
+  knowledge->set_reference_users(stats.reference_users);
   return Done(call, context, absl::OkStatus());
 }
 

@@ -1,0 +1,534 @@
+#include "bench/replay_benchmark.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <numeric>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/hash/hash.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "bench/progress.h"
+#include "bench/scratch_dir.h"
+#include "bench/tailord_process.h"
+#include "client/feedback_csv.h"
+#include "client/tailor_client.h"
+
+namespace tailor::bench {
+namespace {
+
+// One logged user: their events in file order, and the split by prompt.
+struct LoggedUser {
+  std::string id;
+  std::vector<const v1::FeedbackEvent*> events;
+  std::vector<const v1::FeedbackEvent*> pool;      // events whose prompt is in the first half
+  std::vector<const v1::FeedbackEvent*> held_out;  // the other half's events
+};
+
+// The user's distinct prompts in a seeded order, split into two halves of about equal event
+// counts: the first half's events form the feedback pool, the second's are predicted.
+void SplitByPrompt(LoggedUser& user, uint64_t seed) {
+  absl::flat_hash_map<std::string, int> counts;
+  for (const v1::FeedbackEvent* e : user.events) ++counts[e->prompt_id()];
+  std::vector<std::string> prompts;
+  for (const auto& [prompt, count] : counts) prompts.push_back(prompt);
+  std::sort(prompts.begin(), prompts.end(), [&](const std::string& a, const std::string& b) {
+    return absl::HashOf(seed, user.id, a) < absl::HashOf(seed, user.id, b);
+  });
+  absl::flat_hash_map<std::string, bool> in_pool;
+  int pooled = 0;
+  for (const std::string& prompt : prompts) {
+    // Fill the pool until it holds half the events, but always leave a prompt to predict.
+    const bool pool =
+        pooled * 2 < static_cast<int>(user.events.size()) && &prompt != &prompts.back();
+    in_pool[prompt] = pool;
+    if (pool) pooled += counts[prompt];
+  }
+  for (const v1::FeedbackEvent* e : user.events) {
+    (in_pool[e->prompt_id()] ? user.pool : user.held_out).push_back(e);
+  }
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError("cannot read " + path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+v1::FeedbackEvent Renamed(const v1::FeedbackEvent& event, const std::string& user) {
+  v1::FeedbackEvent out = event;
+  out.set_user_id(user);
+  out.set_event_id(absl::StrCat(user, "/", event.event_id()));
+  return out;
+}
+
+// Waits until the server's knowledge was built from its users as of `after` or later.
+absl::StatusOr<v1::Knowledge> WaitForKnowledge(client::TailorClient& client, absl::Time after) {
+  const absl::Time deadline = absl::Now() + absl::Minutes(5);
+  while (absl::Now() < deadline) {
+    absl::StatusOr<v1::ServerInfo> info = client.GetServerInfo();
+    if (!info.ok()) return info.status();
+    if (absl::FromUnixMicros(info->knowledge().as_of_micros()) >= after) {
+      return info->knowledge();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return absl::DeadlineExceededError("no knowledge refresh within 5 minutes");
+}
+
+std::string DescribeKnowledge(const v1::Knowledge& k) {
+  std::string out = absl::StrFormat(
+      "calibration users %d, prior scale %.3g, neighbour temperature %.3g, own log prior odds "
+      "%.2g; weights (population / own / blend) by pairs:",
+      k.calibration_users(), k.prior_scale(), k.neighbour_temperature(),
+      k.own_model_log_prior_odds());
+  for (const v1::ExperienceWeights& w : k.experience()) {
+    absl::StrAppendFormat(&out, " %d+: %.2f / %.2f / %.2f;", w.min_pairs(), w.population(), w.own(),
+                          w.blend());
+  }
+  return out;
+}
+
+// Per-user accumulation of one method's predictions.
+struct UserScore {
+  double correct = 0;
+  double log_loss = 0;
+  int pairs = 0;
+};
+
+void Score(double p_first, bool first_is_chosen, UserScore& user, ReplayMethod& pooled) {
+  const double p_chosen = first_is_chosen ? p_first : 1 - p_first;
+  user.correct += p_chosen > 0.5 ? 1.0 : (p_chosen == 0.5 ? 0.5 : 0.0);
+  user.log_loss += -std::log(std::clamp(p_chosen, 1e-9, 1.0));
+  user.pairs += 1;
+  const int bin =
+      std::clamp(static_cast<int>(p_first * ReplayMethod::kBins), 0, ReplayMethod::kBins - 1);
+  pooled.bin_pairs[static_cast<size_t>(bin)] += 1;
+  pooled.bin_predicted[static_cast<size_t>(bin)] += p_first;
+  pooled.bin_observed[static_cast<size_t>(bin)] += first_is_chosen ? 1 : 0;
+}
+
+void Append(ReplayMethod& into, const ReplayMethod& from) {
+  into.accuracy.insert(into.accuracy.end(), from.accuracy.begin(), from.accuracy.end());
+  into.log_loss.insert(into.log_loss.end(), from.log_loss.begin(), from.log_loss.end());
+  for (int b = 0; b < ReplayMethod::kBins; ++b) {
+    into.bin_pairs[static_cast<size_t>(b)] += from.bin_pairs[static_cast<size_t>(b)];
+    into.bin_predicted[static_cast<size_t>(b)] += from.bin_predicted[static_cast<size_t>(b)];
+    into.bin_observed[static_cast<size_t>(b)] += from.bin_observed[static_cast<size_t>(b)];
+  }
+}
+
+// P(first preferred) from a ranking of the two candidates "first" and "second".
+absl::StatusOr<double> PredictFirst(client::TailorClient& client, const std::string& user,
+                                    const v1::Candidate& first, const v1::Candidate& second) {
+  v1::RankResponsesRequest request;
+  request.set_user_id(user);
+  v1::Candidate* a = request.add_candidates();
+  *a = first;
+  a->set_id("first");
+  v1::Candidate* b = request.add_candidates();
+  *b = second;
+  b->set_id("second");
+  absl::StatusOr<v1::RankResponsesResponse> ranked = client.Rank(request);
+  if (!ranked.ok()) return ranked.status();
+  for (const v1::RankedCandidate& r : ranked->ranked()) {
+    if (r.id() == "first") return r.probability_best();
+  }
+  return absl::InternalError("ranking lost a candidate");
+}
+
+}  // namespace
+
+double ReplayMethod::ExpectedCalibrationError() const {
+  double total = 0;
+  double error = 0;
+  for (int b = 0; b < kBins; ++b) {
+    const double n = bin_pairs[static_cast<size_t>(b)];
+    if (n == 0) continue;
+    total += n;
+    error += std::abs(bin_predicted[static_cast<size_t>(b)] - bin_observed[static_cast<size_t>(b)]);
+  }
+  return total > 0 ? error / total : 0;
+}
+
+MeanSe Summarize(const std::vector<double>& values) {
+  MeanSe out;
+  out.n = static_cast<int>(values.size());
+  if (out.n == 0) return out;
+  out.mean = std::accumulate(values.begin(), values.end(), 0.0) / out.n;
+  if (out.n < 2) return out;
+  double squares = 0;
+  for (double v : values) squares += (v - out.mean) * (v - out.mean);
+  out.se = std::sqrt(squares / (out.n - 1) / out.n);
+  return out;
+}
+
+MeanSe PairedDifference(const std::vector<double>& a, const std::vector<double>& b) {
+  std::vector<double> diff(std::min(a.size(), b.size()));
+  for (size_t i = 0; i < diff.size(); ++i) diff[i] = a[i] - b[i];
+  return Summarize(diff);
+}
+
+absl::StatusOr<ReplayReport> RunReplayBenchmark(const ReplayOptions& options) {
+  const auto started = std::chrono::steady_clock::now();
+  if (options.folds < 2) return absl::InvalidArgumentError("folds: must be at least 2");
+  absl::StatusOr<std::string> text = ReadFile(options.events_path);
+  if (!text.ok()) return text.status();
+  std::vector<v1::FeedbackEvent> events;
+  if (absl::Status s = client::ParseFeedbackCsv(*text, options.events_path, events); !s.ok()) {
+    return s;
+  }
+  text->clear();
+
+  // Users in a seeded order; fold f tests every folds-th of them.
+  absl::flat_hash_map<std::string, size_t> index;
+  std::vector<LoggedUser> users;
+  for (const v1::FeedbackEvent& e : events) {
+    auto [it, inserted] = index.try_emplace(e.user_id(), users.size());
+    if (inserted) users.push_back(LoggedUser{e.user_id(), {}, {}, {}});
+    users[it->second].events.push_back(&e);
+  }
+  std::sort(users.begin(), users.end(),
+            [](const LoggedUser& a, const LoggedUser& b) { return a.id < b.id; });
+  std::mt19937_64 rng(options.seed);
+  std::shuffle(users.begin(), users.end(), rng);
+  for (LoggedUser& user : users) SplitByPrompt(user, options.seed);
+
+  ReplayReport report;
+  report.events = options.events_path;
+  report.users = static_cast<int>(users.size());
+  report.folds = options.folds;
+  report.folds_run =
+      options.max_folds > 0 ? std::min(options.max_folds, options.folds) : options.folds;
+  for (int k : options.ks) report.rows.push_back(ReplayRow{k, {}, {}, {}});
+
+  absl::StatusOr<std::unique_ptr<ScratchDir>> scratch = ScratchDir::Create();
+  if (!scratch.ok()) return scratch.status();
+  for (int fold = 0; fold < report.folds_run; ++fold) {
+    std::vector<const LoggedUser*> history;
+    std::vector<const LoggedUser*> test;
+    for (size_t u = 0; u < users.size(); ++u) {
+      const bool is_test = static_cast<int>(u % static_cast<size_t>(options.folds)) == fold;
+      if (!is_test) {
+        history.push_back(&users[u]);
+      } else if (users[u].pool.empty() || users[u].held_out.empty()) {
+        report.skipped_users += 1;
+      } else {
+        test.push_back(&users[u]);
+      }
+    }
+    auto start_server = [&](const std::string& name, bool neighbours) {
+      std::vector<std::string> args = {
+          "--data_dir=" + (*scratch)->Sub(absl::StrCat(name, "-", fold)),
+          "--schema=" + options.schema_path, "--refresh_ms=500", "--shutdown_grace_ms=200",
+          absl::StrCat("--neighbour_cold_start=", neighbours)};
+      if (neighbours) {
+        args.insert(args.end(), options.tailord_flags.begin(), options.tailord_flags.end());
+      }
+      return std::make_unique<TailordProcess>(options.tailord_binary, args);
+    };
+    std::unique_ptr<TailordProcess> tailor = start_server("tailor", true);
+    std::unique_ptr<TailordProcess> own = start_server("own", false);
+    if (!tailor->WaitUntilServing() || !own->WaitUntilServing()) {
+      return absl::UnavailableError("tailord did not start: " + tailor->log() + own->log());
+    }
+    auto client_for = [](const TailordProcess& process) {
+      client::ClientOptions o;
+      o.target = process.target();
+      o.deadline = absl::Seconds(60);
+      return std::make_unique<client::TailorClient>(o);
+    };
+
+    // 1. The historical users' logs stream into both servers; both refit after them.
+    Progress ingest(absl::StrCat("fold ", fold + 1, "/", report.folds_run, ": history"),
+                    static_cast<int64_t>(history.size()), options.progress);
+    absl::Status streamed = Parallel(options.threads, [&](int t) -> absl::Status {
+      auto tc = client_for(*tailor);
+      auto oc = client_for(*own);
+      std::vector<v1::FeedbackEvent> batch;
+      for (size_t u = static_cast<size_t>(t); u < history.size();
+           u += static_cast<size_t>(options.threads)) {
+        for (const v1::FeedbackEvent* e : history[u]->events) batch.push_back(*e);
+        if (batch.size() >= 2000 || u + static_cast<size_t>(options.threads) >= history.size()) {
+          for (auto* c : {tc.get(), oc.get()}) {
+            auto acks = c->StreamFeedback(batch);
+            if (!acks.ok()) return acks.status();
+          }
+          batch.clear();
+        }
+        ingest.Add();
+      }
+      return absl::OkStatus();
+    });
+    if (!streamed.ok()) return streamed;
+    const absl::Time ingested = absl::Now();
+    auto tc = client_for(*tailor);
+    auto oc = client_for(*own);
+    absl::StatusOr<v1::Knowledge> knowledge = WaitForKnowledge(*tc, ingested);
+    if (!knowledge.ok()) return knowledge.status();
+    if (absl::StatusOr<v1::Knowledge> k = WaitForKnowledge(*oc, ingested); !k.ok()) {
+      return k.status();
+    }
+    report.knowledge.push_back(DescribeKnowledge(*knowledge));
+
+    // 2. Each test user, once per k under a fresh id: k pool events, then every held-out pair.
+    Progress testing(absl::StrCat("fold ", fold + 1, "/", report.folds_run, ": test users"),
+                     static_cast<int64_t>(test.size() * options.ks.size()), options.progress);
+    std::vector<ReplayRow> rows(report.rows.size());
+    std::mutex rows_mu;
+    absl::Status measured = Parallel(options.threads, [&](int t) -> absl::Status {
+      auto tailor_client = client_for(*tailor);
+      auto own_client = client_for(*own);
+      for (size_t u = static_cast<size_t>(t); u < test.size();
+           u += static_cast<size_t>(options.threads)) {
+        const LoggedUser& user = *test[u];
+        for (size_t r = 0; r < options.ks.size(); ++r) {
+          const int k = options.ks[r];
+          if (static_cast<int>(user.pool.size()) < k) {
+            testing.Add();
+            continue;  // not enough of this user's feedback to give k pairs
+          }
+          const std::string id = absl::StrCat("replay-k", k, "-", user.id);
+          std::vector<v1::FeedbackEvent> given;
+          for (int i = 0; i < k; ++i)
+            given.push_back(Renamed(*user.pool[static_cast<size_t>(i)], id));
+          for (auto* c : {tailor_client.get(), own_client.get()}) {
+            if (given.empty()) break;
+            auto acks = c->StreamFeedback(given);
+            if (!acks.ok()) return acks.status();
+          }
+          ReplayRow local;
+          UserScore tailor_score, own_score, population_score;
+          for (const v1::FeedbackEvent* e : user.held_out) {
+            // Which side comes first is a seeded coin flip, so calibration sees both outcomes.
+            const bool first_is_chosen = absl::HashOf(options.seed, e->event_id()) % 2 == 0;
+            const v1::Candidate& first = first_is_chosen ? e->chosen() : e->rejected();
+            const v1::Candidate& second = first_is_chosen ? e->rejected() : e->chosen();
+            for (auto [client, user_id, score, pooled] :
+                 {std::tuple{tailor_client.get(), id, &tailor_score, &local.tailor},
+                  std::tuple{own_client.get(), id, &own_score, &local.own},
+                  std::tuple{tailor_client.get(), "replay-never-seen-" + user.id, &population_score,
+                             &local.population}}) {
+              absl::StatusOr<double> p = PredictFirst(*client, user_id, first, second);
+              if (!p.ok()) return p.status();
+              Score(*p, first_is_chosen, *score, *pooled);
+            }
+          }
+          for (auto [score, method] :
+               {std::pair{&tailor_score, &local.tailor}, std::pair{&own_score, &local.own},
+                std::pair{&population_score, &local.population}}) {
+            method->accuracy.push_back(score->correct / score->pairs);
+            method->log_loss.push_back(score->log_loss / score->pairs);
+          }
+          {
+            std::lock_guard<std::mutex> lock(rows_mu);
+            Append(rows[r].tailor, local.tailor);
+            Append(rows[r].own, local.own);
+            Append(rows[r].population, local.population);
+            if (r == 0) report.held_out_pairs += static_cast<int>(user.held_out.size());
+          }
+          testing.Add();
+        }
+      }
+      return absl::OkStatus();
+    });
+    if (!measured.ok()) return measured;
+    for (size_t r = 0; r < rows.size(); ++r) {
+      Append(report.rows[r].tailor, rows[r].tailor);
+      Append(report.rows[r].own, rows[r].own);
+      Append(report.rows[r].population, rows[r].population);
+    }
+  }
+  report.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return report;
+}
+
+std::string ReplayMarkdown(const ReplayReport& r) {
+  std::string out = absl::StrFormat(
+      "%s: %d users, %d-fold over users (%d fold%s run), %d held-out pairs per k (prompts the "
+      "user gave no feedback on), %d test users skipped (fewer than two prompts)\n\n"
+      "Held-out pairwise accuracy, mean over test users ± standard error; differences are "
+      "paired per user (Tailor − baseline)\n\n"
+      "| k | users | population | own posterior only | Tailor | Tailor − population | Tailor − "
+      "own only |\n|---:|---:|---|---|---|---|---|\n",
+      r.events, r.users, r.folds, r.folds_run, r.folds_run == 1 ? "" : "s", r.held_out_pairs,
+      r.skipped_users);
+  auto cell = [](const MeanSe& m) { return absl::StrFormat("%.3f ± %.3f", m.mean, m.se); };
+  auto diff = [](const MeanSe& m) { return absl::StrFormat("%+.4f ± %.4f", m.mean, m.se); };
+  for (const ReplayRow& row : r.rows) {
+    absl::StrAppendFormat(&out, "| %d | %d | %s | %s | %s | %s | %s |\n", row.k,
+                          static_cast<int>(row.tailor.accuracy.size()),
+                          cell(Summarize(row.population.accuracy)),
+                          cell(Summarize(row.own.accuracy)), cell(Summarize(row.tailor.accuracy)),
+                          diff(PairedDifference(row.tailor.accuracy, row.population.accuracy)),
+                          diff(PairedDifference(row.tailor.accuracy, row.own.accuracy)));
+  }
+  absl::StrAppend(&out,
+                  "\nHeld-out log loss (nats per pair; lower is better)\n\n"
+                  "| k | population | own posterior only | Tailor | Tailor − population | Tailor "
+                  "− own only |\n|---:|---|---|---|---|---|\n");
+  for (const ReplayRow& row : r.rows) {
+    absl::StrAppendFormat(&out, "| %d | %s | %s | %s | %s | %s |\n", row.k,
+                          cell(Summarize(row.population.log_loss)),
+                          cell(Summarize(row.own.log_loss)), cell(Summarize(row.tailor.log_loss)),
+                          diff(PairedDifference(row.tailor.log_loss, row.population.log_loss)),
+                          diff(PairedDifference(row.tailor.log_loss, row.own.log_loss)));
+  }
+  absl::StrAppend(&out,
+                  "\nExpected calibration error of P(first preferred) (10 equal-width bins)\n\n"
+                  "| k | population | own posterior only | Tailor |\n|---:|---|---|---|\n");
+  for (const ReplayRow& row : r.rows) {
+    absl::StrAppendFormat(
+        &out, "| %d | %.4f | %.4f | %.4f |\n", row.k, row.population.ExpectedCalibrationError(),
+        row.own.ExpectedCalibrationError(), row.tailor.ExpectedCalibrationError());
+  }
+  if (!r.rows.empty()) {
+    ReplayMethod all;
+    for (const ReplayRow& row : r.rows) Append(all, row.tailor);
+    absl::StrAppend(&out,
+                    "\nReliability of Tailor's P(first preferred), all k pooled\n\n"
+                    "| predicted | pairs | mean predicted | observed |\n|---|---:|---:|---:|\n");
+    for (int b = 0; b < ReplayMethod::kBins; ++b) {
+      const double n = all.bin_pairs[static_cast<size_t>(b)];
+      if (n == 0) continue;
+      absl::StrAppendFormat(&out, "| %.1f–%.1f | %.0f | %.3f | %.3f |\n",
+                            static_cast<double>(b) / ReplayMethod::kBins,
+                            static_cast<double>(b + 1) / ReplayMethod::kBins, n,
+                            all.bin_predicted[static_cast<size_t>(b)] / n,
+                            all.bin_observed[static_cast<size_t>(b)] / n);
+    }
+  }
+  absl::StrAppend(&out, "\nWhat each fold's Tailor server fitted:\n\n");
+  for (size_t f = 0; f < r.knowledge.size(); ++f) {
+    absl::StrAppendFormat(&out, "- fold %d: %s\n", f + 1, r.knowledge[f]);
+  }
+  absl::StrAppendFormat(&out, "\n(%.0f s)\n", r.seconds);
+  return out;
+}
+
+std::string ReplayJson(const ReplayReport& r) {
+  auto method = [](const ReplayMethod& m) {
+    const MeanSe acc = Summarize(m.accuracy);
+    const MeanSe loss = Summarize(m.log_loss);
+    return absl::StrFormat(
+        R"({"accuracy": %.5f, "accuracy_se": %.5f, "log_loss": %.5f, "log_loss_se": %.5f, "ece": %.5f})",
+        acc.mean, acc.se, loss.mean, loss.se, m.ExpectedCalibrationError());
+  };
+  auto diff = [](const MeanSe& m) {
+    return absl::StrFormat(R"({"mean": %.5f, "se": %.5f})", m.mean, m.se);
+  };
+  std::string out = absl::StrFormat(
+      R"({"events": "%s", "users": %d, "folds": %d, "folds_run": %d, "skipped_users": %d, "seconds": %.1f, "rows": [)",
+      r.events, r.users, r.folds, r.folds_run, r.skipped_users, r.seconds);
+  for (size_t i = 0; i < r.rows.size(); ++i) {
+    const ReplayRow& row = r.rows[i];
+    absl::StrAppendFormat(
+        &out,
+        R"(%s{"k": %d, "users": %d, "tailor": %s, "own_only": %s, "population": %s, "accuracy_vs_population": %s, "accuracy_vs_own": %s, "log_loss_vs_population": %s, "log_loss_vs_own": %s})",
+        i == 0 ? "" : ", ", row.k, static_cast<int>(row.tailor.accuracy.size()), method(row.tailor),
+        method(row.own), method(row.population),
+        diff(PairedDifference(row.tailor.accuracy, row.population.accuracy)),
+        diff(PairedDifference(row.tailor.accuracy, row.own.accuracy)),
+        diff(PairedDifference(row.tailor.log_loss, row.population.log_loss)),
+        diff(PairedDifference(row.tailor.log_loss, row.own.log_loss)));
+  }
+  return out + "]}\n";
+}
+
+std::string ReplaySvg(const ReplayReport& r) {
+  const int panel_w = 420, h = 320, left = 55, top = 30, plot_w = 340, plot_h = 240;
+  struct Series {
+    const char* name;
+    const char* color;
+    ReplayMethod ReplayRow::*field;
+  };
+  const Series series[] = {{"Tailor", "#2ca02c", &ReplayRow::tailor},
+                           {"own posterior only", "#ff7f0e", &ReplayRow::own},
+                           {"population only", "#7f7f7f", &ReplayRow::population}};
+  std::string svg = absl::StrFormat(
+      R"(<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="11">)"
+      "\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
+      2 * panel_w, h + 60);
+  const int n = static_cast<int>(r.rows.size());
+  for (int panel = 0; panel < 2; ++panel) {
+    auto value = [&](const ReplayMethod& m) {
+      return Summarize(panel == 0 ? m.accuracy : m.log_loss).mean;
+    };
+    double lo = INFINITY, hi = -INFINITY;
+    for (const ReplayRow& row : r.rows) {
+      for (const Series& s : series) {
+        lo = std::min(lo, value(row.*(s.field)));
+        hi = std::max(hi, value(row.*(s.field)));
+      }
+    }
+    if (!(hi > lo)) hi = lo + 0.01;
+    const double pad = 0.1 * (hi - lo);
+    lo -= pad;
+    hi += pad;
+    const int x0 = panel * panel_w + left;
+    auto x = [&](int i) { return x0 + (n <= 1 ? 0 : plot_w * i / (n - 1)); };
+    auto y = [&](double v) { return top + plot_h - (v - lo) / (hi - lo) * plot_h; };
+    absl::StrAppendFormat(&svg,
+                          R"(<text x="%d" y="18" font-size="13">%s</text>)"
+                          "\n",
+                          x0, panel == 0 ? "held-out pairwise accuracy" : "held-out log loss");
+    absl::StrAppendFormat(
+        &svg,
+        R"(<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#ccc"/>)"
+        "\n",
+        x0, top, plot_w, plot_h);
+    for (int g = 0; g <= 4; ++g) {
+      const double v = lo + (hi - lo) * g / 4;
+      absl::StrAppendFormat(&svg,
+                            R"(<text x="%d" y="%.0f" text-anchor="end">%.3f</text>)"
+                            "\n",
+                            x0 - 4, y(v) + 4, v);
+    }
+    for (int i = 0; i < n; ++i) {
+      absl::StrAppendFormat(&svg,
+                            R"(<text x="%d" y="%d" text-anchor="middle">%d</text>)"
+                            "\n",
+                            x(i), top + plot_h + 14, r.rows[static_cast<size_t>(i)].k);
+    }
+    absl::StrAppendFormat(
+        &svg,
+        R"(<text x="%d" y="%d" text-anchor="middle">pairs from the user (k)</text>)"
+        "\n",
+        x0 + plot_w / 2, top + plot_h + 30);
+    for (const Series& s : series) {
+      std::string points;
+      for (int i = 0; i < n; ++i) {
+        absl::StrAppendFormat(&points, "%d,%.1f ", x(i),
+                              y(value(r.rows[static_cast<size_t>(i)].*(s.field))));
+      }
+      absl::StrAppendFormat(&svg,
+                            R"(<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>)"
+                            "\n",
+                            s.color, points);
+    }
+  }
+  for (size_t i = 0; i < std::size(series); ++i) {
+    const int lx = left + static_cast<int>(i) * 190;
+    absl::StrAppendFormat(&svg,
+                          R"(<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="3"/>)"
+                          R"(<text x="%d" y="%d">%s</text>)"
+                          "\n",
+                          lx, h + 40, lx + 20, h + 40, series[i].color, lx + 25, h + 44,
+                          series[i].name);
+  }
+  return svg + "</svg>\n";
+}
+
+}  // namespace tailor::bench
