@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <fstream>
 #include <memory>
 #include <mutex>
@@ -73,29 +74,17 @@ v1::FeedbackEvent Renamed(const v1::FeedbackEvent& event, const std::string& use
   return out;
 }
 
-// Waits until the server's knowledge was built from its users as of `after` or later.
-absl::StatusOr<v1::Knowledge> WaitForKnowledge(client::TailorClient& client, absl::Time after) {
-  const absl::Time deadline = absl::Now() + absl::Minutes(5);
-  while (absl::Now() < deadline) {
-    absl::StatusOr<v1::ServerInfo> info = client.GetServerInfo();
-    if (!info.ok()) return info.status();
-    if (absl::FromUnixMicros(info->knowledge().as_of_micros()) >= after) {
-      return info->knowledge();
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return absl::DeadlineExceededError("no knowledge refresh within 5 minutes");
-}
-
 std::string DescribeKnowledge(const v1::Knowledge& k) {
   std::string out = absl::StrFormat(
       "calibration users %d, prior scale %.3g, neighbour temperature %.3g, own log prior odds "
-      "%.2g; weights (population / own / blend) by pairs:",
+      "%.2g; weights (population / own / blend) by pairs, with the live safety net's shares of "
+      "fitted / population / own:",
       k.calibration_users(), k.prior_scale(), k.neighbour_temperature(),
       k.own_model_log_prior_odds());
   for (const v1::ExperienceWeights& w : k.experience()) {
-    absl::StrAppendFormat(&out, " %d+: %.2f / %.2f / %.2f;", w.min_pairs(), w.population(), w.own(),
-                          w.blend());
+    absl::StrAppendFormat(&out, " %d+: %.2f / %.2f / %.2f (live %.2f / %.2f / %.2f);",
+                          w.min_pairs(), w.population(), w.own(), w.blend(), w.live_fitted_share(),
+                          w.live_population_share(), w.live_own_share());
   }
   return out;
 }
@@ -228,21 +217,40 @@ absl::StatusOr<ReplayReport> RunReplayBenchmark(const ReplayOptions& options) {
         test.push_back(&users[u]);
       }
     }
+    // Knowledge is refitted only when a server starts (--refresh_ms=0): once the history is
+    // in, both servers restart on their data and fit it from the historical users alone, so
+    // test users never become anyone's neighbours or part of the population.
     auto start_server = [&](const std::string& name, bool neighbours) {
       std::vector<std::string> args = {
           "--data_dir=" + (*scratch)->Sub(absl::StrCat(name, "-", fold)),
-          "--schema=" + options.schema_path, "--refresh_ms=500", "--shutdown_grace_ms=200",
+          "--schema=" + options.schema_path, "--refresh_ms=0", "--shutdown_grace_ms=200",
           absl::StrCat("--neighbour_cold_start=", neighbours)};
       if (neighbours) {
         args.insert(args.end(), options.tailord_flags.begin(), options.tailord_flags.end());
       }
       return std::make_unique<TailordProcess>(options.tailord_binary, args);
     };
-    std::unique_ptr<TailordProcess> tailor = start_server("tailor", true);
-    std::unique_ptr<TailordProcess> own = start_server("own", false);
-    if (!tailor->WaitUntilServing() || !own->WaitUntilServing()) {
-      return absl::UnavailableError("tailord did not start: " + tailor->log() + own->log());
-    }
+    auto start_both = [&](std::unique_ptr<TailordProcess>& tailor,
+                          std::unique_ptr<TailordProcess>& own) -> absl::Status {
+      tailor = start_server("tailor", true);
+      own = start_server("own", false);
+      if (!tailor->WaitUntilServing(300000) || !own->WaitUntilServing(300000)) {
+        return absl::UnavailableError("tailord did not start: " + tailor->log() + own->log());
+      }
+      return absl::OkStatus();
+    };
+    auto stop = [](std::unique_ptr<TailordProcess>& process) -> absl::Status {
+      process->Signal(SIGTERM);
+      const std::optional<int> code = process->WaitForExit();
+      if (code != 0) {
+        return absl::InternalError(absl::StrCat("tailord did not stop cleanly: ", process->log()));
+      }
+      process.reset();
+      return absl::OkStatus();
+    };
+    std::unique_ptr<TailordProcess> tailor;
+    std::unique_ptr<TailordProcess> own;
+    if (absl::Status s = start_both(tailor, own); !s.ok()) return s;
     auto client_for = [](const TailordProcess& process) {
       client::ClientOptions o;
       o.target = process.target();
@@ -250,7 +258,7 @@ absl::StatusOr<ReplayReport> RunReplayBenchmark(const ReplayOptions& options) {
       return std::make_unique<client::TailorClient>(o);
     };
 
-    // 1. The historical users' logs stream into both servers; both refit after them.
+    // 1. The historical users' logs stream into both servers.
     Progress ingest(absl::StrCat("fold ", fold + 1, "/", report.folds_run, ": history"),
                     static_cast<int64_t>(history.size()), options.progress);
     absl::Status streamed = Parallel(options.threads, [&](int t) -> absl::Status {
@@ -272,15 +280,12 @@ absl::StatusOr<ReplayReport> RunReplayBenchmark(const ReplayOptions& options) {
       return absl::OkStatus();
     });
     if (!streamed.ok()) return streamed;
-    const absl::Time ingested = absl::Now();
+    for (auto* process : {&tailor, &own}) {
+      if (absl::Status s = stop(*process); !s.ok()) return s;
+    }
+    if (absl::Status s = start_both(tailor, own); !s.ok()) return s;
     auto tc = client_for(*tailor);
     auto oc = client_for(*own);
-    absl::StatusOr<v1::Knowledge> knowledge = WaitForKnowledge(*tc, ingested);
-    if (!knowledge.ok()) return knowledge.status();
-    if (absl::StatusOr<v1::Knowledge> k = WaitForKnowledge(*oc, ingested); !k.ok()) {
-      return k.status();
-    }
-    report.knowledge.push_back(DescribeKnowledge(*knowledge));
 
     // 2. Each test user, once per k under a fresh id: k pool events, then every held-out pair.
     Progress testing(absl::StrCat("fold ", fold + 1, "/", report.folds_run, ": test users"),
@@ -344,6 +349,12 @@ absl::StatusOr<ReplayReport> RunReplayBenchmark(const ReplayOptions& options) {
       return absl::OkStatus();
     });
     if (!measured.ok()) return measured;
+    for (auto [client, name] : {std::pair{tc.get(), "Tailor"}, std::pair{oc.get(), "own only"}}) {
+      absl::StatusOr<v1::ServerInfo> info = client->GetServerInfo();
+      if (!info.ok()) return info.status();
+      report.knowledge.push_back(
+          absl::StrCat("fold ", fold + 1, ", ", name, ": ", DescribeKnowledge(info->knowledge())));
+    }
     for (size_t r = 0; r < rows.size(); ++r) {
       Append(report.rows[r].tailor, rows[r].tailor);
       Append(report.rows[r].own, rows[r].own);
@@ -412,7 +423,7 @@ std::string ReplayMarkdown(const ReplayReport& r) {
   }
   absl::StrAppend(&out, "\nWhat each fold's Tailor server fitted:\n\n");
   for (size_t f = 0; f < r.knowledge.size(); ++f) {
-    absl::StrAppendFormat(&out, "- fold %d: %s\n", f + 1, r.knowledge[f]);
+    absl::StrAppendFormat(&out, "- %s\n", r.knowledge[f]);
   }
   absl::StrAppendFormat(&out, "\n(%.0f s)\n", r.seconds);
   return out;

@@ -76,29 +76,14 @@ struct PreferenceEngine::UserEntry {
 };
 
 // What serving one user needs from one entry under one knowledge version, computed on first
-// use: the posterior re-expressed under the current population prior and, for a cold user,
-// the neighbour mixture and its share in the blend.
+// use: the posterior re-expressed under the served prior and, for a cold user, the neighbour
+// mixture and the posterior's share in the blend.
 struct PreferenceEngine::Blend {
   uint64_t entry_serial = 0;
   uint64_t knowledge_version = 0;
   model::Posterior personal;
   std::optional<model::NeighbourMixture> neighbours;
   double personal_weight = 1;
-};
-
-struct PreferenceEngine::Knowledge {
-  model::Population population;
-  model::PriorInformation information;  // of `population`
-  std::shared_ptr<const model::ReferenceSet> reference;
-  // Over `reference` when it is larger than exact_scan_max_users; declared after it, so
-  // destroyed first.
-  std::shared_ptr<const model::NeighbourIndex> index;
-  // user id -> row of `reference`
-  std::shared_ptr<const absl::flat_hash_map<std::string, int>> rows;
-  // Rows of users deleted since the refresh (non-zero), or null; shared with the index.
-  std::shared_ptr<const std::vector<char>> removed;
-  int removed_count = 0;
-  uint64_t version = 0;
 };
 
 storage::records::SchemaRecord ToRecord(const model::FeatureSchema& schema) {
@@ -138,10 +123,19 @@ PreferenceEngine::PreferenceEngine(model::FeatureSchema schema, storage::Feedbac
       store_(store),
       options_(std::move(options)),
       base_prior_(model::BasePrior(schema_.dimension(), options_.base_prior_variance)),
-      base_information_(model::InformationOf(base_prior_)) {
+      base_information_(model::InformationOf(base_prior_)),
+      knowledge_options_{options_.max_reference_users,   options_.max_population_fit_users,
+                         options_.exact_scan_max_users,  options_.neighbour_index,
+                         options_.handover_pairs > 0,    options_.calibration_users,
+                         options_.min_calibration_users, model::TrustFitOptions{},
+                         options_.neighbour_temperature, options_.own_model_log_prior_odds},
+      guard_(static_cast<int>(knowledge_options_.trust_fit.level_pairs.size()) + 1,
+             options_.live_guard_window, {0.9, 0.05, 0.05}) {
   auto knowledge = std::make_shared<Knowledge>();
   knowledge->population = base_prior_;
   knowledge->information = base_information_;
+  ApplyTrust(*knowledge, model::DefaultTrust(options_.neighbour_temperature,
+                                             options_.own_model_log_prior_odds));
   knowledge->reference = std::make_shared<model::ReferenceSet>();
   knowledge->rows = std::make_shared<absl::flat_hash_map<std::string, int>>();
   knowledge_ = std::move(knowledge);
@@ -179,7 +173,7 @@ std::shared_ptr<const PreferenceEngine::UserEntry> PreferenceEngine::Find(
   return it == stripe.users.end() ? nullptr : it->second;
 }
 
-std::shared_ptr<const PreferenceEngine::Knowledge> PreferenceEngine::CurrentKnowledge() const {
+std::shared_ptr<const Knowledge> PreferenceEngine::CurrentKnowledge() const {
   MutexLock lock(&knowledge_mu_);
   return knowledge_;
 }
@@ -280,7 +274,6 @@ void PreferenceEngine::Refresh(bool quick) {
   // Seeded reservoir samples keep the cost bounded however many users there are.
   std::mt19937_64 rng(0x7a11);
   std::vector<std::pair<std::string, std::shared_ptr<const UserEntry>>> reference;
-  std::vector<model::Posterior> fit;
   uint64_t seen = 0;
   for (Stripe& stripe : stripes_) {
     MutexLock lock(&stripe.map_mu);
@@ -298,30 +291,27 @@ void PreferenceEngine::Refresh(bool quick) {
   }
   std::sort(reference.begin(), reference.end(),
             [](const auto& a, const auto& b) { return a.first < b.first; });
-  for (size_t i = 0;
-       i < reference.size() && fit.size() < static_cast<size_t>(options_.max_population_fit_users);
-       ++i) {
-    fit.push_back(reference[i].second->posterior.Unpack());
+  std::vector<EstablishedUser> users;
+  users.reserve(reference.size());
+  for (const auto& [user_id, entry] : reference) {
+    users.push_back(EstablishedUser{user_id, entry->posterior.Unpack()});
   }
+  reference.clear();
 
-  auto knowledge = std::make_shared<Knowledge>();
-  knowledge->population = fit.empty() ? base_prior_ : model::FitPopulation(fit, base_prior_);
-  knowledge->information = model::InformationOf(knowledge->population);
-  auto set = std::make_shared<model::ReferenceSet>();
-  set->weights.resize(static_cast<Eigen::Index>(reference.size()), schema_.dimension());
-  auto rows = std::make_shared<absl::flat_hash_map<std::string, int>>();
-  for (size_t i = 0; i < reference.size(); ++i) {
-    set->user_ids.push_back(reference[i].first);
-    set->weights.row(static_cast<Eigen::Index>(i)) =
-        reference[i].second->posterior.Mean().transpose();
-    (*rows)[reference[i].first] = static_cast<int>(i);
-  }
-  knowledge->rows = std::move(rows);
-  if (set->size() > options_.exact_scan_max_users) {
-    knowledge->index =
-        model::NeighbourIndex::Build(*set, knowledge->population, options_.neighbour_index);
-  }
-  knowledge->reference = std::move(set);
+  // Trust is refitted when the established users have changed by 2% since the last fit (it
+  // reads calibration users' histories); a quick refresh keeps what is in force.
+  const model::Trust current_trust = CurrentKnowledge()->trust;
+  const bool fitted = current_trust.calibration_users > 0;
+  const bool changed =
+      static_cast<double>(seen) >= 1.02 * static_cast<double>(trust_fitted_users_) ||
+      static_cast<double>(seen) <= 0.98 * static_cast<double>(trust_fitted_users_);
+  const bool refit = !quick && (!fitted || changed);
+  std::shared_ptr<Knowledge> knowledge = BuildKnowledge(
+      users, schema_, store_, base_prior_, knowledge_options_, refit ? nullptr : &current_trust);
+  const bool refitted = refit && knowledge->trust.calibration_users > 0;
+  if (refitted) trust_fitted_users_ = seen;
+  const size_t fitted_users =
+      std::min(users.size(), static_cast<size_t>(options_.max_population_fit_users));
   {
     MutexLock lock(&knowledge_mu_);
     // Users deleted while this refresh was reading the users may be in it: mark them.
@@ -341,14 +331,16 @@ void PreferenceEngine::Refresh(bool quick) {
     knowledge->version = knowledge_->version + 1;
     knowledge_ = knowledge;
   }
-  if (!fit.empty()) {
+  // The live safety net compares the new candidates from here on.
+  if (refitted) guard_.Reset();
+  if (fitted_users > 0) {
     records::PopulationSnapshot snapshot;
     snapshot.set_dimension(static_cast<uint32_t>(schema_.dimension()));
     for (double m : knowledge->population.mean) snapshot.add_mean(m);
     for (Eigen::Index i = 0; i < knowledge->population.cov.size(); ++i) {
       snapshot.add_covariance(knowledge->population.cov.data()[i]);
     }
-    snapshot.set_users(fit.size());
+    snapshot.set_users(fitted_users);
     snapshot.set_computed_micros(NowMicros());
     store_.WritePopulation(snapshot).IgnoreError();  // a cache for inspection; refit on start
   }
@@ -402,16 +394,56 @@ model::NeighbourMixture PreferenceEngine::MixNeighbours(const Knowledge& knowled
   return knowledge.index->Mix(diffs, exclude_row, mix, rng);
 }
 
+int PreferenceEngine::GuardLevel(uint64_t pairs) const {
+  int level = 0;
+  for (int at : knowledge_options_.trust_fit.level_pairs)
+    level += pairs >= static_cast<uint64_t>(at);
+  return level;
+}
+
+std::array<model::SourceWeights, LiveGuard::kCandidates> PreferenceEngine::Candidates(
+    const model::Trust& trust, uint64_t pairs) const {
+  std::array<model::SourceWeights, LiveGuard::kCandidates> candidates;
+  // Before trust is fitted: the blend as it is, against the raw population and own posterior.
+  candidates[LiveGuard::kFitted] = {0, 0, 1};
+  candidates[LiveGuard::kPopulation] = {1, 0, 0};
+  candidates[LiveGuard::kOwn] = {0, 1, 0};
+  if (const int level = trust.LevelFor(pairs); level >= 0) {
+    const model::ExperienceLevel& fitted = trust.levels[static_cast<size_t>(level)];
+    candidates[LiveGuard::kFitted] = fitted.fitted;
+    candidates[LiveGuard::kPopulation] = {fitted.population_only, 0, 0};
+    candidates[LiveGuard::kOwn] = {0, fitted.own_only, 0};
+  }
+  return candidates;
+}
+
+model::SourceWeights PreferenceEngine::ServedWeights(const model::Trust& trust,
+                                                     uint64_t pairs) const {
+  const auto candidates = Candidates(trust, pairs);
+  const LiveGuard::Shares shares = guard_.SharesAt(GuardLevel(pairs));
+  model::SourceWeights served{0, 0, 0};
+  for (int c = 0; c < LiveGuard::kCandidates; ++c) {
+    const double share = shares[static_cast<size_t>(c)];
+    served.population += share * candidates[static_cast<size_t>(c)].population;
+    served.own += share * candidates[static_cast<size_t>(c)].own;
+    served.blend += share * candidates[static_cast<size_t>(c)].blend;
+  }
+  return served;
+}
+
 model::Belief PreferenceEngine::BeliefFor(const UserEntry* entry, const Knowledge& knowledge,
                                           absl::string_view user_id, bool for_suggestion) {
   const model::ReferenceSet& reference = *knowledge.reference;
   const bool have_neighbours = reference.size() > 0;
-  if (entry == nullptr || entry->count == 0) {
-    model::Belief belief(model::Posterior(knowledge.population.mean, knowledge.population.cov));
+  const uint64_t pairs = entry == nullptr ? 0 : entry->count;
+  if (pairs == 0) {
+    model::Belief belief(model::Posterior(knowledge.prior.mean, knowledge.prior.cov));
+    belief.population_mean = knowledge.population.mean;
+    belief.weights = ServedWeights(knowledge.trust, 0);
     belief.source = model::KnowledgeSource::kPopulation;
     if (for_suggestion && have_neighbours) {
       // With nothing known, the best question is the one the population disagrees on most.
-      model::NeighbourOptions options{options_.neighbour_temperature, 256};
+      model::NeighbourOptions options{knowledge.trust.neighbour_temperature, 256};
       belief.neighbours = MixNeighbours(knowledge, {}, -1, options, absl::HashOf(user_id));
       belief.reference = &reference;
       belief.personal_weight = 0;
@@ -420,14 +452,24 @@ model::Belief PreferenceEngine::BeliefFor(const UserEntry* entry, const Knowledg
   }
   const std::shared_ptr<const Blend> blend = BlendFor(*entry, knowledge, user_id);
   model::Belief belief(blend->personal);
+  belief.population_mean = knowledge.population.mean;
+  belief.weights = ServedWeights(knowledge.trust, pairs);
   if (blend->neighbours.has_value()) {
     belief.neighbours = blend->neighbours;
     belief.reference = &reference;
     belief.personal_weight = blend->personal_weight;
-    belief.source = belief.personal_weight < 0.5 ? model::KnowledgeSource::kNeighbours
-                                                 : model::KnowledgeSource::kPersonal;
+  }
+  // Which source carries most of the served vector.
+  const double blend_share = std::abs(belief.weights.blend);
+  const double population = std::abs(belief.weights.population);
+  const double own = std::abs(belief.weights.own) + blend_share * belief.personal_weight;
+  const double neighbours =
+      belief.neighbours.has_value() ? blend_share * (1 - belief.personal_weight) : 0;
+  if (population > own && population > neighbours) {
+    belief.source = model::KnowledgeSource::kPopulation;
   } else {
-    belief.source = model::KnowledgeSource::kPersonal;
+    belief.source =
+        neighbours > own ? model::KnowledgeSource::kNeighbours : model::KnowledgeSource::kPersonal;
   }
   return belief;
 }
@@ -443,23 +485,24 @@ std::shared_ptr<const PreferenceEngine::Blend> PreferenceEngine::BlendFor(
       return it->second;
     }
   }
-  auto blend = std::make_shared<Blend>(
-      Blend{entry.serial, knowledge.version,
-            model::Reprior(entry.posterior.Unpack(), base_information_, knowledge.information),
-            std::nullopt, 1.0});
+  auto blend = std::make_shared<Blend>(Blend{
+      entry.serial, knowledge.version,
+      model::Reprior(entry.posterior.Unpack(), base_information_, knowledge.prior_information),
+      std::nullopt, 1.0});
   const bool cold = entry.count < static_cast<uint64_t>(options_.handover_pairs);
   if (knowledge.reference->size() > 0 && cold && !entry.recent.empty()) {
     auto found = knowledge.rows->find(user_id);
     const int row = found == knowledge.rows->end() ? -1 : found->second;
-    model::NeighbourOptions options{options_.neighbour_temperature, options_.neighbour_top_k};
+    model::NeighbourOptions options{knowledge.trust.neighbour_temperature,
+                                    options_.neighbour_top_k};
     // Seeded by the user and their evidence, so the same state always ranks the same way.
     blend->neighbours =
         MixNeighbours(knowledge, entry.recent, row, options, absl::HashOf(user_id, entry.count));
     // Posterior probability of the own-posterior model against "like one of the neighbours".
     const double own_evidence = model::LaplaceLogEvidence(
-        blend->personal, entry.recent, knowledge.population, knowledge.information);
+        blend->personal, entry.recent, knowledge.prior, knowledge.prior_information);
     blend->personal_weight = model::Sigmoid(own_evidence - blend->neighbours->log_evidence +
-                                            options_.own_model_log_prior_odds);
+                                            knowledge.trust.own_log_prior_odds);
   }
   if (options_.blend_cache_users > 0) {
     const size_t capacity = static_cast<size_t>(std::max(1, options_.blend_cache_users / kStripes));
@@ -485,8 +528,7 @@ absl::StatusOr<RankResult> PreferenceEngine::Rank(absl::string_view user_id,
   const model::Belief belief = BeliefFor(entry.get(), *knowledge, user_id, false);
   thread_local std::mt19937_64 rng(std::random_device{}());
   RankResult result;
-  for (const model::RankedItem& item :
-       model::Rank(belief, *z, explore, options_.probability_samples, rng)) {
+  for (const model::RankedItem& item : model::Rank(belief, *z, explore, rng)) {
     result.ranked.push_back({item.index, item.score, item.probability_best});
   }
   result.source = belief.source;
@@ -534,9 +576,26 @@ absl::StatusOr<FeedbackResult> PreferenceEngine::RecordFeedback(const FeedbackIn
 
   const std::shared_ptr<const UserEntry> current = Find(event.user_id);
   const std::shared_ptr<const Knowledge> knowledge = CurrentKnowledge();
-  // Progressive validation: what the model believed before learning from this event.
-  const double predicted =
-      BeliefFor(current.get(), *knowledge, event.user_id, false).PredictWin(diff);
+  // Progressive validation: what each source believed before learning from this event; the
+  // live safety net learns from the candidates' losses.
+  const uint64_t pairs = current == nullptr ? 0 : current->count;
+  const model::Belief belief = BeliefFor(current.get(), *knowledge, event.user_id, false);
+  const double population_logit = knowledge->population.mean.dot(diff);
+  const double own_logit = belief.personal.mean().dot(diff);
+  const double blend_logit = belief.BlendMean().dot(diff);
+  const auto candidates = Candidates(knowledge->trust, pairs);
+  std::array<double, LiveGuard::kCandidates> losses;
+  for (int c = 0; c < LiveGuard::kCandidates; ++c) {
+    const model::SourceWeights& w = candidates[static_cast<size_t>(c)];
+    losses[static_cast<size_t>(c)] =
+        -std::log(std::max(1e-12, model::Sigmoid(w.population * population_logit +
+                                                 w.own * own_logit + w.blend * blend_logit)));
+  }
+  const double predicted = belief.PredictWin(diff);
+  const std::array<double, kPredictionSources> source_probability = {
+      model::Sigmoid(candidates[LiveGuard::kPopulation].population * population_logit),
+      model::Sigmoid(candidates[LiveGuard::kOwn].own * own_logit), model::Sigmoid(blend_logit),
+      predicted};
 
   auto next = current != nullptr
                   ? std::make_shared<UserEntry>(*current)
@@ -592,7 +651,8 @@ absl::StatusOr<FeedbackResult> PreferenceEngine::RecordFeedback(const FeedbackIn
     established_users_.fetch_add(1);
   }
   feedback_events_.fetch_add(1);
-  return FeedbackResult{false, next->count, predicted, next->count};
+  guard_.Observe(GuardLevel(pairs), losses);
+  return FeedbackResult{false, next->count, predicted, next->count, source_probability};
 }
 
 absl::StatusOr<UserProfile> PreferenceEngine::GetUser(absl::string_view user_id) {
@@ -663,6 +723,16 @@ absl::StatusOr<storage::DeletedUser> PreferenceEngine::DeleteUser(absl::string_v
     }
   }
   return deleted;
+}
+
+TrustReport PreferenceEngine::Trust() const {
+  TrustReport report;
+  report.trust = CurrentKnowledge()->trust;
+  for (const model::ExperienceLevel& level : report.trust.levels) {
+    report.live_shares.push_back(
+        guard_.SharesAt(GuardLevel(static_cast<uint64_t>(level.min_pairs))));
+  }
+  return report;
 }
 
 EngineStats PreferenceEngine::Stats() const {

@@ -25,6 +25,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "engine/knowledge.h"
+#include "engine/live_guard.h"
 #include "engine/mutex.h"
 #include "model/belief.h"
 #include "model/neighbour_index.h"
@@ -46,10 +48,18 @@ struct EngineOptions {
   // averaging of the two models' evidence); from here on only the own posterior is used.
   // The user's pairs are kept in memory until then. 0 disables neighbour cold start.
   int handover_pairs = 128;
-  // Prior log-odds of the own-posterior model against the neighbour model in that blend;
-  // negative values ask the own model for more evidence before it takes over.
-  double own_model_log_prior_odds = -6.0;
+  // Used until a refresh fits them from held-out established users (model/trust.h): prior
+  // log-odds of the own posterior against the neighbours in that blend, and the neighbour
+  // likelihood's temperature.
+  double own_model_log_prior_odds = 0.0;
   double neighbour_temperature = 1.0;
+  // Established users held out at each refresh to fit trust, and the fewest established
+  // users with which it is fitted at all.
+  int calibration_users = 400;
+  int min_calibration_users = 30;
+  // The live safety net (engine/live_guard.h): events per experience level after which a
+  // prediction's loss counts half.
+  double live_guard_window = 2000;
   // Neighbours kept for favourite probabilities, exploration and suggestions.
   int neighbour_top_k = 256;
   // Bounds the neighbour reference set and the population fit: at most this many established
@@ -62,10 +72,8 @@ struct EngineOptions {
   // rest (model/neighbour_index.h).
   int exact_scan_max_users = 5000;
   model::NeighbourIndexOptions neighbour_index;
-  // Monte Carlo draws for favourite probabilities.
-  int probability_samples = 64;
   // Users whose serving belief is kept between calls: the posterior under the current
-  // population prior and, for cold users, the neighbour blend (both change only with the
+  // served prior and, for cold users, the neighbour blend (both change only with the
   // user's feedback or a refresh, and are the costly part of ranking). Each takes about
   // (d² + d) doubles, plus up to ~4 KB of top neighbours for a cold user; 0 disables it.
   int blend_cache_users = 16384;
@@ -83,6 +91,12 @@ struct EngineStats {
   double last_refresh_seconds = 0;  // wall time of the last population/reference refresh
   uint64_t knowledge_version = 0;
   int64_t knowledge_as_of_micros = 0;  // the last refresh read the users as of this time
+};
+
+// What the last refresh fitted, and the live safety net's shares at each fitted level.
+struct TrustReport {
+  model::Trust trust;
+  std::vector<LiveGuard::Shares> live_shares;  // one per trust.levels entry
 };
 
 struct CandidateInput {
@@ -111,11 +125,19 @@ struct FeedbackInput {
   int64_t timestamp_micros = 0;  // 0 = now
 };
 
+// The sources a prediction can come from, for live per-source log loss.
+enum PredictionSource { kPopulationSource, kOwnSource, kNeighbourSource, kServedSource };
+inline constexpr int kPredictionSources = 4;
+
 struct FeedbackResult {
   bool duplicate = false;
   uint64_t user_feedback_count = 0;
   double predicted_chosen_probability = 0.5;
   uint64_t sequence = 0;
+  // P(chosen) before learning from the event by each source (PredictionSource order): the
+  // population, the own posterior, the neighbour blend, and what was served. Applied events
+  // only.
+  std::array<double, kPredictionSources> source_probability{0.5, 0.5, 0.5, 0.5};
 };
 
 struct Comparison {
@@ -169,12 +191,11 @@ class PreferenceEngine {
   const model::FeatureSchema& schema() const { return schema_; }
   storage::FeedbackStore& store() { return store_; }
   EngineStats Stats() const;
+  TrustReport Trust() const;
 
  private:
   // A user's in-memory state; immutable once published (replaced, never mutated).
   struct UserEntry;
-  // Population prior + reference set, replaced as a whole by each refresh.
-  struct Knowledge;
   struct Blend;
   struct Stripe {
     Mutex write_mu;  // serializes writers of the stripe's users, held across commit
@@ -202,6 +223,13 @@ class PreferenceEngine {
                                                uint64_t seed);
   model::Belief BeliefFor(const UserEntry* entry, const Knowledge& knowledge,
                           absl::string_view user_id, bool for_suggestion);
+  // The live safety net's experience level for a user with `pairs` pairs.
+  int GuardLevel(uint64_t pairs) const;
+  // The combinations a user with `pairs` pairs may be served (LiveGuard::Candidate order).
+  std::array<model::SourceWeights, LiveGuard::kCandidates> Candidates(const model::Trust& trust,
+                                                                      uint64_t pairs) const;
+  // What is served: the candidates mixed by the live shares.
+  model::SourceWeights ServedWeights(const model::Trust& trust, uint64_t pairs) const;
   // The user's re-priored posterior and, while cold, neighbour blend; from the cache when
   // they were computed for this very entry and knowledge version.
   std::shared_ptr<const Blend> BlendFor(const UserEntry& entry, const Knowledge& knowledge,
@@ -215,6 +243,8 @@ class PreferenceEngine {
   const EngineOptions options_;
   const model::Population base_prior_;
   const model::PriorInformation base_information_;
+  const KnowledgeOptions knowledge_options_;
+  LiveGuard guard_;
   std::array<Stripe, kStripes> stripes_;
 
   mutable Mutex knowledge_mu_;
@@ -232,6 +262,8 @@ class PreferenceEngine {
 
   // Serializes refreshes, so an older refit can never be published over a newer one.
   Mutex refresh_work_mu_;
+  // Established users when trust was last fitted (refits wait for the users to change).
+  uint64_t trust_fitted_users_ ABSL_GUARDED_BY(refresh_work_mu_) = 0;
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;
   bool stopping_ = false;  // guarded by stop_mu_

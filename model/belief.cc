@@ -34,23 +34,6 @@ Eigen::VectorXd Draw(const Posterior& posterior, const Eigen::MatrixXd& factor,
   return posterior.mean() + factor * z;
 }
 
-// The candidates' scores under `count` draws w ~ N(mean, cov), one column per draw:
-// features * w = features * mean + (features * L) z with z ~ N(0, I). Multiplying the factor
-// into the (few) candidates first halves the arithmetic against drawing w itself.
-Eigen::MatrixXd ScoreDraws(const Eigen::MatrixXd& features, const Posterior& posterior,
-                           const Eigen::MatrixXd& factor, int count, std::mt19937_64& rng) {
-  const Eigen::MatrixXd z = StandardNormals(posterior.dimension(), count, rng);
-  Eigen::MatrixXd scaled;
-  if (posterior.covariance_is_diagonal()) {
-    scaled = features * posterior.diagonal_covariance().cwiseSqrt().asDiagonal();
-  } else {
-    scaled = features * factor;
-  }
-  Eigen::MatrixXd scores = scaled * z;
-  scores.colwise() += features * posterior.mean();
-  return scores;
-}
-
 Eigen::MatrixXd CholeskyFactor(const Posterior& posterior) {
   if (posterior.covariance_is_diagonal()) return {};
   Eigen::LLT<Eigen::MatrixXd> llt(posterior.full_covariance());
@@ -159,12 +142,22 @@ NeighbourMixture MixNeighbours(std::span<const Eigen::VectorXd> diffs,
   return mixture;
 }
 
-Eigen::VectorXd Belief::Mean() const {
+Eigen::VectorXd Belief::BlendMean() const {
   if (!neighbours.has_value()) return personal.mean();
   return personal_weight * personal.mean() + (1 - personal_weight) * neighbours->mean;
 }
 
-double Belief::PredictWin(const Eigen::VectorXd& diff) const {
+Eigen::VectorXd Belief::Mean() const {
+  Eigen::VectorXd mean = weights.own * personal.mean() + weights.blend * BlendMean();
+  if (weights.population != 0 && population_mean.size() == mean.size()) {
+    mean += weights.population * population_mean;
+  }
+  return mean;
+}
+
+double Belief::PredictWin(const Eigen::VectorXd& diff) const { return Sigmoid(Mean().dot(diff)); }
+
+double Belief::OutcomeProbability(const Eigen::VectorXd& diff) const {
   const double own = personal.PredictWin(diff);
   if (!neighbours.has_value() || reference == nullptr) return own;
   double mixed = 0;
@@ -175,47 +168,28 @@ double Belief::PredictWin(const Eigen::VectorXd& diff) const {
 }
 
 std::vector<RankedItem> Rank(const Belief& belief, const Eigen::MatrixXd& features, bool explore,
-                             int samples, std::mt19937_64& rng) {
+                             std::mt19937_64& rng) {
   const int n = static_cast<int>(features.rows());
   std::vector<RankedItem> items(static_cast<size_t>(n));
-  const Eigen::VectorXd scores = features * belief.Mean();
-  for (int i = 0; i < n; ++i) items[static_cast<size_t>(i)] = {i, scores[i], 0.0};
-
-  // Favourite probabilities: the personal part by Monte Carlo, the neighbour part exactly
-  // over its heaviest neighbours (each is a point mass).
-  const Eigen::MatrixXd factor = CholeskyFactor(belief.personal);
-  const bool blended = belief.neighbours.has_value() && belief.reference != nullptr;
-  const double own_share = blended ? belief.personal_weight : 1.0;
-  // Both as one matrix product each (candidates x draws, candidates x neighbours) rather than
-  // a product per draw: the per-draw temporaries cost more than the arithmetic.
-  Eigen::Index best = 0;
-  if (own_share > 0 && samples > 0) {
-    const Eigen::MatrixXd sampled = ScoreDraws(features, belief.personal, factor, samples, rng);
-    for (int s = 0; s < samples; ++s) {
-      sampled.col(s).maxCoeff(&best);
-      items[static_cast<size_t>(best)].probability_best += own_share / samples;
-    }
-  }
-  if (blended && !belief.neighbours->top.empty()) {
-    const auto& top = belief.neighbours->top;
-    Eigen::MatrixXd neighbours(features.cols(), static_cast<Eigen::Index>(top.size()));
-    for (size_t i = 0; i < top.size(); ++i) {
-      neighbours.col(static_cast<Eigen::Index>(i)) =
-          belief.reference->weights.row(top[i].first).transpose();
-    }
-    const Eigen::MatrixXd scored = features * neighbours;
-    for (size_t i = 0; i < top.size(); ++i) {
-      scored.col(static_cast<Eigen::Index>(i)).maxCoeff(&best);
-      items[static_cast<size_t>(best)].probability_best += (1 - own_share) * top[i].second;
-    }
-  }
+  const Eigen::VectorXd mean = belief.Mean();
+  const Eigen::VectorXd scores = features * mean;
+  // Plackett–Luce first choice: softmax of the scores, shifted by the maximum so no term
+  // overflows; the largest term is exactly 1, so the sum is at least 1.
+  const Eigen::ArrayXd odds = (scores.array() - scores.maxCoeff()).exp();
+  const double total = odds.sum();
+  for (int i = 0; i < n; ++i) items[static_cast<size_t>(i)] = {i, scores[i], odds[i] / total};
 
   Eigen::VectorXd order_key = scores;
   if (explore) {
-    // Thompson sampling: one draw from the blended belief decides the order.
+    // Thompson sampling: one draw from the belief, combined as the means are: the own
+    // posterior's draw, and for the blend a neighbour drawn by its weight or that same draw.
+    const Eigen::MatrixXd factor = CholeskyFactor(belief.personal);
+    const Eigen::VectorXd own = Draw(belief.personal, factor, rng);
+    Eigen::VectorXd blend = own;
+    const bool blended = belief.neighbours.has_value() && belief.reference != nullptr &&
+                         !belief.neighbours->top.empty();
     std::uniform_real_distribution<double> uniform;
-    Eigen::VectorXd draw;
-    if (blended && uniform(rng) >= own_share && !belief.neighbours->top.empty()) {
+    if (blended && uniform(rng) >= belief.personal_weight) {
       double u = uniform(rng);
       int row = belief.neighbours->top.back().first;
       for (const auto& [r, w] : belief.neighbours->top) {
@@ -224,9 +198,11 @@ std::vector<RankedItem> Rank(const Belief& belief, const Eigen::MatrixXd& featur
           break;
         }
       }
-      draw = belief.reference->weights.row(row).transpose();
-    } else {
-      draw = Draw(belief.personal, factor, rng);
+      blend = belief.reference->weights.row(row).transpose();
+    }
+    Eigen::VectorXd draw = belief.weights.own * own + belief.weights.blend * blend;
+    if (belief.weights.population != 0 && belief.population_mean.size() == draw.size()) {
+      draw += belief.weights.population * belief.population_mean;
     }
     order_key = features * draw;
   }
@@ -245,7 +221,7 @@ SuggestedPair SuggestPair(const Belief& belief, const Eigen::MatrixXd& features)
       const Eigen::VectorXd diff = features.row(a) - features.row(b);
       // Identical candidates look like a perfect coin flip, yet their answer teaches nothing.
       if (diff.cwiseAbs().maxCoeff() == 0) continue;
-      const double p = belief.PredictWin(diff);
+      const double p = belief.OutcomeProbability(diff);
       const double bits = BinaryEntropyBits(p);
       if (bits > best.information_bits) best = {a, b, p, bits};
     }

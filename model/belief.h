@@ -68,21 +68,42 @@ NeighbourMixture MixNeighbours(std::span<const Eigen::VectorXd> diffs,
 
 enum class KnowledgeSource { kPersonal, kNeighbours, kPopulation };
 
+// The served log-odds of "a beats b" for a user at one experience level is
+//   population * (mu_0 . x) + own * (mu_own . x) + blend * (mu_blend . x),   x = z_a - z_b,
+// where mu_0 is the population mean, mu_own the user's posterior mean under the (scaled)
+// population prior, and mu_blend the evidence-weighted blend of mu_own with the neighbour
+// mixture. It is one preference vector, so rankings, probabilities and the profile agree.
+struct SourceWeights {
+  double population = 0;
+  double own = 0;
+  double blend = 1;
+};
+
 struct Belief {
   explicit Belief(Posterior own) : personal(std::move(own)) {}
 
-  // The user's own posterior (or the population prior for an unknown user).
+  // The user's own posterior under the served prior (or that prior for an unknown user).
   Posterior personal;
-  // Share of the personal posterior in the blend; 1 = no neighbours.
+  // Share of the personal posterior in the blend with the neighbour mixture; 1 = no neighbours.
   double personal_weight = 1.0;
   std::optional<NeighbourMixture> neighbours;
   const ReferenceSet* reference = nullptr;  // rows that `neighbours->top` refers to
+  // The population mean and how the served vector combines it with the own posterior and the
+  // blend (model/trust.h); the default serves the blend as it is.
+  Eigen::VectorXd population_mean;
+  SourceWeights weights;
   KnowledgeSource source = KnowledgeSource::kPopulation;
 
-  // The blended point estimate.
+  // The blend of the own posterior mean and the neighbour mixture mean.
+  Eigen::VectorXd BlendMean() const;
+  // The served preference vector: weights.population * population mean + weights.own * own
+  // mean + weights.blend * BlendMean().
   Eigen::VectorXd Mean() const;
-  // P(a beats b) for diff = x_a - x_b under the blended belief.
+  // P(a beats b) for diff = x_a - x_b: sigmoid(Mean() . diff), calibrated by the fitted weights.
   double PredictWin(const Eigen::VectorXd& diff) const;
+  // P(a beats b) with the belief's uncertainty: the own posterior's spread (probit) and the
+  // neighbours' disagreement, mixed by the blend. What suggestions maximise the entropy of.
+  double OutcomeProbability(const Eigen::VectorXd& diff) const;
 };
 
 struct RankedItem {
@@ -91,11 +112,13 @@ struct RankedItem {
   double probability_best = 0;
 };
 
-// Candidates as rows of `features` (z-scored). Sorted best first. With `explore`, the order
-// follows one Thompson draw from the belief instead of its mean (scores stay the means).
-// `samples` draws estimate each candidate's probability of being the user's favourite.
+// Candidates as rows of `features` (z-scored). Sorted best first. Each candidate's
+// probability_best is the probability that the user picks it from these candidates under the
+// served model: the Plackett–Luce first choice softmax(scores), which for two candidates is
+// exactly PredictWin, is deterministic, and sums to 1. With `explore`, the order follows one
+// Thompson draw from the belief instead of its mean (scores and probabilities stay the means').
 std::vector<RankedItem> Rank(const Belief& belief, const Eigen::MatrixXd& features, bool explore,
-                             int samples, std::mt19937_64& rng);
+                             std::mt19937_64& rng);
 
 // rows x cols independent N(0, 1) draws (the posterior draws of Rank use them). The uniforms
 // behind them have 32 bits, so no draw lies beyond 6.7 sd: immaterial for favourite

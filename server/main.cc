@@ -38,7 +38,8 @@ ABSL_FLAG(int32_t, stream_window_events, kDefaults.stream_window_events,
 ABSL_FLAG(bool, neighbour_cold_start, kDefaults.neighbour_cold_start,
           "borrow from similar users for users with little feedback");
 ABSL_FLAG(int32_t, refresh_ms, kDefaults.refresh_ms,
-          "period of the background refit of the population prior and neighbour index");
+          "period of the background refit of the population prior, neighbour index and trust "
+          "(0: fitted once at startup, then frozen)");
 ABSL_FLAG(int32_t, max_reference_users, kDefaults.max_reference_users,
           "most established users that cold users borrow from (a seeded sample beyond this)");
 ABSL_FLAG(int32_t, exact_scan_max_users, kDefaults.exact_scan_max_users,

@@ -46,6 +46,58 @@ prometheus::MetricFamily Family(const char* name, const char* help, prometheus::
   return family;
 }
 
+// The fitted trust and the live safety net's shares, one sample per experience level.
+std::vector<prometheus::MetricFamily> TrustFamilies(const engine::TrustReport& report) {
+  using prometheus::MetricType;
+  const model::Trust& t = report.trust;
+  std::vector<prometheus::MetricFamily> out = {
+      Family("tailor_trust_calibration_users",
+             "Established users held out at the last refit of trust (0: defaults in force).",
+             MetricType::Gauge, static_cast<double>(t.calibration_users)),
+      Family("tailor_trust_prior_scale",
+             "Fitted multiplier of the population covariance in users' own priors.",
+             MetricType::Gauge, t.prior_scale),
+      Family("tailor_trust_neighbour_temperature",
+             "Fitted temperature of the neighbour likelihood.", MetricType::Gauge,
+             t.neighbour_temperature),
+      Family("tailor_trust_own_log_prior_odds",
+             "Fitted prior log-odds of the own posterior against the neighbours in the blend.",
+             MetricType::Gauge, t.own_log_prior_odds)};
+  prometheus::MetricFamily weights{"tailor_trust_weight",
+                                   "Fitted weight of each source in the served log-odds, by "
+                                   "experience level (fewest pairs of the level).",
+                                   MetricType::Gauge,
+                                   {}};
+  prometheus::MetricFamily shares{"tailor_trust_live_share",
+                                  "The live safety net's share of each candidate combination "
+                                  "(fitted, population alone, own posterior alone) by level.",
+                                  MetricType::Gauge,
+                                  {}};
+  for (size_t i = 0; i < t.levels.size(); ++i) {
+    const model::ExperienceLevel& level = t.levels[i];
+    const std::string min_pairs = std::to_string(level.min_pairs);
+    for (auto [source, value] :
+         {std::pair{"population", level.fitted.population}, std::pair{"own", level.fitted.own},
+          std::pair{"blend", level.fitted.blend}}) {
+      prometheus::ClientMetric metric;
+      metric.label = {{"min_pairs", min_pairs}, {"source", source}};
+      metric.gauge.value = value;
+      weights.metric.push_back(std::move(metric));
+    }
+    for (auto [candidate, c] : {std::pair{"fitted", engine::LiveGuard::kFitted},
+                                std::pair{"population", engine::LiveGuard::kPopulation},
+                                std::pair{"own", engine::LiveGuard::kOwn}}) {
+      prometheus::ClientMetric metric;
+      metric.label = {{"min_pairs", min_pairs}, {"candidate", candidate}};
+      metric.gauge.value = report.live_shares[i][static_cast<size_t>(c)];
+      shares.metric.push_back(std::move(metric));
+    }
+  }
+  if (!weights.metric.empty()) out.push_back(std::move(weights));
+  if (!shares.metric.empty()) out.push_back(std::move(shares));
+  return out;
+}
+
 struct ProcessStats {
   double cpu_seconds = 0;
   double resident_bytes = 0;
@@ -107,46 +159,53 @@ class EngineCollector final : public prometheus::Collectable {
     const storage::StoreStats s = engine_->store().Stats();
     const ProcessStats p = ReadProcessStats();
     const auto d = [](uint64_t v) { return static_cast<double>(v); };
-    return {
-        Family("tailor_users", "Users with at least one feedback event.", MetricType::Gauge,
-               d(e.users)),
-        Family("tailor_established_users",
-               "Users with enough feedback to be served personally and to serve as neighbours.",
-               MetricType::Gauge, d(e.established_users)),
-        Family("tailor_feedback_events_stored", "Feedback events stored across all users.",
-               MetricType::Gauge, d(e.feedback_events)),
-        Family("tailor_neighbour_reference_users",
-               "Established users in the current cold-start reference set.", MetricType::Gauge,
-               d(e.reference_users)),
-        Family("tailor_neighbour_index_users",
-               "Reference users in the HNSW neighbour index (0 while the set is small enough "
-               "to scan exactly).",
-               MetricType::Gauge, d(e.indexed_users)),
-        Family("tailor_knowledge_refresh_seconds",
-               "Wall time of the last refresh of the population prior, reference set and index.",
-               MetricType::Gauge, e.last_refresh_seconds),
-        Family("tailor_states_rebuilt_total",
-               "User states rebuilt from history at startup (missing or unreadable).",
-               MetricType::Counter, d(e.rebuilt_states)),
-        Family("tailor_rocksdb_live_sst_bytes", "Size of live SST files.", MetricType::Gauge,
-               d(s.live_sst_bytes)),
-        Family("tailor_rocksdb_memtable_bytes", "Size of all memtables.", MetricType::Gauge,
-               d(s.memtable_bytes)),
-        Family("tailor_rocksdb_pending_compaction_bytes",
-               "Estimated bytes compaction still has to rewrite.", MetricType::Gauge,
-               d(s.pending_compaction_bytes)),
-        Family("tailor_rocksdb_stall_seconds_total", "Time writes were stalled by RocksDB.",
-               MetricType::Counter, d(s.stall_micros) / 1e6),
-        Family("tailor_storage_corrupt_records_total", "Stored records that could not be decoded.",
-               MetricType::Counter, d(s.corrupt_records)),
-        Family("process_cpu_seconds_total", "User and system CPU time spent.", MetricType::Counter,
-               p.cpu_seconds),
-        Family("process_resident_memory_bytes", "Resident memory size.", MetricType::Gauge,
-               p.resident_bytes),
-        Family("process_open_fds", "Open file descriptors.", MetricType::Gauge, p.open_fds),
-        Family("process_start_time_seconds", "Start time since the Unix epoch.", MetricType::Gauge,
-               p.start_time_seconds),
-    };
+    std::vector<prometheus::MetricFamily> families = TrustFamilies(engine_->Trust());
+    for (prometheus::MetricFamily& family : std::vector<prometheus::MetricFamily>{
+             Family("tailor_users", "Users with at least one feedback event.", MetricType::Gauge,
+                    d(e.users)),
+             Family(
+                 "tailor_established_users",
+                 "Users with enough feedback to be served personally and to serve as neighbours.",
+                 MetricType::Gauge, d(e.established_users)),
+             Family("tailor_feedback_events_stored", "Feedback events stored across all users.",
+                    MetricType::Gauge, d(e.feedback_events)),
+             Family("tailor_neighbour_reference_users",
+                    "Established users in the current cold-start reference set.", MetricType::Gauge,
+                    d(e.reference_users)),
+             Family("tailor_neighbour_index_users",
+                    "Reference users in the HNSW neighbour index (0 while the set is small enough "
+                    "to scan exactly).",
+                    MetricType::Gauge, d(e.indexed_users)),
+             Family(
+                 "tailor_knowledge_refresh_seconds",
+                 "Wall time of the last refresh of the population prior, reference set and index.",
+                 MetricType::Gauge, e.last_refresh_seconds),
+             Family("tailor_states_rebuilt_total",
+                    "User states rebuilt from history at startup (missing or unreadable).",
+                    MetricType::Counter, d(e.rebuilt_states)),
+             Family("tailor_rocksdb_live_sst_bytes", "Size of live SST files.", MetricType::Gauge,
+                    d(s.live_sst_bytes)),
+             Family("tailor_rocksdb_memtable_bytes", "Size of all memtables.", MetricType::Gauge,
+                    d(s.memtable_bytes)),
+             Family("tailor_rocksdb_pending_compaction_bytes",
+                    "Estimated bytes compaction still has to rewrite.", MetricType::Gauge,
+                    d(s.pending_compaction_bytes)),
+             Family("tailor_rocksdb_stall_seconds_total", "Time writes were stalled by RocksDB.",
+                    MetricType::Counter, d(s.stall_micros) / 1e6),
+             Family("tailor_storage_corrupt_records_total",
+                    "Stored records that could not be decoded.", MetricType::Counter,
+                    d(s.corrupt_records)),
+             Family("process_cpu_seconds_total", "User and system CPU time spent.",
+                    MetricType::Counter, p.cpu_seconds),
+             Family("process_resident_memory_bytes", "Resident memory size.", MetricType::Gauge,
+                    p.resident_bytes),
+             Family("process_open_fds", "Open file descriptors.", MetricType::Gauge, p.open_fds),
+             Family("process_start_time_seconds", "Start time since the Unix epoch.",
+                    MetricType::Gauge, p.start_time_seconds),
+         }) {
+      families.push_back(std::move(family));
+    }
+    return families;
   }
 
  private:
@@ -232,6 +291,31 @@ absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Start(const std::string& liste
     m->predictions_correct_[i] = &correct.Add({{"experience", ExperienceLabel(b)}});
     m->prediction_log_loss_[i] = &log_loss.Add({{"experience", ExperienceLabel(b)}});
   }
+  auto& source_log_loss = prometheus::BuildCounter()
+                              .Name("tailor_source_log_loss_total")
+                              .Help(
+                                  "Progressive validation per knowledge source: summed -log "
+                                  "P(chosen) each source gave before learning from the event "
+                                  "(population, own posterior, neighbour blend, served).")
+                              .Register(r);
+  auto& source_correct = prometheus::BuildCounter()
+                             .Name("tailor_source_correct_total")
+                             .Help(
+                                 "Progressive validation per knowledge source: events whose "
+                                 "chosen response the source gave more than even odds (exactly "
+                                 "even counts half).")
+                             .Register(r);
+  static constexpr std::array<const char*, engine::kPredictionSources> kSources = {
+      "population", "own", "neighbours", "served"};
+  for (size_t s = 0; s < kSources.size(); ++s) {
+    for (int b = 0; b < kExperienceBuckets; ++b) {
+      const auto i = static_cast<size_t>(b);
+      const prometheus::Labels labels = {{"source", kSources[s]},
+                                         {"experience", ExperienceLabel(b)}};
+      m->source_log_loss_[s][i] = &source_log_loss.Add(labels);
+      m->source_correct_[s][i] = &source_correct.Add(labels);
+    }
+  }
   m->open_streams_ = &prometheus::BuildGauge()
                           .Name("tailor_feedback_streams_open")
                           .Help("StreamFeedback calls in progress.")
@@ -277,6 +361,16 @@ void Metrics::RecordFeedback(const v1::FeedbackAck& ack) {
     default:
       feedback_outcomes_[2]->Increment();
       break;
+  }
+}
+
+void Metrics::RecordSources(uint64_t pairs_before,
+                            const std::array<double, engine::kPredictionSources>& p_chosen) {
+  const auto b = static_cast<size_t>(ExperienceBucket(pairs_before));
+  for (size_t s = 0; s < p_chosen.size(); ++s) {
+    const double p = p_chosen[s];
+    source_log_loss_[s][b]->Increment(-std::log(std::max(p, 1e-12)));
+    if (p >= 0.5) source_correct_[s][b]->Increment(p > 0.5 ? 1.0 : 0.5);
   }
 }
 

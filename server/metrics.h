@@ -54,6 +54,10 @@ class Metrics {
   // Outcome counts, and for applied events the progressive-validation counters.
   void RecordFeedback(const v1::FeedbackAck& ack);
   void RecordRanking(v1::KnowledgeSource source);
+  // Each source's prediction of an applied event (engine::PredictionSource order), made
+  // before learning from it: live log loss and accuracy per source and experience bucket.
+  void RecordSources(uint64_t pairs_before,
+                     const std::array<double, engine::kPredictionSources>& p_chosen);
   void StreamOpened() { open_streams_->Increment(); }
   void StreamClosed() { open_streams_->Decrement(); }
 
@@ -77,6 +81,11 @@ class Metrics {
   std::array<prometheus::Counter*, kExperienceBuckets> predictions_{};
   std::array<prometheus::Counter*, kExperienceBuckets> predictions_correct_{};
   std::array<prometheus::Counter*, kExperienceBuckets> prediction_log_loss_{};
+  // [source][bucket]
+  std::array<std::array<prometheus::Counter*, kExperienceBuckets>, engine::kPredictionSources>
+      source_log_loss_{};
+  std::array<std::array<prometheus::Counter*, kExperienceBuckets>, engine::kPredictionSources>
+      source_correct_{};
   prometheus::Gauge* open_streams_ = nullptr;
 };
 

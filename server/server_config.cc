@@ -51,7 +51,7 @@ absl::Status ServerConfig::Validate() const {
            CheckRange("max_message_bytes", max_message_bytes, 1 << 12, 256 << 20),
            CheckRange("max_concurrent_streams", max_concurrent_streams, 1, 1 << 20),
            CheckRange("stream_window_events", stream_window_events, 1, 4096),
-           CheckRange("refresh_ms", refresh_ms, 10, 86400000),
+           CheckRange("refresh_ms", refresh_ms, 0, 86400000),
            CheckRange("max_reference_users", max_reference_users, 0, 100000000),
            CheckRange("exact_scan_max_users", exact_scan_max_users, 0, 100000000),
            CheckRange("belief_cache_users", belief_cache_users, 0, 100000000),

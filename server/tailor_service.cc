@@ -424,6 +424,9 @@ absl::Status TailorService::ApplyFeedback(const CallScope& scope, const v1::Feed
     ack.set_error(std::string(result.status().message()));
     return absl::OkStatus();
   }
+  if (!result->duplicate) {
+    metrics_.RecordSources(result->user_feedback_count - 1, result->source_probability);
+  }
   ack.set_outcome(result->duplicate ? v1::FeedbackAck::OUTCOME_DUPLICATE
                                     : v1::FeedbackAck::OUTCOME_APPLIED);
   ack.set_user_feedback_count(result->user_feedback_count);
@@ -564,6 +567,22 @@ grpc::ServerUnaryReactor* TailorService::GetServerInfo(grpc::CallbackServerConte
   knowledge->set_version(stats.knowledge_version);
   knowledge->set_as_of_micros(stats.knowledge_as_of_micros);
   knowledge->set_reference_users(stats.reference_users);
+  const engine::TrustReport trust = engine_.Trust();
+  knowledge->set_calibration_users(static_cast<uint64_t>(trust.trust.calibration_users));
+  knowledge->set_prior_scale(trust.trust.prior_scale);
+  knowledge->set_neighbour_temperature(trust.trust.neighbour_temperature);
+  knowledge->set_own_model_log_prior_odds(trust.trust.own_log_prior_odds);
+  for (size_t i = 0; i < trust.trust.levels.size(); ++i) {
+    const model::ExperienceLevel& level = trust.trust.levels[i];
+    v1::ExperienceWeights* weights = knowledge->add_experience();
+    weights->set_min_pairs(static_cast<uint32_t>(level.min_pairs));
+    weights->set_population(level.fitted.population);
+    weights->set_own(level.fitted.own);
+    weights->set_blend(level.fitted.blend);
+    weights->set_live_fitted_share(trust.live_shares[i][engine::LiveGuard::kFitted]);
+    weights->set_live_population_share(trust.live_shares[i][engine::LiveGuard::kPopulation]);
+    weights->set_live_own_share(trust.live_shares[i][engine::LiveGuard::kOwn]);
+  }
   return Done(call, context, absl::OkStatus());
 }
 

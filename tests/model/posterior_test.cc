@@ -95,7 +95,7 @@ TEST(PosteriorTest, ThousandDimensionalFeaturesWorkEndToEnd) {
   Eigen::MatrixXd features(8, d);
   for (int r = 0; r < 8; ++r) features.row(r) = RandomVector(d, rng).transpose();
   Belief belief{Reprior(posterior, base, base)};
-  std::vector<RankedItem> ranked = Rank(belief, features, true, 32, rng);
+  std::vector<RankedItem> ranked = Rank(belief, features, true, rng);
   ASSERT_EQ(ranked.size(), 8u);
   double total = 0;
   for (const RankedItem& item : ranked) total += item.probability_best;
@@ -212,15 +212,42 @@ TEST(BeliefTest, RankSortsByScoreAndFavouriteProbabilitiesSumToOne) {
   features << 0, 0, 0, 0,  //
       2, 0, 0, 0,          //
       1, 0, 0, 0;
-  std::vector<RankedItem> ranked = Rank(belief, features, false, 256, rng);
+  std::vector<RankedItem> ranked = Rank(belief, features, false, rng);
   ASSERT_EQ(ranked.size(), 3u);
   EXPECT_EQ(ranked[0].index, 1);
   EXPECT_EQ(ranked[1].index, 2);
   EXPECT_EQ(ranked[2].index, 0);
   double total = 0;
   for (const RankedItem& item : ranked) total += item.probability_best;
-  EXPECT_NEAR(total, 1.0, 1e-9);
-  EXPECT_GT(ranked[0].probability_best, 0.99);
+  EXPECT_NEAR(total, 1.0, 1e-12);
+  // Plackett–Luce first choice over the scores 0, 2, 1: exact, not a sample.
+  const double norm = 1 + std::exp(2.0) + std::exp(1.0);
+  EXPECT_NEAR(ranked[0].probability_best, std::exp(2.0) / norm, 1e-12);
+  EXPECT_NEAR(ranked[2].probability_best, 1 / norm, 1e-12);
+  // The same belief and candidates always give the same answer.
+  std::vector<RankedItem> again = Rank(belief, features, false, rng);
+  for (size_t i = 0; i < ranked.size(); ++i) {
+    EXPECT_EQ(again[i].probability_best, ranked[i].probability_best);
+  }
+}
+
+TEST(BeliefTest, TwoCandidatesGetThePairwiseProbability) {
+  std::mt19937_64 rng(3);
+  Eigen::VectorXd mean(3);
+  mean << 0.7, -0.2, 0.4;
+  Belief belief{Posterior(mean, 0.5 * Eigen::MatrixXd::Identity(3, 3))};
+  belief.population_mean = Eigen::VectorXd::Constant(3, 0.3);
+  belief.weights = {0.5, 0.8, 0.3};
+  Eigen::MatrixXd features(2, 3);
+  features << 1, 2, 0,  //
+      0, -1, 1;
+  const std::vector<RankedItem> ranked = Rank(belief, features, false, rng);
+  const Eigen::VectorXd diff = features.row(0) - features.row(1);
+  const double p_first =
+      ranked[0].index == 0 ? ranked[0].probability_best : ranked[1].probability_best;
+  EXPECT_NEAR(p_first, belief.PredictWin(diff), 1e-12);
+  // The served vector combines the sources with the given weights.
+  EXPECT_TRUE(belief.Mean().isApprox(0.5 * belief.population_mean + (0.8 + 0.3) * mean));
 }
 
 TEST(BeliefTest, ThompsonSamplingExploresUncertainCandidates) {
@@ -232,7 +259,7 @@ TEST(BeliefTest, ThompsonSamplingExploresUncertainCandidates) {
   features << 1, 0,  //
       0, 1;
   int first_on_top = 0;
-  for (int i = 0; i < 400; ++i) first_on_top += Rank(belief, features, true, 8, rng)[0].index == 0;
+  for (int i = 0; i < 400; ++i) first_on_top += Rank(belief, features, true, rng)[0].index == 0;
   // P(w0 > w1) = Phi(0.1 / sqrt(2)) ~ 0.53: both orders must appear often.
   EXPECT_GT(first_on_top, 150);
   EXPECT_LT(first_on_top, 280);

@@ -1,0 +1,81 @@
+// Knowledge: what a refresh learns from the established users and every ranking reads — the
+// population prior, the neighbour reference set and its HNSW index, and the trust fitted on
+// held-out established users (prior scale, neighbour temperature, per-level weights of the
+// sources). Built off the serving path and published whole; never modified after.
+#ifndef TAILOR_ENGINE_KNOWLEDGE_H_
+#define TAILOR_ENGINE_KNOWLEDGE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "model/belief.h"
+#include "model/neighbour_index.h"
+#include "model/population.h"
+#include "model/posterior.h"
+#include "model/schema.h"
+#include "model/trust.h"
+#include "storage/feedback_store.h"
+
+namespace tailor::engine {
+
+struct Knowledge {
+  model::Population population;
+  model::PriorInformation information;  // of `population`
+  // The prior users' own posteriors are served under: `population` with its covariance
+  // multiplied by trust.prior_scale.
+  model::Population prior;
+  model::PriorInformation prior_information;
+  model::Trust trust;
+  std::shared_ptr<const model::ReferenceSet> reference;
+  // Over `reference` when it is larger than exact_scan_max_users; declared after it, so
+  // destroyed first.
+  std::shared_ptr<const model::NeighbourIndex> index;
+  // user id -> row of `reference`
+  std::shared_ptr<const absl::flat_hash_map<std::string, int>> rows;
+  // Rows of users deleted since the refresh (non-zero), or null; shared with the index.
+  std::shared_ptr<const std::vector<char>> removed;
+  int removed_count = 0;
+  uint64_t version = 0;
+};
+
+struct KnowledgeOptions {
+  int max_reference_users = 100000;
+  int max_population_fit_users = 4000;
+  int exact_scan_max_users = 5000;
+  model::NeighbourIndexOptions neighbour_index;
+  bool neighbours = true;
+  // Trust: established users held out to fit it (a seeded sample), and the fewest with which
+  // it is fitted at all; below that the defaults serve the blend as it is.
+  int calibration_users = 400;
+  int min_calibration_users = 30;
+  model::TrustFitOptions trust_fit;
+  double default_neighbour_temperature = 1.0;
+  double default_own_log_prior_odds = 0.0;
+};
+
+// An established user as a refresh sees them.
+struct EstablishedUser {
+  std::string id;
+  model::Posterior posterior;  // learned under the base prior
+};
+
+// Builds the knowledge from `users` (sorted by id, already sampled to max_reference_users).
+// Calibration users' histories are read from `store`. When `reuse` is given its trust is kept
+// instead of being fitted again (refits are needed only when the users have changed enough).
+std::shared_ptr<Knowledge> BuildKnowledge(const std::vector<EstablishedUser>& users,
+                                          const model::FeatureSchema& schema,
+                                          storage::FeedbackStore& store,
+                                          const model::Population& base,
+                                          const KnowledgeOptions& options,
+                                          const model::Trust* reuse);
+
+// The prior-scaled population and its information for `trust` (shared by the constructor's
+// empty knowledge and BuildKnowledge).
+void ApplyTrust(Knowledge& knowledge, model::Trust trust);
+
+}  // namespace tailor::engine
+
+#endif  // TAILOR_ENGINE_KNOWLEDGE_H_
