@@ -66,7 +66,7 @@ Posterior Reprior(const Posterior& user, const Population& base, const Populatio
 }
 
 Population FitPopulation(std::span<const Posterior> users, const Population& base, int iterations,
-                         double ridge) {
+                         double ridge, double pseudo_users) {
   if (users.empty()) return base;
   const int d = users[0].dimension();
   Population estimate = base;
@@ -81,10 +81,14 @@ Population FitPopulation(std::span<const Posterior> users, const Population& bas
       mean += under.mean();
       second += under.Covariance() + under.mean() * under.mean().transpose();
     }
+    // MAP under a conjugate hyperprior worth `pseudo_users` users at the base prior: with few
+    // users the prior stays close to the base instead of trusting a handful of vectors.
     const double n = static_cast<double>(users.size());
-    mean /= n;
+    mean = (mean + pseudo_users * base.mean) / (n + pseudo_users);
     estimate.mean = mean;
-    estimate.cov = second / n - mean * mean.transpose();
+    estimate.cov = (second + pseudo_users * (base.cov + base.mean * base.mean.transpose())) /
+                       (n + pseudo_users) -
+                   mean * mean.transpose();
     estimate.cov = 0.5 * (estimate.cov + estimate.cov.transpose());
     estimate.cov.diagonal().array() += ridge;
   }

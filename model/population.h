@@ -45,8 +45,10 @@ Posterior Reprior(const Posterior& user, const Population& base, const Populatio
 // estimate; the M-step takes mean(mu_j) and mean(Sigma_j + (mu_j - mean)(mu_j - mean)^T) —
 // the spread of posterior means *plus* their remaining uncertainty, which is the spread of
 // the true preferences, not of their noisy estimates. `ridge` keeps it positive definite.
+// A conjugate hyperprior worth `pseudo_users` users drawn from `base` keeps a prior fitted on a
+// handful of users from being trusted as if it were the whole population.
 Population FitPopulation(std::span<const Posterior> users, const Population& base,
-                         int iterations = 5, double ridge = 1e-3);
+                         int iterations = 5, double ridge = 1e-3, double pseudo_users = 8);
 
 // Laplace approximation of log p(pairs | own Gaussian model with prior `prior`), given the
 // posterior under that prior: sum_i log sigmoid(mu . diff_i) - (mu - m0)' S0^-1 (mu - m0) / 2
