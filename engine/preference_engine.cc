@@ -728,6 +728,10 @@ absl::StatusOr<storage::DeletedUser> PreferenceEngine::DeleteUser(absl::string_v
 TrustReport PreferenceEngine::Trust() const {
   TrustReport report;
   report.trust = CurrentKnowledge()->trust;
+  // Before a fit one combination serves every level: the blend as it is.
+  if (report.trust.levels.empty()) {
+    report.trust.levels.push_back(model::ExperienceLevel{0, {0, 0, 1}, 1, 1, 0});
+  }
   for (const model::ExperienceLevel& level : report.trust.levels) {
     report.live_shares.push_back(
         guard_.SharesAt(GuardLevel(static_cast<uint64_t>(level.min_pairs))));

@@ -93,7 +93,8 @@ struct EngineStats {
   int64_t knowledge_as_of_micros = 0;  // the last refresh read the users as of this time
 };
 
-// What the last refresh fitted, and the live safety net's shares at each fitted level.
+// What the last refresh fitted, and the live safety net's shares at each fitted level (before
+// any fit: one level from 0 pairs, the blend served as it is).
 struct TrustReport {
   model::Trust trust;
   std::vector<LiveGuard::Shares> live_shares;  // one per trust.levels entry
