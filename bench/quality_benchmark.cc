@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "bench/progress.h"
+#include "bench/report_format.h"
 #include "bench/scratch_dir.h"
 #include "bench/tailord_process.h"
 #include "client/tailor_client.h"
@@ -151,8 +152,16 @@ absl::StatusOr<QualityReport> RunQualityBenchmark(const Catalogue& catalogue,
   if (!streamed.ok()) return streamed;
   std::this_thread::sleep_for(std::chrono::milliseconds(2000));  // > 2 refresh periods
 
-  // 2. Test users at each k.
   QualityReport report;
+  auto record_knowledge = [&](const char* when) -> absl::Status {
+    absl::StatusOr<v1::ServerInfo> info = client_for(*tailor)->GetServerInfo();
+    if (!info.ok()) return info.status();
+    report.knowledge.push_back(absl::StrCat(when, ": ", DescribeKnowledge(info->knowledge())));
+    return absl::OkStatus();
+  };
+  if (absl::Status s = record_knowledge("after the history"); !s.ok()) return s;
+
+  // 2. Test users at each k.
   report.catalogue = name;
   report.prompts = static_cast<int>(catalogue.scores.size());
   report.responses = catalogue.responses();
@@ -243,6 +252,7 @@ absl::StatusOr<QualityReport> RunQualityBenchmark(const Catalogue& catalogue,
     if (!measured.ok()) return measured;
     report.rows.push_back(row);
   }
+  if (absl::Status s = record_knowledge("at the end"); !s.ok()) return s;
   tailor.reset();
   own.reset();
   report.seconds =
@@ -292,6 +302,8 @@ std::string ReportMarkdown(const QualityReport& r) {
                             cell(row.oracle));
     }
   }
+  absl::StrAppend(&out, "\nwhat the Tailor server fitted\n\n");
+  for (const std::string& k : r.knowledge) absl::StrAppend(&out, "- ", k, "\n");
   absl::StrAppendFormat(&out, "\n(%.0f s)\n", r.seconds);
   return out;
 }
@@ -359,76 +371,27 @@ std::string ReportJson(const QualityReport& r) {
 }
 
 std::string ReportSvg(const QualityReport& r) {
-  const int panel_w = 420, h = 320, left = 50, top = 30, plot_w = 340, plot_h = 240;
-  struct Series {
-    const char* name;
-    const char* color;
-    QualityScore QualityRow::*field;
-  };
-  const Series series[] = {{"Tailor, suggested pairs", "#1f77b4", &QualityRow::suggested},
-                           {"Tailor, random pairs", "#2ca02c", &QualityRow::random},
-                           {"own posterior only", "#ff7f0e", &QualityRow::own},
-                           {"population only", "#7f7f7f", &QualityRow::population}};
-  std::string svg = absl::StrFormat(
-      R"(<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="11">)"
-      "\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
-      2 * panel_w, h + 60);
-  const int n = static_cast<int>(r.rows.size());
-  for (int panel = 0; panel < 2; ++panel) {
-    const int x0 = panel * panel_w + left;
-    const double lo = panel == 0 ? 0.0 : 0.5;
-    auto x = [&](int i) { return x0 + (n <= 1 ? 0 : plot_w * i / (n - 1)); };
-    auto y = [&](double v) { return top + plot_h - (v - lo) / (1.0 - lo) * plot_h; };
-    absl::StrAppendFormat(&svg,
-                          R"(<text x="%d" y="18" font-size="13">%s (%s)</text>)"
-                          "\n",
-                          x0, panel == 0 ? "top-1" : "pairwise accuracy", r.catalogue);
-    absl::StrAppendFormat(
-        &svg,
-        R"(<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#ccc"/>)"
-        "\n",
-        x0, top, plot_w, plot_h);
-    for (int g = 0; g <= 4; ++g) {
-      const double v = lo + (1.0 - lo) * g / 4;
-      absl::StrAppendFormat(&svg,
-                            R"(<text x="%d" y="%.0f" text-anchor="end">%.2f</text>)"
-                            "\n",
-                            x0 - 4, y(v) + 4, v);
-    }
-    for (int i = 0; i < n; ++i) {
-      absl::StrAppendFormat(&svg,
-                            R"(<text x="%d" y="%d" text-anchor="middle">%d</text>)"
-                            "\n",
-                            x(i), top + plot_h + 14, r.rows[static_cast<size_t>(i)].k);
-    }
-    absl::StrAppendFormat(
-        &svg,
-        R"(<text x="%d" y="%d" text-anchor="middle">pairs from the user (k)</text>)"
-        "\n",
-        x0 + plot_w / 2, top + plot_h + 30);
-    for (const Series& s : series) {
-      std::string points;
-      for (int i = 0; i < n; ++i) {
-        const QualityScore& q = r.rows[static_cast<size_t>(i)].*(s.field);
-        absl::StrAppendFormat(&points, "%d,%.1f ", x(i),
-                              y(panel == 0 ? q.top1() : q.pairwise_accuracy()));
-      }
-      absl::StrAppendFormat(&svg,
-                            R"(<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>)"
-                            "\n",
-                            s.color, points);
+  const std::vector<std::pair<PlotSeries, QualityScore QualityRow::*>> lines = {
+      {{"Tailor, suggested pairs", "#1f77b4"}, &QualityRow::suggested},
+      {{"Tailor, random pairs", "#2ca02c"}, &QualityRow::random},
+      {{"own posterior only", "#ff7f0e"}, &QualityRow::own},
+      {{"population only", "#7f7f7f"}, &QualityRow::population}};
+  std::vector<int> ks;
+  for (const QualityRow& row : r.rows) ks.push_back(row.k);
+  std::vector<PlotSeries> series;
+  PlotPanel top1{absl::StrCat("top-1 (", r.catalogue, ")"), {}, std::pair{0.0, 1.0}};
+  PlotPanel pairwise{
+      absl::StrCat("pairwise accuracy (", r.catalogue, ")"), {}, std::pair{0.5, 1.0}};
+  for (const auto& [line, field] : lines) {
+    series.push_back(line);
+    top1.values.emplace_back();
+    pairwise.values.emplace_back();
+    for (const QualityRow& row : r.rows) {
+      top1.values.back().push_back((row.*field).top1());
+      pairwise.values.back().push_back((row.*field).pairwise_accuracy());
     }
   }
-  for (size_t i = 0; i < std::size(series); ++i) {
-    const int lx = left + static_cast<int>(i) * 190;
-    absl::StrAppendFormat(&svg,
-                          R"(<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="3"/>)"
-                          R"(<text x="%d" y="%d">%s</text>)"
-                          "\n",
-                          lx, h + 40, lx + 20, h + 40, series[i].color, lx + 25, h + 44,
-                          series[i].name);
-  }
-  return svg + "</svg>\n";
+  return LinePanelsSvg(ks, series, {top1, pairwise});
 }
 
 }  // namespace tailor::bench

@@ -48,6 +48,9 @@ struct QualityReport {
   std::string reference_name;  // the catalogue's reference response, if any
   double seconds = 0;
   std::vector<QualityRow> rows;
+  // What the Tailor server had fitted once the history was in, and at the end (after the test
+  // users' feedback moved its live safety net).
+  std::vector<std::string> knowledge;
 };
 
 absl::StatusOr<QualityReport> RunQualityBenchmark(const Catalogue& catalogue,

@@ -19,6 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "bench/progress.h"
+#include "bench/report_format.h"
 #include "bench/scratch_dir.h"
 #include "bench/tailord_process.h"
 #include "client/feedback_csv.h"
@@ -71,21 +72,6 @@ v1::FeedbackEvent Renamed(const v1::FeedbackEvent& event, const std::string& use
   v1::FeedbackEvent out = event;
   out.set_user_id(user);
   out.set_event_id(absl::StrCat(user, "/", event.event_id()));
-  return out;
-}
-
-std::string DescribeKnowledge(const v1::Knowledge& k) {
-  std::string out = absl::StrFormat(
-      "calibration users %d, prior scale %.3g, neighbour temperature %.3g, own log prior odds "
-      "%.2g; weights (population / own / blend) by pairs, with the live safety net's shares of "
-      "fitted / population / own:",
-      k.calibration_users(), k.prior_scale(), k.neighbour_temperature(),
-      k.own_model_log_prior_odds());
-  for (const v1::ExperienceWeights& w : k.experience()) {
-    absl::StrAppendFormat(&out, " %d+: %.2f / %.2f / %.2f (live %.2f / %.2f / %.2f);",
-                          w.min_pairs(), w.population(), w.own(), w.blend(), w.live_fitted_share(),
-                          w.live_population_share(), w.live_own_share());
-  }
   return out;
 }
 
@@ -459,87 +445,25 @@ std::string ReplayJson(const ReplayReport& r) {
 }
 
 std::string ReplaySvg(const ReplayReport& r) {
-  const int panel_w = 420, h = 320, left = 55, top = 30, plot_w = 340, plot_h = 240;
-  struct Series {
-    const char* name;
-    const char* color;
-    ReplayMethod ReplayRow::*field;
-  };
-  const Series series[] = {{"Tailor", "#2ca02c", &ReplayRow::tailor},
-                           {"own posterior only", "#ff7f0e", &ReplayRow::own},
-                           {"population only", "#7f7f7f", &ReplayRow::population}};
-  std::string svg = absl::StrFormat(
-      R"(<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="11">)"
-      "\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
-      2 * panel_w, h + 60);
-  const int n = static_cast<int>(r.rows.size());
-  for (int panel = 0; panel < 2; ++panel) {
-    auto value = [&](const ReplayMethod& m) {
-      return Summarize(panel == 0 ? m.accuracy : m.log_loss).mean;
-    };
-    double lo = INFINITY, hi = -INFINITY;
+  const std::vector<std::pair<PlotSeries, ReplayMethod ReplayRow::*>> lines = {
+      {{"Tailor", "#2ca02c"}, &ReplayRow::tailor},
+      {{"own posterior only", "#ff7f0e"}, &ReplayRow::own},
+      {{"population only", "#7f7f7f"}, &ReplayRow::population}};
+  std::vector<int> ks;
+  for (const ReplayRow& row : r.rows) ks.push_back(row.k);
+  std::vector<PlotSeries> series;
+  PlotPanel accuracy{"held-out pairwise accuracy", {}, std::nullopt, 3};
+  PlotPanel log_loss{"held-out log loss", {}, std::nullopt, 3};
+  for (const auto& [line, field] : lines) {
+    series.push_back(line);
+    accuracy.values.emplace_back();
+    log_loss.values.emplace_back();
     for (const ReplayRow& row : r.rows) {
-      for (const Series& s : series) {
-        lo = std::min(lo, value(row.*(s.field)));
-        hi = std::max(hi, value(row.*(s.field)));
-      }
-    }
-    if (!(hi > lo)) hi = lo + 0.01;
-    const double pad = 0.1 * (hi - lo);
-    lo -= pad;
-    hi += pad;
-    const int x0 = panel * panel_w + left;
-    auto x = [&](int i) { return x0 + (n <= 1 ? 0 : plot_w * i / (n - 1)); };
-    auto y = [&](double v) { return top + plot_h - (v - lo) / (hi - lo) * plot_h; };
-    absl::StrAppendFormat(&svg,
-                          R"(<text x="%d" y="18" font-size="13">%s</text>)"
-                          "\n",
-                          x0, panel == 0 ? "held-out pairwise accuracy" : "held-out log loss");
-    absl::StrAppendFormat(
-        &svg,
-        R"(<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#ccc"/>)"
-        "\n",
-        x0, top, plot_w, plot_h);
-    for (int g = 0; g <= 4; ++g) {
-      const double v = lo + (hi - lo) * g / 4;
-      absl::StrAppendFormat(&svg,
-                            R"(<text x="%d" y="%.0f" text-anchor="end">%.3f</text>)"
-                            "\n",
-                            x0 - 4, y(v) + 4, v);
-    }
-    for (int i = 0; i < n; ++i) {
-      absl::StrAppendFormat(&svg,
-                            R"(<text x="%d" y="%d" text-anchor="middle">%d</text>)"
-                            "\n",
-                            x(i), top + plot_h + 14, r.rows[static_cast<size_t>(i)].k);
-    }
-    absl::StrAppendFormat(
-        &svg,
-        R"(<text x="%d" y="%d" text-anchor="middle">pairs from the user (k)</text>)"
-        "\n",
-        x0 + plot_w / 2, top + plot_h + 30);
-    for (const Series& s : series) {
-      std::string points;
-      for (int i = 0; i < n; ++i) {
-        absl::StrAppendFormat(&points, "%d,%.1f ", x(i),
-                              y(value(r.rows[static_cast<size_t>(i)].*(s.field))));
-      }
-      absl::StrAppendFormat(&svg,
-                            R"(<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>)"
-                            "\n",
-                            s.color, points);
+      accuracy.values.back().push_back(Summarize((row.*field).accuracy).mean);
+      log_loss.values.back().push_back(Summarize((row.*field).log_loss).mean);
     }
   }
-  for (size_t i = 0; i < std::size(series); ++i) {
-    const int lx = left + static_cast<int>(i) * 190;
-    absl::StrAppendFormat(&svg,
-                          R"(<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="3"/>)"
-                          R"(<text x="%d" y="%d">%s</text>)"
-                          "\n",
-                          lx, h + 40, lx + 20, h + 40, series[i].color, lx + 25, h + 44,
-                          series[i].name);
-  }
-  return svg + "</svg>\n";
+  return LinePanelsSvg(ks, series, {accuracy, log_loss});
 }
 
 }  // namespace tailor::bench

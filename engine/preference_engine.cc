@@ -130,7 +130,7 @@ PreferenceEngine::PreferenceEngine(model::FeatureSchema schema, storage::Feedbac
                          options_.min_calibration_users, model::TrustFitOptions{},
                          options_.neighbour_temperature, options_.own_model_log_prior_odds},
       guard_(static_cast<int>(knowledge_options_.trust_fit.level_pairs.size()) + 1,
-             options_.live_guard_window, {0.9, 0.05, 0.05}) {
+             options_.live_guard_window, {0.98, 0.01, 0.01}) {
   auto knowledge = std::make_shared<Knowledge>();
   knowledge->population = base_prior_;
   knowledge->information = base_information_;
