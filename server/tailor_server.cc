@@ -10,6 +10,7 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
+#include "server/log.h"
 
 namespace tailor::server {
 
@@ -28,6 +29,14 @@ absl::StatusOr<model::FeatureSchema> LoadSchema(const std::string& path) {
 }
 
 namespace {
+// Protobuf's own complaints (e.g. a hostile request's invalid UTF-8, which the services then
+// refuse with INVALID_ARGUMENT) go to the server log as structured warnings, not raw stderr.
+void ProtobufLog(google::protobuf::LogLevel level, const char* file, int line,
+                 const std::string& message) {
+  Log(level >= google::protobuf::LOGLEVEL_ERROR ? LogLevel::kWarning : LogLevel::kInfo,
+      absl::StrCat("protobuf: ", message, " (", file, ":", line, ")"));
+}
+
 // Storage-bound RPC work (commits, exports, deletes) runs here; RocksDB groups concurrent
 // commits, so a few threads per core keep the disk busy without oversubscribing the CPU.
 constexpr int kWorkThreads = 8;
@@ -82,6 +91,7 @@ TailorServer::TailorServer(ServerConfig config) : config_(std::move(config)) {}
 
 absl::StatusOr<std::unique_ptr<TailorServer>> TailorServer::Start(const ServerConfig& config) {
   if (absl::Status valid = config.Validate(); !valid.ok()) return valid;
+  google::protobuf::SetLogHandler(&ProtobufLog);
   absl::StatusOr<model::FeatureSchema> schema = LoadSchema(config.schema_path);
   if (!schema.ok()) return schema.status();
 
@@ -134,7 +144,13 @@ absl::StatusOr<std::unique_ptr<TailorServer>> TailorServer::Start(const ServerCo
     return absl::UnavailableError(absl::StrCat("--listen: cannot serve gRPC on ", config.listen,
                                                " (address in use or not local?)"));
   }
-  server->grpc_server_->GetHealthCheckService()->SetServingStatus(true);
+  // Probes may ask for the server ("") or name a service; both answer SERVING until shutdown.
+  grpc::HealthCheckServiceInterface* health = server->grpc_server_->GetHealthCheckService();
+  for (const char* service :
+       {v1::Tailor::service_full_name(), v1::TailorAdmin::service_full_name()}) {
+    health->SetServingStatus(service, true);
+  }
+  health->SetServingStatus(true);
   return server;
 }
 

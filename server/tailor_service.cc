@@ -10,11 +10,56 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "grpcpp/support/proto_buffer_reader.h"
+#include "grpcpp/support/proto_buffer_writer.h"
+#include "server/message_parsing.h"
 #include "server/request_validation.h"
 #include "server/version.h"
 
 namespace tailor::server {
+
+// Where a unary call finishes: the status goes to the client and into the metrics, and on
+// success the typed response is serialized into the raw method's reply.
+struct CallRecord {
+  Metrics& metrics;
+  Rpc rpc;
+  absl::Time start = absl::Now();
+  const google::protobuf::Message* response = nullptr;
+  grpc::ByteBuffer* reply = nullptr;
+  // Owns the call's typed request and response while any copy of this record is alive.
+  std::shared_ptr<const void> messages;
+
+  void Finish(grpc::ServerUnaryReactor* reactor, grpc::Status status) const;
+};
+
 namespace {
+
+// Serializes `message` into a raw reply.
+bool ToBuffer(const google::protobuf::Message& message, grpc::ByteBuffer* out) {
+  bool own_buffer = false;
+  return grpc::GenericSerialize<grpc::ProtoBufferWriter, google::protobuf::Message>(message, out,
+                                                                                    &own_buffer)
+      .ok();
+}
+
+// Parses a raw request; `what` names the message in errors.
+absl::Status Parse(const grpc::ByteBuffer& raw, google::protobuf::Message& into,
+                   absl::string_view what = "request") {
+  grpc::ByteBuffer copy(raw);  // deserializing consumes the buffer; slices are shared
+  if (grpc::GenericDeserialize<grpc::ProtoBufferReader, google::protobuf::Message>(&copy, &into)
+          .ok()) {
+    return absl::OkStatus();
+  }
+  std::vector<grpc::Slice> slices;
+  std::string bytes;
+  if (raw.Dump(&slices).ok()) {
+    for (const grpc::Slice& slice : slices) {
+      bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+    }
+  }
+  into.Clear();
+  return ParseFailure(bytes, *into.GetDescriptor(), what);
+}
 
 engine::CandidateInput ToCandidate(const v1::Candidate& c) {
   return {c.id(), std::span(c.features().data(), static_cast<size_t>(c.features_size()))};
@@ -59,17 +104,6 @@ std::optional<absl::string_view> Metadata(const grpc::CallbackServerContext* con
   return absl::string_view(it->second.data(), it->second.size());
 }
 
-// Where a unary call finishes: the status goes to the client and into the metrics.
-struct CallRecord {
-  Metrics& metrics;
-  Rpc rpc;
-  absl::Time start = absl::Now();
-  void Finish(grpc::ServerUnaryReactor* reactor, const grpc::Status& status) const {
-    metrics.RecordRpc(rpc, status.error_code(), absl::Now() - start);
-    reactor->Finish(status);
-  }
-};
-
 grpc::ServerUnaryReactor* Done(const CallRecord& call, grpc::CallbackServerContext* context,
                                const absl::Status& status) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
@@ -93,6 +127,23 @@ grpc::ServerUnaryReactor* Deferred(WorkQueue& queue, const CallRecord& call,
   return reactor;
 }
 
+// A raw unary method: parses the request and hands it to the typed `handler`. A request that
+// cannot be parsed is refused INVALID_ARGUMENT, unless the caller is not admitted at all.
+template <typename Request, typename Response, typename Service, typename AdmitFn>
+grpc::ServerUnaryReactor* Unary(
+    Service& service, Metrics& metrics, Rpc rpc, grpc::CallbackServerContext* context,
+    const grpc::ByteBuffer* request, grpc::ByteBuffer* reply, AdmitFn admit,
+    grpc::ServerUnaryReactor* (Service::*handler)(const CallRecord&, grpc::CallbackServerContext*,
+                                                  const Request*, Response*)) {
+  auto messages = std::make_shared<std::pair<Request, Response>>();
+  const CallRecord call{metrics, rpc, absl::Now(), &messages->second, reply, messages};
+  if (absl::Status parsed = Parse(*request, messages->first); !parsed.ok()) {
+    absl::Status admitted = admit(context);
+    return Done(call, context, admitted.ok() ? parsed : admitted);
+  }
+  return (service.*handler)(call, context, &messages->first, &messages->second);
+}
+
 // One StreamFeedback call. Up to `window` events are read ahead of their acks: reading goes
 // on while earlier events are applied, and whatever arrived meanwhile is applied in the next
 // work-queue task, in order, so one stream costs one task per batch rather than per event.
@@ -102,7 +153,11 @@ grpc::ServerUnaryReactor* Deferred(WorkQueue& queue, const CallRecord& call,
 // control.
 //
 // gRPC operations are started outside `mu_`: a reaction may run on another thread at once.
-class FeedbackStream final : public grpc::ServerBidiReactor<v1::FeedbackEvent, v1::FeedbackAck> {
+//
+// Events arrive as bytes: one that cannot be parsed is answered, in its place, by a REJECTED ack
+// naming the field and the rule, and the stream goes on (a silent end would leave the events
+// after it neither acked nor stored behind an OK).
+class FeedbackStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   FeedbackStream(TailorService& service, CallScope scope, int window)
       : service_(service), scope_(std::move(scope)), window_(window) {
@@ -120,8 +175,7 @@ class FeedbackStream final : public grpc::ServerBidiReactor<v1::FeedbackEvent, v
       if (!ok) {  // the client closed its side (or the call ended)
         reads_closed_ = true;
       } else {
-        pending_.push_back(std::move(incoming_));
-        incoming_.Clear();
+        pending_.emplace_back().Swap(&incoming_);
         ++in_flight_;
         apply = !applying_;
         applying_ = true;
@@ -134,7 +188,7 @@ class FeedbackStream final : public grpc::ServerBidiReactor<v1::FeedbackEvent, v
   }
 
   void OnWriteDone(bool ok) override {
-    const v1::FeedbackAck* next = nullptr;
+    const grpc::ByteBuffer* next = nullptr;
     bool read_more = false;
     {
       absl::MutexLock lock(&mu_);
@@ -164,7 +218,7 @@ class FeedbackStream final : public grpc::ServerBidiReactor<v1::FeedbackEvent, v
   // On the work queue: applies the events read so far, then any that arrived meanwhile.
   void ApplyPending() {
     for (;;) {
-      std::deque<v1::FeedbackEvent> batch;
+      std::deque<grpc::ByteBuffer> batch;
       {
         absl::MutexLock lock(&mu_);
         if (pending_.empty() || failure_.has_value()) {
@@ -173,23 +227,32 @@ class FeedbackStream final : public grpc::ServerBidiReactor<v1::FeedbackEvent, v
         }
         batch.swap(pending_);
       }
-      std::deque<v1::FeedbackAck> applied;
+      std::deque<grpc::ByteBuffer> applied;
       std::optional<grpc::Status> failure;
-      for (const v1::FeedbackEvent& event : batch) {
-        v1::FeedbackAck& ack = applied.emplace_back();
-        if (absl::Status status = service_.ApplyFeedback(scope_, event, ack); !status.ok()) {
-          applied.pop_back();  // a storage fault, not bad input: the stream ends here
-          failure = ToGrpc(status);
+      v1::FeedbackEvent event;
+      for (const grpc::ByteBuffer& raw : batch) {
+        ++received_;
+        v1::FeedbackAck ack;
+        if (absl::Status parsed = Parse(raw, event, "event"); !parsed.ok()) {
+          ack.set_outcome(v1::FeedbackAck::OUTCOME_REJECTED);
+          ack.set_error(absl::StrCat(parsed.message(), " (event ", received_, " of this stream)"));
+        } else if (absl::Status status = service_.ApplyFeedback(scope_, event, ack); !status.ok()) {
+          failure = ToGrpc(status);  // a storage fault, not bad input: the stream ends here
           break;
         }
         service_.metrics().RecordFeedback(ack);
+        if (!ToBuffer(ack, &applied.emplace_back())) {
+          applied.pop_back();
+          failure = grpc::Status(grpc::StatusCode::INTERNAL, "ack: could not be serialized");
+          break;
+        }
       }
-      const v1::FeedbackAck* first = nullptr;
+      const grpc::ByteBuffer* first = nullptr;
       {
         absl::MutexLock lock(&mu_);
         // Events never applied count as no longer in flight.
         in_flight_ -= static_cast<int>(batch.size() - applied.size());
-        for (v1::FeedbackAck& ack : applied) acks_.push_back(std::move(ack));
+        for (grpc::ByteBuffer& ack : applied) acks_.emplace_back().Swap(&ack);
         if (failure.has_value()) Fail(*std::move(failure));
         if (!writing_ && !acks_.empty()) {
           writing_ = true;
@@ -232,12 +295,13 @@ class FeedbackStream final : public grpc::ServerBidiReactor<v1::FeedbackEvent, v
   TailorService& service_;
   const CallScope scope_;
   const int window_;
-  v1::FeedbackEvent incoming_;  // the target of the outstanding read, if any
+  grpc::ByteBuffer incoming_;  // the target of the outstanding read, if any
+  int64_t received_ = 0;       // events taken from the stream (on the work queue only)
 
   absl::Mutex mu_;
-  std::deque<v1::FeedbackEvent> pending_ ABSL_GUARDED_BY(mu_);  // read, not yet applied
-  std::deque<v1::FeedbackAck> acks_ ABSL_GUARDED_BY(mu_);       // front: being written if writing_
-  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;  // read and neither acked nor dropped
+  std::deque<grpc::ByteBuffer> pending_ ABSL_GUARDED_BY(mu_);  // read, not yet applied
+  std::deque<grpc::ByteBuffer> acks_ ABSL_GUARDED_BY(mu_);     // front: being written if writing_
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;                     // read and neither acked nor dropped
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
   bool applying_ ABSL_GUARDED_BY(mu_) = false;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
@@ -246,18 +310,20 @@ class FeedbackStream final : public grpc::ServerBidiReactor<v1::FeedbackEvent, v
   std::optional<grpc::Status> failure_ ABSL_GUARDED_BY(mu_);
 };
 
-class RefusedStream final : public grpc::ServerBidiReactor<v1::FeedbackEvent, v1::FeedbackAck> {
+class RefusedStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   explicit RefusedStream(grpc::Status status) { Finish(std::move(status)); }
   void OnDone() override { delete this; }
 };
 
-class ExportWriter final : public grpc::ServerWriteReactor<v1::ExportUserResponse> {
+class ExportWriter final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
-  ExportWriter(TailorService& service, grpc::CallbackServerContext* context, std::string user_id)
+  // `parsed`: whether the request could be parsed (and `user_id` read from it).
+  ExportWriter(TailorService& service, grpc::CallbackServerContext* context, std::string user_id,
+               const absl::Status& parsed)
       : metrics_(service.metrics()), context_(context), user_id_(std::move(user_id)) {
     absl::StatusOr<CallScope> scope = service.Admit(context);
-    for (absl::Status s : {scope.status(), ValidateId("user_id", user_id_),
+    for (absl::Status s : {scope.status(), parsed, ValidateId("user_id", user_id_),
                            scope.ok() ? scope->CheckRouting(user_id_) : absl::OkStatus()}) {
       if (!s.ok()) {
         End(ToGrpc(s));
@@ -276,7 +342,7 @@ class ExportWriter final : public grpc::ServerWriteReactor<v1::ExportUserRespons
       }
       export_ = *std::move(exported);
       FillProfile(user_id_, export_.profile, *message_.mutable_profile());
-      StartWrite(&message_);
+      Write();
     });
   }
 
@@ -304,12 +370,21 @@ class ExportWriter final : public grpc::ServerWriteReactor<v1::ExportUserRespons
     event->mutable_rejected()->set_id(r.rejected_id());
     event->mutable_rejected()->mutable_features()->CopyFrom(r.rejected_features());
     event->set_timestamp_micros(r.timestamp_micros());
-    StartWrite(&message_);
+    Write();
   }
 
   void OnDone() override { delete this; }
 
  private:
+  void Write() {
+    out_.Clear();
+    if (!ToBuffer(message_, &out_)) {
+      End(grpc::Status(grpc::StatusCode::INTERNAL, "export: could not be serialized"));
+      return;
+    }
+    StartWrite(&out_);
+  }
+
   void End(const grpc::Status& status) {
     metrics_.RecordRpc(Rpc::kExportUser, status.error_code(), absl::Now() - start_);
     Finish(status);
@@ -322,9 +397,18 @@ class ExportWriter final : public grpc::ServerWriteReactor<v1::ExportUserRespons
   engine::UserExport export_;
   size_t next_ = 0;
   v1::ExportUserResponse message_;
+  grpc::ByteBuffer out_;  // message_, serialized for the write in progress
 };
 
 }  // namespace
+
+void CallRecord::Finish(grpc::ServerUnaryReactor* reactor, grpc::Status status) const {
+  if (status.ok() && reply != nullptr && !ToBuffer(*response, reply)) {
+    status = grpc::Status(grpc::StatusCode::INTERNAL, "response: could not be serialized");
+  }
+  metrics.RecordRpc(rpc, status.error_code(), absl::Now() - start);
+  reactor->Finish(status);
+}
 
 grpc::Status ToGrpc(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
@@ -372,9 +456,63 @@ TailorService::TailorService(engine::PreferenceEngine& engine, WorkQueue& queue,
     : engine_(engine), queue_(queue), metrics_(metrics), config_(config), auth_(auth) {}
 
 grpc::ServerUnaryReactor* TailorService::RankResponses(grpc::CallbackServerContext* context,
-                                                       const v1::RankResponsesRequest* request,
-                                                       v1::RankResponsesResponse* response) {
-  const CallRecord call{metrics_, Rpc::kRankResponses};
+                                                       const grpc::ByteBuffer* request,
+                                                       grpc::ByteBuffer* reply) {
+  return Unary(
+      *this, metrics_, Rpc::kRankResponses, context, request, reply,
+      [this](const grpc::CallbackServerContext* c) { return Admit(c).status(); },
+      &TailorService::Rank);
+}
+
+grpc::ServerUnaryReactor* TailorService::SubmitFeedback(grpc::CallbackServerContext* context,
+                                                        const grpc::ByteBuffer* request,
+                                                        grpc::ByteBuffer* reply) {
+  return Unary(
+      *this, metrics_, Rpc::kSubmitFeedback, context, request, reply,
+      [this](const grpc::CallbackServerContext* c) { return Admit(c).status(); },
+      &TailorService::Submit);
+}
+
+grpc::ServerUnaryReactor* TailorService::SuggestComparison(grpc::CallbackServerContext* context,
+                                                           const grpc::ByteBuffer* request,
+                                                           grpc::ByteBuffer* reply) {
+  return Unary(
+      *this, metrics_, Rpc::kSuggestComparison, context, request, reply,
+      [this](const grpc::CallbackServerContext* c) { return Admit(c).status(); },
+      &TailorService::Suggest);
+}
+
+grpc::ServerUnaryReactor* TailorService::GetUser(grpc::CallbackServerContext* context,
+                                                 const grpc::ByteBuffer* request,
+                                                 grpc::ByteBuffer* reply) {
+  return Unary(
+      *this, metrics_, Rpc::kGetUser, context, request, reply,
+      [this](const grpc::CallbackServerContext* c) { return Admit(c).status(); },
+      &TailorService::User);
+}
+
+grpc::ServerUnaryReactor* TailorService::DeleteUser(grpc::CallbackServerContext* context,
+                                                    const grpc::ByteBuffer* request,
+                                                    grpc::ByteBuffer* reply) {
+  return Unary(
+      *this, metrics_, Rpc::kDeleteUser, context, request, reply,
+      [this](const grpc::CallbackServerContext* c) { return Admit(c).status(); },
+      &TailorService::Delete);
+}
+
+grpc::ServerUnaryReactor* TailorService::GetServerInfo(grpc::CallbackServerContext* context,
+                                                       const grpc::ByteBuffer* request,
+                                                       grpc::ByteBuffer* reply) {
+  return Unary(
+      *this, metrics_, Rpc::kGetServerInfo, context, request, reply,
+      [this](const grpc::CallbackServerContext* c) { return Admit(c).status(); },
+      &TailorService::Info);
+}
+
+grpc::ServerUnaryReactor* TailorService::Rank(const CallRecord& call,
+                                              grpc::CallbackServerContext* context,
+                                              const v1::RankResponsesRequest* request,
+                                              v1::RankResponsesResponse* response) {
   // CPU only, no storage: computed inline.
   absl::StatusOr<CallScope> scope = Admit(context);
   if (!scope.ok()) return Done(call, context, scope.status());
@@ -435,10 +573,10 @@ absl::Status TailorService::ApplyFeedback(const CallScope& scope, const v1::Feed
   return absl::OkStatus();
 }
 
-grpc::ServerUnaryReactor* TailorService::SubmitFeedback(grpc::CallbackServerContext* context,
-                                                        const v1::SubmitFeedbackRequest* request,
-                                                        v1::FeedbackAck* response) {
-  const CallRecord call{metrics_, Rpc::kSubmitFeedback};
+grpc::ServerUnaryReactor* TailorService::Submit(const CallRecord& call,
+                                                grpc::CallbackServerContext* context,
+                                                const v1::SubmitFeedbackRequest* request,
+                                                v1::FeedbackAck* response) {
   absl::StatusOr<CallScope> scope = Admit(context);
   if (!scope.ok()) return Done(call, context, scope.status());
   return Deferred(queue_, call, context,
@@ -453,7 +591,7 @@ grpc::ServerUnaryReactor* TailorService::SubmitFeedback(grpc::CallbackServerCont
                   });
 }
 
-grpc::ServerBidiReactor<v1::FeedbackEvent, v1::FeedbackAck>* TailorService::StreamFeedback(
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* TailorService::StreamFeedback(
     grpc::CallbackServerContext* context) {
   absl::StatusOr<CallScope> scope = Admit(context);
   if (!scope.ok()) {
@@ -473,10 +611,10 @@ grpc::ServerBidiReactor<v1::FeedbackEvent, v1::FeedbackAck>* TailorService::Stre
   return new FeedbackStream(*this, *std::move(scope), config_.stream_window_events);
 }
 
-grpc::ServerUnaryReactor* TailorService::SuggestComparison(
-    grpc::CallbackServerContext* context, const v1::SuggestComparisonRequest* request,
-    v1::SuggestComparisonResponse* response) {
-  const CallRecord call{metrics_, Rpc::kSuggestComparison};
+grpc::ServerUnaryReactor* TailorService::Suggest(const CallRecord& call,
+                                                 grpc::CallbackServerContext* context,
+                                                 const v1::SuggestComparisonRequest* request,
+                                                 v1::SuggestComparisonResponse* response) {
   absl::StatusOr<CallScope> scope = Admit(context);
   if (!scope.ok()) return Done(call, context, scope.status());
   for (absl::Status s : {ValidateId("user_id", request->user_id()),
@@ -494,10 +632,10 @@ grpc::ServerUnaryReactor* TailorService::SuggestComparison(
   return Done(call, context, absl::OkStatus());
 }
 
-grpc::ServerUnaryReactor* TailorService::GetUser(grpc::CallbackServerContext* context,
-                                                 const v1::GetUserRequest* request,
-                                                 v1::UserProfile* response) {
-  const CallRecord call{metrics_, Rpc::kGetUser};
+grpc::ServerUnaryReactor* TailorService::User(const CallRecord& call,
+                                              grpc::CallbackServerContext* context,
+                                              const v1::GetUserRequest* request,
+                                              v1::UserProfile* response) {
   absl::StatusOr<CallScope> scope = Admit(context);
   if (!scope.ok()) return Done(call, context, scope.status());
   for (absl::Status s :
@@ -511,15 +649,17 @@ grpc::ServerUnaryReactor* TailorService::GetUser(grpc::CallbackServerContext* co
   return Done(call, context, absl::OkStatus());
 }
 
-grpc::ServerWriteReactor<v1::ExportUserResponse>* TailorService::ExportUser(
-    grpc::CallbackServerContext* context, const v1::ExportUserRequest* request) {
-  return new ExportWriter(*this, context, request->user_id());
+grpc::ServerWriteReactor<grpc::ByteBuffer>* TailorService::ExportUser(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
+  v1::ExportUserRequest parsed;
+  const absl::Status status = Parse(*request, parsed);
+  return new ExportWriter(*this, context, parsed.user_id(), status);
 }
 
-grpc::ServerUnaryReactor* TailorService::DeleteUser(grpc::CallbackServerContext* context,
-                                                    const v1::DeleteUserRequest* request,
-                                                    v1::DeleteUserResponse* response) {
-  const CallRecord call{metrics_, Rpc::kDeleteUser};
+grpc::ServerUnaryReactor* TailorService::Delete(const CallRecord& call,
+                                                grpc::CallbackServerContext* context,
+                                                const v1::DeleteUserRequest* request,
+                                                v1::DeleteUserResponse* response) {
   absl::StatusOr<CallScope> scope = Admit(context);
   if (!scope.ok()) return Done(call, context, scope.status());
   for (absl::Status s :
@@ -537,10 +677,10 @@ grpc::ServerUnaryReactor* TailorService::DeleteUser(grpc::CallbackServerContext*
       });
 }
 
-grpc::ServerUnaryReactor* TailorService::GetServerInfo(grpc::CallbackServerContext* context,
-                                                       const v1::GetServerInfoRequest*,
-                                                       v1::ServerInfo* response) {
-  const CallRecord call{metrics_, Rpc::kGetServerInfo};
+grpc::ServerUnaryReactor* TailorService::Info(const CallRecord& call,
+                                              grpc::CallbackServerContext* context,
+                                              const v1::GetServerInfoRequest*,
+                                              v1::ServerInfo* response) {
   if (absl::StatusOr<CallScope> scope = Admit(context); !scope.ok()) {
     return Done(call, context, scope.status());
   }
@@ -591,10 +731,19 @@ TailorAdminService::TailorAdminService(engine::PreferenceEngine& engine, WorkQue
                                        const Authenticator* auth)
     : engine_(engine), queue_(queue), metrics_(metrics), config_(config), auth_(auth) {}
 
-grpc::ServerUnaryReactor* TailorAdminService::CreateCheckpoint(
-    grpc::CallbackServerContext* context, const v1::CreateCheckpointRequest* request,
-    v1::CreateCheckpointResponse* response) {
-  const CallRecord call{metrics_, Rpc::kCreateCheckpoint};
+grpc::ServerUnaryReactor* TailorAdminService::CreateCheckpoint(grpc::CallbackServerContext* context,
+                                                               const grpc::ByteBuffer* request,
+                                                               grpc::ByteBuffer* reply) {
+  return Unary(
+      *this, metrics_, Rpc::kCreateCheckpoint, context, request, reply,
+      [this](const grpc::CallbackServerContext* c) { return Admit(c, auth_, config_).status(); },
+      &TailorAdminService::Checkpoint);
+}
+
+grpc::ServerUnaryReactor* TailorAdminService::Checkpoint(const CallRecord& call,
+                                                         grpc::CallbackServerContext* context,
+                                                         const v1::CreateCheckpointRequest* request,
+                                                         v1::CreateCheckpointResponse* response) {
   absl::StatusOr<CallScope> scope = Admit(context, auth_, config_);
   if (!scope.ok()) return Done(call, context, scope.status());
   if (!scope->admin) {

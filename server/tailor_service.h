@@ -38,34 +38,52 @@ struct CallScope {
 absl::StatusOr<CallScope> Admit(const grpc::CallbackServerContext* context,
                                 const Authenticator* auth, const ServerConfig& config);
 
-class TailorService final : public tailor::v1::Tailor::CallbackService {
+// Every method is registered raw (bytes in, bytes out) and parsed in server/message_parsing.h,
+// so unparsable input gets INVALID_ARGUMENT "<field>: <rule>" (gRPC's own answer would be
+// UNIMPLEMENTED with no message) and a stream answers an unparsable event with a REJECTED ack.
+using TailorRawService = v1::Tailor::WithRawCallbackMethod_RankResponses<
+    v1::Tailor::WithRawCallbackMethod_SubmitFeedback<
+        v1::Tailor::WithRawCallbackMethod_StreamFeedback<
+            v1::Tailor::WithRawCallbackMethod_SuggestComparison<
+                v1::Tailor::WithRawCallbackMethod_GetUser<
+                    v1::Tailor::WithRawCallbackMethod_ExportUser<
+                        v1::Tailor::WithRawCallbackMethod_DeleteUser<
+                            v1::Tailor::WithRawCallbackMethod_GetServerInfo<
+                                v1::Tailor::Service>>>>>>>>;
+using TailorAdminRawService =
+    v1::TailorAdmin::WithRawCallbackMethod_CreateCheckpoint<v1::TailorAdmin::Service>;
+
+// How one unary call finishes (defined in the .cc).
+struct CallRecord;
+
+class TailorService final : public TailorRawService {
  public:
   // `auth` may be null (no authentication).
   TailorService(engine::PreferenceEngine& engine, WorkQueue& queue, Metrics& metrics,
                 const ServerConfig& config, const Authenticator* auth);
 
   grpc::ServerUnaryReactor* RankResponses(grpc::CallbackServerContext* context,
-                                          const v1::RankResponsesRequest* request,
-                                          v1::RankResponsesResponse* response) override;
+                                          const grpc::ByteBuffer* request,
+                                          grpc::ByteBuffer* reply) override;
   grpc::ServerUnaryReactor* SubmitFeedback(grpc::CallbackServerContext* context,
-                                           const v1::SubmitFeedbackRequest* request,
-                                           v1::FeedbackAck* response) override;
-  grpc::ServerBidiReactor<v1::FeedbackEvent, v1::FeedbackAck>* StreamFeedback(
+                                           const grpc::ByteBuffer* request,
+                                           grpc::ByteBuffer* reply) override;
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* StreamFeedback(
       grpc::CallbackServerContext* context) override;
   grpc::ServerUnaryReactor* SuggestComparison(grpc::CallbackServerContext* context,
-                                              const v1::SuggestComparisonRequest* request,
-                                              v1::SuggestComparisonResponse* response) override;
+                                              const grpc::ByteBuffer* request,
+                                              grpc::ByteBuffer* reply) override;
   grpc::ServerUnaryReactor* GetUser(grpc::CallbackServerContext* context,
-                                    const v1::GetUserRequest* request,
-                                    v1::UserProfile* response) override;
-  grpc::ServerWriteReactor<v1::ExportUserResponse>* ExportUser(
-      grpc::CallbackServerContext* context, const v1::ExportUserRequest* request) override;
+                                    const grpc::ByteBuffer* request,
+                                    grpc::ByteBuffer* reply) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* ExportUser(grpc::CallbackServerContext* context,
+                                                         const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* DeleteUser(grpc::CallbackServerContext* context,
-                                       const v1::DeleteUserRequest* request,
-                                       v1::DeleteUserResponse* response) override;
+                                       const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* reply) override;
   grpc::ServerUnaryReactor* GetServerInfo(grpc::CallbackServerContext* context,
-                                          const v1::GetServerInfoRequest* request,
-                                          v1::ServerInfo* response) override;
+                                          const grpc::ByteBuffer* request,
+                                          grpc::ByteBuffer* reply) override;
 
   // Validates and applies one event for a caller; the ack carries REJECTED + error for
   // invalid input. Blocks on storage: call from the WorkQueue.
@@ -81,6 +99,24 @@ class TailorService final : public tailor::v1::Tailor::CallbackService {
   }
 
  private:
+  // The typed handlers behind the raw methods; each finishes its call through `call`.
+  grpc::ServerUnaryReactor* Rank(const CallRecord& call, grpc::CallbackServerContext* context,
+                                 const v1::RankResponsesRequest* request,
+                                 v1::RankResponsesResponse* response);
+  grpc::ServerUnaryReactor* Submit(const CallRecord& call, grpc::CallbackServerContext* context,
+                                   const v1::SubmitFeedbackRequest* request,
+                                   v1::FeedbackAck* response);
+  grpc::ServerUnaryReactor* Suggest(const CallRecord& call, grpc::CallbackServerContext* context,
+                                    const v1::SuggestComparisonRequest* request,
+                                    v1::SuggestComparisonResponse* response);
+  grpc::ServerUnaryReactor* User(const CallRecord& call, grpc::CallbackServerContext* context,
+                                 const v1::GetUserRequest* request, v1::UserProfile* response);
+  grpc::ServerUnaryReactor* Delete(const CallRecord& call, grpc::CallbackServerContext* context,
+                                   const v1::DeleteUserRequest* request,
+                                   v1::DeleteUserResponse* response);
+  grpc::ServerUnaryReactor* Info(const CallRecord& call, grpc::CallbackServerContext* context,
+                                 const v1::GetServerInfoRequest* request, v1::ServerInfo* response);
+
   engine::PreferenceEngine& engine_;
   WorkQueue& queue_;
   Metrics& metrics_;
@@ -89,15 +125,19 @@ class TailorService final : public tailor::v1::Tailor::CallbackService {
   std::atomic<int> open_streams_{0};
 };
 
-class TailorAdminService final : public tailor::v1::TailorAdmin::CallbackService {
+class TailorAdminService final : public TailorAdminRawService {
  public:
   TailorAdminService(engine::PreferenceEngine& engine, WorkQueue& queue, Metrics& metrics,
                      const ServerConfig& config, const Authenticator* auth);
   grpc::ServerUnaryReactor* CreateCheckpoint(grpc::CallbackServerContext* context,
-                                             const v1::CreateCheckpointRequest* request,
-                                             v1::CreateCheckpointResponse* response) override;
+                                             const grpc::ByteBuffer* request,
+                                             grpc::ByteBuffer* reply) override;
 
  private:
+  grpc::ServerUnaryReactor* Checkpoint(const CallRecord& call, grpc::CallbackServerContext* context,
+                                       const v1::CreateCheckpointRequest* request,
+                                       v1::CreateCheckpointResponse* response);
+
   engine::PreferenceEngine& engine_;
   WorkQueue& queue_;
   Metrics& metrics_;

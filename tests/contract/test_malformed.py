@@ -1,0 +1,136 @@
+"""The contract under malformed input, from a client that sends raw bytes: messages that are not
+protobuf, or whose string fields are not UTF-8, get INVALID_ARGUMENT naming the field and the
+rule on every RPC (not UNIMPLEMENTED), change nothing stored, and a feedback stream answers such
+an event with a REJECTED ack in its place and goes on. Also: health probes that name a service."""
+import os
+import sys
+import unittest
+
+import grpc
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+sys.path.insert(0, os.path.join(ROOT, "client", "python"))
+sys.path.insert(0, os.path.join(ROOT, "client", "python", "tests"))
+from tailor_client import TailorClient, TailorError, tailor_pb2  # noqa: E402
+from test_client import TailordServer, expert  # noqa: E402
+
+NOT_PROTOBUF = b"\xff\xff\xff\xff"  # field 0 / an unterminated varint: not wire format
+UNARY = ["RankResponses", "SubmitFeedback", "SuggestComparison", "GetUser", "DeleteUser",
+         "GetServerInfo"]
+
+
+def field(message_type, name, payload):
+    """`payload` as the length-delimited field `name` of `message_type` (any bytes at all)."""
+    number = message_type.DESCRIPTOR.fields_by_name[name].number
+    return bytes([number << 3 | 2, len(payload)]) + payload
+
+
+class MalformedInputTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = TailordServer()
+        cls.target = f"127.0.0.1:{cls.server.port}"
+        cls.channel = grpc.insecure_channel(cls.target)
+        cls.client = TailorClient(cls.target)
+        cls.features = cls.client.server_info().schema.features
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.client.close()
+        cls.channel.close()
+        assert cls.server.stop() == 0
+
+    def unary(self, method, payload, service="tailor.v1.Tailor"):
+        call = self.channel.unary_unary(f"/{service}/{method}")  # bytes in, bytes out
+        return call(payload, timeout=10)
+
+    def assert_invalid(self, method, payload, message, service="tailor.v1.Tailor"):
+        with self.assertRaises(grpc.RpcError) as raised:
+            self.unary(method, payload, service)
+        self.assertEqual(raised.exception.code(), grpc.StatusCode.INVALID_ARGUMENT, method)
+        self.assertEqual(raised.exception.details(), message, method)
+
+    def event(self, event_id, user):
+        return tailor_pb2.FeedbackEvent(
+            event_id=event_id, user_id=user,
+            chosen=tailor_pb2.Candidate(**dict(zip(("id", "features"),
+                                                   expert("a", 0, self.features)))),
+            rejected=tailor_pb2.Candidate(**dict(zip(("id", "features"),
+                                                     expert("b", 1, self.features)))))
+
+    def test_bytes_that_are_not_protobuf_are_invalid_argument_on_every_rpc(self):
+        for method in UNARY:
+            request_type = getattr(tailor_pb2, {
+                "RankResponses": "RankResponsesRequest", "SubmitFeedback": "SubmitFeedbackRequest",
+                "SuggestComparison": "SuggestComparisonRequest", "GetUser": "GetUserRequest",
+                "DeleteUser": "DeleteUserRequest", "GetServerInfo": "GetServerInfoRequest"}[method])
+            self.assert_invalid(
+                method, NOT_PROTOBUF,
+                f"request: not a valid {request_type.DESCRIPTOR.full_name} (protobuf wire format)")
+        self.assert_invalid("CreateCheckpoint", NOT_PROTOBUF,
+                            "request: not a valid tailor.v1.CreateCheckpointRequest "
+                            "(protobuf wire format)", service="tailor.v1.TailorAdmin")
+        export = self.channel.unary_stream("/tailor.v1.Tailor/ExportUser")
+        with self.assertRaises(grpc.RpcError) as raised:
+            list(export(NOT_PROTOBUF, timeout=10))
+        self.assertEqual(raised.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("not a valid tailor.v1.ExportUserRequest", raised.exception.details())
+
+    def test_invalid_utf8_names_the_field(self):
+        # The issue's examples: GetUser with user_id ff fe, and a UTF-16 surrogate (ed a0 80).
+        self.assertEqual(field(tailor_pb2.GetUserRequest, "user_id", b"\xff\xfe"),
+                         b"\x0a\x02\xff\xfe")
+        for bad in (b"\xff\xfe", b"\xed\xa0\x80", b"\xc0\xaf", b"ok\xf4\x90\x80\x80"):
+            self.assert_invalid("GetUser", field(tailor_pb2.GetUserRequest, "user_id", bad),
+                                "user_id: must be valid UTF-8")
+        # Nested: the second candidate's id.
+        good = tailor_pb2.Candidate(id="a", features=[0.0] * len(self.features))
+        payload = (field(tailor_pb2.RankResponsesRequest, "user_id", b"u")
+                   + field(tailor_pb2.RankResponsesRequest, "candidates", good.SerializeToString())
+                   + field(tailor_pb2.RankResponsesRequest, "candidates",
+                           field(tailor_pb2.Candidate, "id", b"\xff")))
+        self.assert_invalid("RankResponses", payload, "candidates[1].id: must be valid UTF-8")
+
+    def test_unparsable_feedback_stores_nothing(self):
+        event = self.event("", "unary-user").SerializeToString()
+        event += field(tailor_pb2.FeedbackEvent, "event_id", b"\xff\xfe")
+        self.assert_invalid("SubmitFeedback",
+                            field(tailor_pb2.SubmitFeedbackRequest, "event", event),
+                            "event.event_id: must be valid UTF-8")
+        with self.assertRaises(TailorError) as raised:
+            self.client.get_user("unary-user")
+        self.assertEqual(raised.exception.code, grpc.StatusCode.NOT_FOUND)
+
+    def test_stream_answers_an_unparsable_event_and_goes_on(self):
+        user = "stream-user"
+        bad = self.event("", user).SerializeToString()
+        bad += field(tailor_pb2.FeedbackEvent, "event_id", b"\xff\xfe")
+        messages = [self.event("e1", user).SerializeToString(), bad, NOT_PROTOBUF,
+                    self.event("e3", user).SerializeToString()]
+        stream = self.channel.stream_stream("/tailor.v1.Tailor/StreamFeedback")
+        call = stream(iter(messages), timeout=10)
+        acks = [tailor_pb2.FeedbackAck.FromString(raw) for raw in call]
+        self.assertEqual(call.code(), grpc.StatusCode.OK)
+        applied, rejected = (tailor_pb2.FeedbackAck.OUTCOME_APPLIED,
+                             tailor_pb2.FeedbackAck.OUTCOME_REJECTED)
+        self.assertEqual([a.outcome for a in acks], [applied, rejected, rejected, applied])
+        self.assertEqual(acks[1].error,
+                         "event.event_id: must be valid UTF-8 (event 2 of this stream)")
+        self.assertEqual(acks[2].error, "event: not a valid tailor.v1.FeedbackEvent (protobuf "
+                         "wire format) (event 3 of this stream)")
+        self.assertEqual([a.event_id for a in acks], ["e1", "", "", "e3"])
+        self.assertEqual(self.client.get_user(user).feedback_count, 2)
+
+    def test_health_answers_for_the_server_and_for_each_service(self):
+        check = self.channel.unary_unary("/grpc.health.v1.Health/Check")
+        serving = b"\x08\x01"  # HealthCheckResponse{status: SERVING}
+        for service in (b"", b"tailor.v1.Tailor", b"tailor.v1.TailorAdmin"):
+            request = bytes([0x0a, len(service)]) + service if service else b""
+            self.assertEqual(check(request, timeout=10), serving, service)
+        with self.assertRaises(grpc.RpcError) as raised:
+            check(b"\x0a\x07unknown", timeout=10)
+        self.assertEqual(raised.exception.code(), grpc.StatusCode.NOT_FOUND)
+
+
+if __name__ == "__main__":
+    unittest.main()
