@@ -38,7 +38,7 @@ absl::Status ValidateCandidates(const google::protobuf::RepeatedPtrField<v1::Can
   return absl::OkStatus();
 }
 
-absl::Status ValidateFeedbackEvent(const v1::FeedbackEvent& event) {
+absl::Status ValidateFeedbackEvent(const v1::FeedbackEvent& event, absl::Time now) {
   for (absl::Status s :
        {ValidateId("event_id", event.event_id()), ValidateId("user_id", event.user_id()),
         ValidateId("prompt_id", event.prompt_id(), /*may_be_empty=*/true)}) {
@@ -53,6 +53,10 @@ absl::Status ValidateFeedbackEvent(const v1::FeedbackEvent& event) {
   }
   if (event.timestamp_micros() < 0) {
     return absl::InvalidArgumentError("timestamp_micros: must be >= 0");
+  }
+  if (absl::FromUnixMicros(event.timestamp_micros()) > now + kMaxFutureTimestamp) {
+    return absl::InvalidArgumentError(
+        "timestamp_micros: must not be more than 24 hours ahead of the server's clock");
   }
   return absl::OkStatus();
 }

@@ -6,6 +6,8 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "google/protobuf/repeated_field.h"
 #include "tailor/v1/tailor.pb.h"
 
@@ -19,7 +21,11 @@ absl::Status ValidateId(absl::string_view field, absl::string_view value,
 absl::Status ValidateCandidates(const google::protobuf::RepeatedPtrField<v1::Candidate>& list,
                                 int min_count, int max_count);
 
-absl::Status ValidateFeedbackEvent(const v1::FeedbackEvent& event);
+// How far ahead of the server's clock a feedback timestamp may be (clock skew).
+inline constexpr absl::Duration kMaxFutureTimestamp = absl::Hours(24);
+
+// `now`: the server's clock, for the timestamp's upper bound.
+absl::Status ValidateFeedbackEvent(const v1::FeedbackEvent& event, absl::Time now = absl::Now());
 
 }  // namespace tailor::server
 

@@ -579,6 +579,9 @@ grpc::ServerUnaryReactor* TailorService::Submit(const CallRecord& call,
                                                 v1::FeedbackAck* response) {
   absl::StatusOr<CallScope> scope = Admit(context);
   if (!scope.ok()) return Done(call, context, scope.status());
+  if (!request->has_event()) {
+    return Done(call, context, absl::InvalidArgumentError("event: is required"));
+  }
   return Deferred(queue_, call, context,
                   [this, request, response, scope = *std::move(scope)]() -> absl::Status {
                     if (absl::Status s = ApplyFeedback(scope, request->event(), *response); !s.ok())
@@ -681,9 +684,8 @@ grpc::ServerUnaryReactor* TailorService::Info(const CallRecord& call,
                                               grpc::CallbackServerContext* context,
                                               const v1::GetServerInfoRequest*,
                                               v1::ServerInfo* response) {
-  if (absl::StatusOr<CallScope> scope = Admit(context); !scope.ok()) {
-    return Done(call, context, scope.status());
-  }
+  absl::StatusOr<CallScope> scope = Admit(context);
+  if (!scope.ok()) return Done(call, context, scope.status());
   response->set_version(kTailorVersion);
   v1::Schema* schema = response->mutable_schema();
   for (const model::FeatureSpec& spec : engine_.schema().features()) {
@@ -699,9 +701,11 @@ grpc::ServerUnaryReactor* TailorService::Info(const CallRecord& call,
   limits->set_max_message_bytes(static_cast<uint32_t>(config_.max_message_bytes));
   limits->set_max_concurrent_streams(static_cast<uint32_t>(config_.max_concurrent_streams));
   const engine::EngineStats stats = engine_.Stats();
-  response->set_users(stats.users);
-  response->set_established_users(stats.established_users);
-  response->set_feedback_events(stats.feedback_events);
+  if (scope->admin) {  // server-wide counts: no tenant sees the size of another's data
+    response->set_users(stats.users);
+    response->set_established_users(stats.established_users);
+    response->set_feedback_events(stats.feedback_events);
+  }
   response->set_durability(engine_.store().sync_wal() ? "wal+fsync" : "wal");
   v1::Knowledge* knowledge = response->mutable_knowledge();
   knowledge->set_version(stats.knowledge_version);

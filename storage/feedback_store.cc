@@ -1,5 +1,9 @@
 #include "storage/feedback_store.h"
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <system_error>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -368,6 +372,27 @@ absl::Status FeedbackStore::WritePopulation(const records::PopulationSnapshot& s
 }
 
 absl::StatusOr<uint64_t> FeedbackStore::CreateCheckpoint(const std::string& directory) {
+  // What the caller can fix is said in their terms, before RocksDB (whose errors name its
+  // internal temporary directory) is asked.
+  namespace fs = std::filesystem;
+  const fs::path target(directory);
+  std::error_code error;
+  if (!target.is_absolute()) {
+    return absl::InvalidArgumentError("directory: must be an absolute path");
+  }
+  if (fs::symlink_status(target, error).type() != fs::file_type::not_found) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "directory: ", directory, " already exists; a checkpoint is written into a new directory"));
+  }
+  const fs::path parent = target.parent_path();
+  if (!fs::is_directory(parent, error)) {
+    return absl::InvalidArgumentError(absl::StrCat("directory: parent directory ", parent.string(),
+                                                   " does not exist on the server"));
+  }
+  if (::access(parent.c_str(), W_OK | X_OK) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("directory: parent directory ", parent.string(),
+                                                   " is not writable by the server"));
+  }
   rocksdb::Checkpoint* raw = nullptr;
   rocksdb::Status s = rocksdb::Checkpoint::Create(db_, &raw);
   if (!s.ok()) return FromRocks(s, "checkpoint");

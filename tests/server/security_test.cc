@@ -193,6 +193,15 @@ TEST_F(AuthTest, TenantsAreIsolated) {
   }
   EXPECT_TRUE(reader->Finish().ok());
   EXPECT_EQ(events, 1);
+  // Server-wide counts are for admin tokens: a tenant does not learn the others' sizes.
+  v1::ServerInfo info;
+  ASSERT_TRUE(stub_->GetServerInfo(Context(kGlobex).get(), {}, &info).ok());
+  EXPECT_EQ(info.users(), 0u);
+  EXPECT_EQ(info.feedback_events(), 0u);
+  EXPECT_EQ(info.schema().features_size(), 10);
+  ASSERT_TRUE(stub_->GetServerInfo(Context(kOps).get(), {}, &info).ok());
+  EXPECT_EQ(info.users(), 2u);
+  EXPECT_EQ(info.feedback_events(), 3u);
 }
 
 TEST_F(AuthTest, AdminCallsNeedAnAdminToken) {

@@ -1,8 +1,10 @@
 // Every tailor.v1 RPC against a real TailorServer on port 0 with a temp RocksDB directory.
 // (In-process: this binary links the server, so it uses raw stubs, not client/.)
+#include <limits>
 #include <random>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "grpcpp/client_context.h"
@@ -255,7 +257,17 @@ INSTANTIATE_TEST_SUITE_P(
                         "chosen.features[0]: must be finite"},
         BadFeedbackCase{"NegativeTimestamp",
                         [](v1::FeedbackEvent& e) { e.set_timestamp_micros(-1); },
-                        "timestamp_micros: must be >= 0"}),
+                        "timestamp_micros: must be >= 0"},
+        BadFeedbackCase{"Year9999Timestamp",
+                        [](v1::FeedbackEvent& e) { e.set_timestamp_micros(253402300799000000); },
+                        "timestamp_micros: must not be more than 24 hours ahead of the server's "
+                        "clock"},
+        BadFeedbackCase{"MaxTimestamp",
+                        [](v1::FeedbackEvent& e) {
+                          e.set_timestamp_micros(std::numeric_limits<int64_t>::max());
+                        },
+                        "timestamp_micros: must not be more than 24 hours ahead of the server's "
+                        "clock"}),
     [](const ::testing::TestParamInfo<BadFeedbackCase>& param) { return param.param.name; });
 
 TEST_F(TailorServiceTest, RankValidationTable) {
@@ -603,6 +615,15 @@ TEST_F(TailorServiceTest, SuggestReturnsTwoDistinctCandidatesAndTheirInformation
   EXPECT_LE(pair.expected_information_bits(), 1.0);
 }
 
+TEST_F(TailorServiceTest, SubmitFeedbackWithoutAnEventNamesTheEvent) {
+  grpc::ClientContext context;
+  v1::FeedbackAck ack;
+  const grpc::Status status = stub_->SubmitFeedback(&context, v1::SubmitFeedbackRequest(), &ack);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(status.error_message(), "event: is required");
+  EXPECT_EQ(StoredEvents(), 0u);
+}
+
 TEST_F(TailorServiceTest, CheckpointCanBeServedFrom) {
   v1::FeedbackAck ack;
   ASSERT_TRUE(Feedback(Event("c1", "u", Expert("a", 0), Expert("b", 1)), &ack).ok());
@@ -615,6 +636,16 @@ TEST_F(TailorServiceTest, CheckpointCanBeServedFrom) {
   request.set_directory("relative/dir");
   EXPECT_EQ(admin_->CreateCheckpoint(&relative_context, request, &response).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
+  // Into an existing directory, or one whose parent is missing: the caller's field and rule,
+  // never RocksDB's text or its temporary directory.
+  for (const std::string& directory : {dir_.Sub("backup"), dir_.Sub("no/such/parent")}) {
+    grpc::ClientContext bad_context;
+    request.set_directory(directory);
+    const grpc::Status status = admin_->CreateCheckpoint(&bad_context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << directory;
+    EXPECT_TRUE(absl::StartsWith(status.error_message(), "directory: ")) << status.error_message();
+    EXPECT_EQ(status.error_message().find(".tmp"), std::string::npos) << status.error_message();
+  }
 
   config_.data_dir = dir_.Sub("backup");
   Restart();

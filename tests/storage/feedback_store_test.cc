@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <map>
 #include <random>
 #include <sstream>
@@ -104,6 +105,34 @@ TEST(FeedbackStoreTest, CommitThenReadStateEventAndHistoryInOrder) {
   auto unknown = store->ReadState("nobody");
   ASSERT_TRUE(unknown.ok());
   EXPECT_FALSE(unknown->has_value());
+}
+
+TEST(FeedbackStoreTest, CheckpointIntoABadDirectorySaysWhatToFixAndWritesNothing) {
+  TempDir dir;
+  auto store = OpenStore(dir.Sub("db"));
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Commit(MakeCommit("u", 1)).ok());
+  struct Case {
+    std::string directory;
+    std::string message;
+  };
+  const std::string existing = dir.Sub("db");
+  const std::string orphan = dir.Sub("missing/ckpt");
+  for (const Case& c : std::vector<Case>{
+           {"relative/ckpt", "directory: must be an absolute path"},
+           {existing, "directory: " + existing +
+                          " already exists; a checkpoint is written into a new directory"},
+           {orphan, "directory: parent directory " + dir.Sub("missing") +
+                        " does not exist on the server"}}) {
+    absl::StatusOr<uint64_t> made = store->CreateCheckpoint(c.directory);
+    ASSERT_FALSE(made.ok()) << c.directory;
+    EXPECT_EQ(made.status().code(), absl::StatusCode::kInvalidArgument) << c.directory;
+    EXPECT_EQ(made.status().message(), c.message);
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir.Sub("missing")));
+  absl::StatusOr<uint64_t> made = store->CreateCheckpoint(dir.Sub("ckpt"));
+  ASSERT_TRUE(made.ok()) << made.status();
+  EXPECT_TRUE(std::filesystem::exists(dir.Sub("ckpt") + "/CURRENT"));
 }
 
 TEST(FeedbackStoreTest, UsersWithPrefixRelatedIdsStayApart) {
