@@ -23,6 +23,7 @@
 #include "client/tailor_client.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
+#include "proto/routing_header.h"
 #include "storage/raw_write_baseline.h"
 #include "tailor/bench/v1/echo.grpc.pb.h"
 #include "tailor/storage/v1/records.pb.h"
@@ -166,7 +167,7 @@ LoadResult Drive(const LoadOptions& load, std::vector<std::unique_ptr<Stub>>& st
         const tailor::v1::RankResponsesRequest& request = requests[index % requests.size()];
         auto* call = new Call;
         call->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-        call->context.AddMetadata("x-user-id", request.user_id());
+        call->context.AddMetadata(kRoutingHeader, EncodeRoutingHeader(request.user_id()));
         stubs[static_cast<size_t>(connection)]->async()->RankResponses(
             &call->context, &request, &call->response,
             [call, done = std::move(done)](grpc::Status status) {

@@ -9,6 +9,7 @@
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
+#include "proto/routing_header.h"
 
 namespace tailor::client {
 
@@ -57,7 +58,7 @@ absl::Status TailorClient::Call(const std::string& user_id, Attempt attempt, int
 
 void TailorClient::Decorate(grpc::ClientContext& context, const std::string& user_id) const {
   // Lets a consistent-hash router keep each user on one shard.
-  if (!user_id.empty()) context.AddMetadata("x-user-id", user_id);
+  if (!user_id.empty()) context.AddMetadata(kRoutingHeader, EncodeRoutingHeader(user_id));
   if (!options_.bearer_token.empty()) {
     context.AddMetadata("authorization", "Bearer " + options_.bearer_token);
   }

@@ -12,6 +12,7 @@
 #include "absl/time/clock.h"
 #include "grpcpp/support/proto_buffer_reader.h"
 #include "grpcpp/support/proto_buffer_writer.h"
+#include "proto/routing_header.h"
 #include "server/message_parsing.h"
 #include "server/request_validation.h"
 #include "server/version.h"
@@ -444,8 +445,12 @@ absl::StatusOr<CallScope> Admit(const grpc::CallbackServerContext* context,
     scope.tenant = grant->tenant;
     scope.admin = grant->admin;
   }
-  if (std::optional<absl::string_view> routed = Metadata(context, "x-user-id")) {
-    scope.routed_user = std::string(*routed);
+  if (std::optional<absl::string_view> routed = Metadata(context, kRoutingHeader)) {
+    scope.routed_user = DecodeRoutingHeader(*routed);
+    if (!scope.routed_user.has_value()) {
+      return absl::InvalidArgumentError(
+          "x-user-id: invalid percent-encoding (a '%' must be followed by two hex digits)");
+    }
   }
   scope.require_routed_user = config.require_user_header;
   return scope;

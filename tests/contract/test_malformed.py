@@ -134,3 +134,45 @@ class MalformedInputTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class RoutingHeaderTest(unittest.TestCase):
+    """User ids that are not printable ASCII, behind --require_user_header: the clients send
+    x-user-id percent-encoded and the server decodes it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = TailordServer(("--require_user_header",))
+        cls.target = f"127.0.0.1:{cls.server.port}"
+        cls.client = TailorClient(cls.target)
+        cls.channel = grpc.insecure_channel(cls.target)
+        cls.features = cls.client.server_info().schema.features
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.client.close()
+        cls.channel.close()
+        assert cls.server.stop() == 0
+
+    def test_any_utf8_user_id_can_be_served(self):
+        for user in ("café ☕", "用户 42", "100%", "tab\there", "plain"):
+            ack = self.client.feedback(f"{user}/1", user, expert("a", 0, self.features),
+                                       expert("b", 1, self.features))
+            self.assertEqual(ack.outcome, "applied", user)
+            self.assertEqual(self.client.get_user(user).feedback_count, 1, user)
+
+    def test_the_header_is_decoded_and_checked(self):
+        get_user = self.channel.unary_unary("/tailor.v1.Tailor/GetUser")
+        request = tailor_pb2.GetUserRequest(user_id="café").SerializeToString()
+        with self.assertRaises(grpc.RpcError) as raised:  # right user, unknown: NOT_FOUND
+            get_user(request, metadata=(("x-user-id", "caf%C3%A9"),), timeout=10)
+        self.assertEqual(raised.exception.code(), grpc.StatusCode.NOT_FOUND)
+        for header, message in (
+                ("caf%zz", "x-user-id: invalid percent-encoding (a '%' must be followed by two "
+                           "hex digits)"),
+                ("cafe", "x-user-id: metadata 'cafe' does not match user_id 'café'; a router "
+                         "hashing the header would split this user across shards")):
+            with self.assertRaises(grpc.RpcError) as raised:
+                get_user(request, metadata=(("x-user-id", header),), timeout=10)
+            self.assertEqual(raised.exception.code(), grpc.StatusCode.INVALID_ARGUMENT, header)
+            self.assertEqual(raised.exception.details(), message)

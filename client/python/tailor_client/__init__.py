@@ -28,6 +28,17 @@ Candidate = tuple[str, Sequence[float]]
 __all__ = ["TailorClient", "TailorError", "Ranked", "Ack", "Suggestion", "tailor_pb2"]
 
 
+ROUTING_HEADER = "x-user-id"
+
+
+def encode_routing_header(user_id: str) -> str:
+    """The x-user-id header for `user_id` (tailor.proto conventions): the id's UTF-8 bytes, with
+    every byte outside '!'..'~' and '%' itself percent-encoded as %XX. gRPC metadata is ASCII;
+    user ids are any UTF-8."""
+    return "".join(chr(b) if 0x21 <= b <= 0x7E and b != 0x25 else f"%{b:02X}"
+                   for b in user_id.encode("utf-8"))
+
+
 class TailorError(Exception):
     """A failed call: `code` is the grpc.StatusCode, `message` names the field and the rule."""
 
@@ -107,7 +118,7 @@ class TailorClient:
         self._auth = (("authorization", f"Bearer {token}"),) if token else ()
 
     def _metadata(self, user_id: str = "") -> tuple:
-        return ((("x-user-id", user_id),) if user_id else ()) + self._auth
+        return (((ROUTING_HEADER, encode_routing_header(user_id)),) if user_id else ()) + self._auth
 
     def close(self) -> None:
         self._channel.close()
