@@ -31,6 +31,8 @@ ABSL_FLAG(bool, sync, kDefaults.sync_wal,
 ABSL_FLAG(int64_t, block_cache_mb, kDefaults.block_cache_mb, "RocksDB block cache size, MiB");
 ABSL_FLAG(int32_t, max_candidates, kDefaults.max_candidates, "most candidates per request");
 ABSL_FLAG(int32_t, max_message_bytes, kDefaults.max_message_bytes, "largest gRPC message");
+ABSL_FLAG(int32_t, max_metadata_bytes, kDefaults.max_metadata_bytes,
+          "largest request metadata (all headers of one call)");
 ABSL_FLAG(int32_t, max_concurrent_streams, kDefaults.max_concurrent_streams,
           "most concurrent StreamFeedback streams");
 ABSL_FLAG(int32_t, stream_window_events, kDefaults.stream_window_events,
@@ -74,6 +76,7 @@ int main(int argc, char** argv) {
   config.block_cache_mb = absl::GetFlag(FLAGS_block_cache_mb);
   config.max_candidates = absl::GetFlag(FLAGS_max_candidates);
   config.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  config.max_metadata_bytes = absl::GetFlag(FLAGS_max_metadata_bytes);
   config.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
   config.stream_window_events = absl::GetFlag(FLAGS_stream_window_events);
   config.refresh_ms = absl::GetFlag(FLAGS_refresh_ms);

@@ -49,6 +49,7 @@ absl::Status ServerConfig::Validate() const {
            CheckRange("block_cache_mb", block_cache_mb, 8, 1 << 20),
            CheckRange("max_candidates", max_candidates, 2, 4096),
            CheckRange("max_message_bytes", max_message_bytes, 1 << 12, 256 << 20),
+           CheckRange("max_metadata_bytes", max_metadata_bytes, 1 << 10, 1 << 20),
            CheckRange("max_concurrent_streams", max_concurrent_streams, 1, 1 << 20),
            CheckRange("stream_window_events", stream_window_events, 1, 4096),
            CheckRange("refresh_ms", refresh_ms, 0, 86400000),

@@ -26,6 +26,8 @@ struct ServerConfig {
   // Request limits.
   int32_t max_candidates = 64;
   int32_t max_message_bytes = 4 << 20;
+  // Largest request metadata (all headers of a call); gRPC's own default.
+  int32_t max_metadata_bytes = 8 << 10;
   int32_t max_concurrent_streams = 1024;
   // Feedback events a stream may have read but not yet acknowledged (per-stream memory bound).
   int32_t stream_window_events = 32;

@@ -704,6 +704,7 @@ grpc::ServerUnaryReactor* TailorService::Info(const CallRecord& call,
   limits->set_max_candidates(static_cast<uint32_t>(config_.max_candidates));
   limits->set_max_id_bytes(kMaxIdBytes);
   limits->set_max_message_bytes(static_cast<uint32_t>(config_.max_message_bytes));
+  limits->set_max_metadata_bytes(static_cast<uint32_t>(config_.max_metadata_bytes));
   limits->set_max_concurrent_streams(static_cast<uint32_t>(config_.max_concurrent_streams));
   const engine::EngineStats stats = engine_.Stats();
   if (scope->admin) {  // server-wide counts: no tenant sees the size of another's data

@@ -176,3 +176,28 @@ class RoutingHeaderTest(unittest.TestCase):
                 get_user(request, metadata=(("x-user-id", header),), timeout=10)
             self.assertEqual(raised.exception.code(), grpc.StatusCode.INVALID_ARGUMENT, header)
             self.assertEqual(raised.exception.details(), message)
+
+
+class MetadataLimitTest(unittest.TestCase):
+    """Request headers over --max_metadata_bytes are RESOURCE_EXHAUSTED; the limit is shown in
+    GetServerInfo and can be raised."""
+
+    def headers_of(self, size, server_args=()):
+        server = TailordServer(server_args)
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+                info = channel.unary_unary("/tailor.v1.Tailor/GetServerInfo")
+                limit = tailor_pb2.ServerInfo.FromString(info(b"", timeout=10)).limits
+                try:
+                    info(b"", metadata=(("x-pad", "a" * size),), timeout=10)
+                    return limit.max_metadata_bytes, grpc.StatusCode.OK
+                except grpc.RpcError as e:
+                    return limit.max_metadata_bytes, e.code()
+        finally:
+            server.stop()
+
+    def test_default_limit_and_a_raised_one(self):
+        self.assertEqual(self.headers_of(4000), (8192, grpc.StatusCode.OK))
+        self.assertEqual(self.headers_of(16384), (8192, grpc.StatusCode.RESOURCE_EXHAUSTED))
+        self.assertEqual(self.headers_of(16384, ("--max_metadata_bytes=65536",)),
+                         (65536, grpc.StatusCode.OK))

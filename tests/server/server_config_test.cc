@@ -44,6 +44,8 @@ INSTANTIATE_TEST_SUITE_P(
                       "--block_cache_mb: must be in 8.."},
         BadConfigCase{"OneCandidate", [](ServerConfig& c) { c.max_candidates = 1; },
                       "--max_candidates: must be in 2..4096"},
+        BadConfigCase{"TinyMetadata", [](ServerConfig& c) { c.max_metadata_bytes = 100; },
+                      "--max_metadata_bytes: must be in 1024..1048576"},
         BadConfigCase{"TinyMessages", [](ServerConfig& c) { c.max_message_bytes = 100; },
                       "--max_message_bytes: must be in"},
         BadConfigCase{"NoStreams", [](ServerConfig& c) { c.max_concurrent_streams = 0; },
