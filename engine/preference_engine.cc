@@ -8,57 +8,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "engine/compact_posterior.h"
+#include "engine/user_state.h"
 
 namespace tailor::engine {
 namespace {
 
 namespace records = storage::records;
-constexpr uint32_t kStateFormatVersion = 1;
-
-records::UserState ToState(const model::Posterior& posterior, uint64_t count, int64_t first,
-                           int64_t last) {
-  records::UserState state;
-  state.set_format_version(kStateFormatVersion);
-  state.set_feedback_count(count);
-  for (double m : posterior.mean()) state.add_mean(m);
-  state.set_covariance_is_diagonal(posterior.covariance_is_diagonal());
-  if (posterior.covariance_is_diagonal()) {
-    for (double v : posterior.diagonal_covariance()) state.add_covariance(v);
-  } else {
-    const Eigen::MatrixXd& cov = posterior.full_covariance();
-    for (int i = 0; i < cov.rows(); ++i) {
-      for (int j = i; j < cov.cols(); ++j) state.add_covariance(cov(i, j));
-    }
-  }
-  state.set_first_feedback_micros(first);
-  state.set_last_feedback_micros(last);
-  return state;
-}
-
-// nullopt if the record does not describe a posterior of dimension d in this format.
-std::optional<model::Posterior> FromState(const records::UserState& state, int d) {
-  if (state.format_version() != kStateFormatVersion || state.mean_size() != d) {
-    return std::nullopt;
-  }
-  Eigen::VectorXd mean(d);
-  for (int i = 0; i < d; ++i) mean[i] = state.mean(i);
-  if (state.covariance_is_diagonal()) {
-    if (state.covariance_size() != d) return std::nullopt;
-    Eigen::VectorXd diag(d);
-    for (int i = 0; i < d; ++i) diag[i] = state.covariance(i);
-    return model::Posterior::FromParts(mean, {}, diag, true);
-  }
-  // Above kMaxFullCovarianceDimension posteriors are diagonal (model/posterior.h).
-  if (d > model::kMaxFullCovarianceDimension || state.covariance_size() != d * (d + 1) / 2) {
-    return std::nullopt;
-  }
-  Eigen::MatrixXd cov(d, d);
-  int k = 0;
-  for (int i = 0; i < d; ++i) {
-    for (int j = i; j < d; ++j) cov(i, j) = cov(j, i) = state.covariance(k++);
-  }
-  return model::Posterior::FromParts(mean, cov, {}, false);
-}
 
 int64_t NowMicros() { return absl::ToUnixMicros(absl::Now()); }
 

@@ -16,6 +16,7 @@ build_packages=(
 test_packages=(
   prometheus nginx-light openssl procps python3-yaml
   python3 python3-grpcio python3-protobuf python3-numpy
+  clang-14 libfuzzer-14-dev
 )
 runtime_packages=(
   libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 librocksdb7.8

@@ -2,7 +2,7 @@
 # The one test command: installs dependencies, checks formatting, builds, and runs every test
 # (ctest); then rebuilds with AddressSanitizer + UndefinedBehaviorSanitizer and runs them again
 # (all but the slow statistical ones), and runs the engine's concurrency test under
-# ThreadSanitizer.
+# ThreadSanitizer, and runs each fuzz target for 60 s (scripts/fuzz.sh).
 #   scripts/test.sh           everything (what CI runs)
 #   scripts/test.sh --quick   skip the sanitizer passes
 set -euo pipefail
@@ -30,5 +30,8 @@ if [ "${1:-}" != "--quick" ]; then
   cmake --build build-tsan -j "$jobs" --target engine_concurrency_test
   TSAN_OPTIONS="suppressions=$PWD/tests/tsan.supp halt_on_error=1" \
     build-tsan/bin/engine_concurrency_test
+
+  echo "== fuzz targets, 60 s each, clang-14 + libFuzzer + ASan + UBSan (build-fuzz/)"
+  scripts/fuzz.sh 60
 fi
 echo "== all tests passed"

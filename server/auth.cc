@@ -36,9 +36,17 @@ absl::StatusOr<std::shared_ptr<const Authenticator::Table>> Authenticator::Parse
     const std::string& path) {
   std::ifstream in(path);
   if (!in) return absl::InvalidArgumentError(absl::StrCat(path, ": cannot read the tokens file"));
+  std::stringstream text;
+  text << in.rdbuf();
+  return ParseText(text.str(), path);
+}
+
+absl::StatusOr<std::shared_ptr<const Authenticator::Table>> Authenticator::ParseText(
+    absl::string_view text, absl::string_view path) {
   auto table = std::make_shared<Table>();
-  std::string line;
-  for (int number = 1; std::getline(in, line); ++number) {
+  int number = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    ++number;
     absl::string_view content = line;
     if (const size_t hash = content.find('#'); hash != absl::string_view::npos) {
       content = content.substr(0, hash);

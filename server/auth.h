@@ -41,8 +41,12 @@ class Authenticator {
   absl::Status Reload();
   size_t tokens() const;
 
- private:
   using Table = absl::flat_hash_map<std::string, Grant>;  // token -> grant
+  // The tokens file's text; errors name `name` and the line.
+  static absl::StatusOr<std::shared_ptr<const Table>> ParseText(absl::string_view text,
+                                                                absl::string_view name);
+
+ private:
   explicit Authenticator(std::string path) : path_(std::move(path)) {}
   static absl::StatusOr<std::shared_ptr<const Table>> Parse(const std::string& path);
   std::shared_ptr<const Table> Current() const;

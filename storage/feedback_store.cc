@@ -310,8 +310,10 @@ absl::StatusOr<DeletedUser> FeedbackStore::DeleteUser(absl::string_view user_id)
 
   // Point deletes (not DeleteRange) so the caller learns exactly what was removed; the
   // caller holds the user's lock, so nothing is added to these ranges meanwhile.
-  for (auto [family, counter] : {std::pair{history(), &deleted.history_records},
-                                 std::pair{idempotency(), &deleted.idempotency_keys}}) {
+  for (const auto& range : {std::pair{history(), &deleted.history_records},
+                            std::pair{idempotency(), &deleted.idempotency_keys}}) {
+    rocksdb::ColumnFamilyHandle* family = range.first;
+    uint64_t* counter = range.second;
     absl::Status scan = ForEachInUserRange(family, user_id, nullptr,
                                            [&](const rocksdb::Slice& key, const rocksdb::Slice&) {
                                              batch.Delete(family, key);

@@ -1,0 +1,36 @@
+// Text files Tailor reads: the feature schema CSV (--schema), the tokens file
+// (--auth_tokens_file) and tailorctl's feedback CSV. Each either parses or is refused with a
+// reason; none may crash. The first byte picks the parser.
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "client/feedback_csv.h"
+#include "model/schema.h"
+#include "server/auth.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size == 0) return 0;
+  const std::string text(reinterpret_cast<const char*>(data) + 1, size - 1);
+  switch (data[0] % 3) {
+    case 0: {
+      auto schema = tailor::model::FeatureSchema::FromCsv(text);
+      if (!schema.ok() && schema.status().message().empty()) std::abort();
+      break;
+    }
+    case 1: {
+      auto tokens = tailor::server::Authenticator::ParseText(text, "tokens");
+      if (!tokens.ok() && tokens.status().message().empty()) std::abort();
+      break;
+    }
+    case 2: {
+      std::vector<tailor::v1::FeedbackEvent> events;
+      absl::Status parsed = tailor::client::ParseFeedbackCsv(text, "events.csv", events);
+      if (!parsed.ok() && parsed.message().empty()) std::abort();
+      break;
+    }
+  }
+  return 0;
+}
