@@ -29,6 +29,11 @@ ABSL_FLAG(std::string, schema, kDefaults.schema_path,
 ABSL_FLAG(bool, sync, kDefaults.sync_wal,
           "fsync the write-ahead log before acknowledging feedback (survives power loss)");
 ABSL_FLAG(int64_t, block_cache_mb, kDefaults.block_cache_mb, "RocksDB block cache size, MiB");
+ABSL_FLAG(int64_t, min_free_disk_mb, kDefaults.min_free_disk_mb,
+          "refuse feedback (RESOURCE_EXHAUSTED) while the data directory's disk has less free; "
+          "0 = no reserve");
+ABSL_FLAG(int64_t, memtable_mb, kDefaults.memtable_mb,
+          "RocksDB memtable budget over all column families, MiB");
 ABSL_FLAG(int32_t, max_candidates, kDefaults.max_candidates, "most candidates per request");
 ABSL_FLAG(int32_t, max_message_bytes, kDefaults.max_message_bytes, "largest gRPC message");
 ABSL_FLAG(int32_t, max_metadata_bytes, kDefaults.max_metadata_bytes,
@@ -74,6 +79,8 @@ int main(int argc, char** argv) {
   config.schema_path = absl::GetFlag(FLAGS_schema);
   config.sync_wal = absl::GetFlag(FLAGS_sync);
   config.block_cache_mb = absl::GetFlag(FLAGS_block_cache_mb);
+  config.memtable_mb = absl::GetFlag(FLAGS_memtable_mb);
+  config.min_free_disk_mb = absl::GetFlag(FLAGS_min_free_disk_mb);
   config.max_candidates = absl::GetFlag(FLAGS_max_candidates);
   config.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   config.max_metadata_bytes = absl::GetFlag(FLAGS_max_metadata_bytes);

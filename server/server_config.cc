@@ -47,6 +47,8 @@ absl::Status ServerConfig::Validate() const {
            data_dir.empty() ? absl::InvalidArgumentError("--data_dir: must not be empty")
                             : absl::OkStatus(),
            CheckRange("block_cache_mb", block_cache_mb, 8, 1 << 20),
+           CheckRange("memtable_mb", memtable_mb, 8, 1 << 16),
+           CheckRange("min_free_disk_mb", min_free_disk_mb, 0, 1 << 24),
            CheckRange("max_candidates", max_candidates, 2, 4096),
            CheckRange("max_message_bytes", max_message_bytes, 1 << 12, 256 << 20),
            CheckRange("max_metadata_bytes", max_metadata_bytes, 1 << 10, 1 << 20),

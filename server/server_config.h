@@ -23,6 +23,10 @@ struct ServerConfig {
   bool sync_wal = false;
   // RocksDB block cache.
   int64_t block_cache_mb = 128;
+  // Memtables over all column families (writes buffered before a flush to SST files).
+  int64_t memtable_mb = 128;
+  // Free space kept on the data directory's disk: feedback is refused below it.
+  int64_t min_free_disk_mb = 256;
   // Request limits.
   int32_t max_candidates = 64;
   int32_t max_message_bytes = 4 << 20;

@@ -111,6 +111,8 @@ absl::StatusOr<std::unique_ptr<TailorServer>> TailorServer::Start(const ServerCo
   store_options.path = config.data_dir;
   store_options.sync_wal = config.sync_wal;
   store_options.block_cache_bytes = static_cast<size_t>(config.block_cache_mb) << 20;
+  store_options.memtable_budget_bytes = static_cast<size_t>(config.memtable_mb) << 20;
+  store_options.min_free_bytes = static_cast<uint64_t>(config.min_free_disk_mb) << 20;
   absl::StatusOr<std::unique_ptr<storage::FeedbackStore>> store =
       storage::FeedbackStore::Open(store_options);
   if (!store.ok()) return store.status();

@@ -1,7 +1,9 @@
 #include "storage/feedback_store.h"
 
+#include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <system_error>
 #include <utility>
@@ -31,6 +33,8 @@ absl::Status FromRocks(const rocksdb::Status& s, absl::string_view context) {
   if (s.ok()) return absl::OkStatus();
   std::string message = absl::StrCat(context, ": ", s.ToString());
   if (s.IsNotFound()) return absl::NotFoundError(message);
+  if (s.IsNoSpace())
+    return absl::ResourceExhaustedError(absl::StrCat("storage: disk full: ", message));
   if (s.IsCorruption()) return absl::DataLossError(message);
   if (s.IsInvalidArgument()) return absl::InvalidArgumentError(message);
   if (s.IsBusy() || s.IsTryAgain()) return absl::UnavailableError(message);
@@ -209,7 +213,45 @@ absl::StatusOr<std::optional<records::IdempotencyRecord>> FeedbackStore::FindEve
   return parsed;
 }
 
+absl::Status FeedbackStore::CheckFreeSpace() {
+  if (options_.min_free_bytes == 0) return absl::OkStatus();
+  const int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  int64_t checked = free_checked_micros_.load(std::memory_order_relaxed);
+  if (now - checked >= 1'000'000 &&
+      free_checked_micros_.compare_exchange_strong(checked, now, std::memory_order_relaxed)) {
+    struct statvfs fs;
+    if (::statvfs(options_.path.c_str(), &fs) == 0) {
+      free_bytes_.store(static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize,
+                        std::memory_order_relaxed);
+    }
+  }
+  const uint64_t free_bytes = free_bytes_.load(std::memory_order_relaxed);
+  if (free_bytes >= options_.min_free_bytes) {
+    // A write that met a full disk left RocksDB refusing writes until it is resumed.
+    if (needs_resume_.load(std::memory_order_relaxed)) {
+      std::lock_guard<std::mutex> lock(resume_mu_);
+      if (needs_resume_.load(std::memory_order_relaxed)) {
+        // Busy: RocksDB's own recovery from the error is still running.
+        if (const rocksdb::Status resumed = db_->Resume(); !resumed.ok()) {
+          return absl::ResourceExhaustedError(absl::StrCat(
+              "storage: disk full: space is back, but RocksDB has not resumed writing yet (",
+              resumed.ToString(), "); retry shortly"));
+        }
+        needs_resume_.store(false, std::memory_order_relaxed);
+      }
+    }
+    return absl::OkStatus();
+  }
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "storage: disk full: ", free_bytes >> 20, " MiB free in ", options_.path, ", below the ",
+      options_.min_free_bytes >> 20,
+      " MiB reserve (--min_free_disk_mb); writes resume by themselves once space is freed"));
+}
+
 absl::Status FeedbackStore::Commit(std::span<const UserCommit> commits) {
+  if (absl::Status space = CheckFreeSpace(); !space.ok()) return space;
   rocksdb::WriteBatch batch;
   std::string buffer;
   for (const UserCommit& commit : commits) {
@@ -230,7 +272,9 @@ absl::Status FeedbackStore::Commit(std::span<const UserCommit> commits) {
 #if defined(__SANITIZE_THREAD__)
   std::lock_guard<std::mutex> serialize(tsan_write_mu_);
 #endif
-  return FromRocks(db_->Write(write, &batch), "commit");
+  const rocksdb::Status written = db_->Write(write, &batch);
+  if (written.IsNoSpace()) needs_resume_.store(true, std::memory_order_relaxed);
+  return FromRocks(written, "commit");
 }
 
 absl::Status FeedbackStore::ForEachInUserRange(
@@ -374,6 +418,7 @@ absl::Status FeedbackStore::WritePopulation(const records::PopulationSnapshot& s
 }
 
 absl::StatusOr<uint64_t> FeedbackStore::CreateCheckpoint(const std::string& directory) {
+  if (absl::Status space = CheckFreeSpace(); !space.ok()) return space;
   // What the caller can fix is said in their terms, before RocksDB (whose errors name its
   // internal temporary directory) is asked.
   namespace fs = std::filesystem;

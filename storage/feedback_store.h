@@ -46,6 +46,12 @@ struct StoreOptions {
   size_t block_cache_bytes = 128ull << 20;
   // Upper bound on memtable memory across all column families.
   size_t memtable_budget_bytes = 128ull << 20;
+  // Writes (commits, checkpoints) are refused with RESOURCE_EXHAUSTED while the data
+  // directory's file system has less than this free, and resume by themselves once it has
+  // more (checked at most once a second). RocksDB itself must never meet a full disk: the
+  // 7.8 release Debian ships aborts on an assertion when a WAL write fails for lack of space.
+  // 0 turns the check off.
+  uint64_t min_free_bytes = 256ull << 20;
 };
 
 // One applied feedback event: its history record and idempotency entry.
@@ -136,6 +142,8 @@ class FeedbackStore {
                 std::shared_ptr<rocksdb::Statistics> statistics);
 
   absl::Status CheckFormatVersion();
+  // RESOURCE_EXHAUSTED while the file system is below options_.min_free_bytes.
+  absl::Status CheckFreeSpace();
   // Visits the keys of `family` in the user's length-prefixed range, in order, at `snapshot`
   // (null = latest), until `visit` returns false.
   absl::Status ForEachInUserRange(
@@ -158,6 +166,12 @@ class FeedbackStore {
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   std::shared_ptr<rocksdb::Statistics> statistics_;
   std::atomic<uint64_t> corrupt_records_{0};
+  // The last free-space measurement and when it was taken (steady clock, microseconds).
+  std::atomic<uint64_t> free_bytes_{UINT64_MAX};
+  std::atomic<int64_t> free_checked_micros_{INT64_MIN / 2};  // "long ago", without overflow
+  // A write met a full disk anyway: RocksDB needs Resume() before it writes again.
+  std::atomic<bool> needs_resume_{false};
+  std::mutex resume_mu_;
 #if defined(__SANITIZE_THREAD__)
   // ThreadSanitizer builds only: Debian's RocksDB is not instrumented, and its write groups
   // (a leader thread writing other threads' batches) hand off through atomics TSan cannot

@@ -135,6 +135,23 @@ TEST(FeedbackStoreTest, CheckpointIntoABadDirectorySaysWhatToFixAndWritesNothing
   EXPECT_TRUE(std::filesystem::exists(dir.Sub("ckpt") + "/CURRENT"));
 }
 
+TEST(FeedbackStoreTest, BelowTheFreeSpaceReserveWritesAreRefusedAndNothingIsStored) {
+  TempDir dir;
+  StoreOptions options;
+  options.path = dir.Sub("db");
+  options.min_free_bytes = uint64_t{1} << 62;  // more than any disk has
+  auto store = FeedbackStore::Open(options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  const absl::Status committed = (*store)->Commit(MakeCommit("u", 1));
+  EXPECT_EQ(committed.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(committed.message()), ::testing::StartsWith("storage: disk full: "));
+  auto state = (*store)->ReadState("u");
+  ASSERT_TRUE(state.ok());
+  EXPECT_FALSE(state->has_value()) << "reads work, and nothing was written";
+  EXPECT_EQ((*store)->CreateCheckpoint(dir.Sub("ckpt")).status().code(),
+            absl::StatusCode::kResourceExhausted);
+}
+
 TEST(FeedbackStoreTest, UsersWithPrefixRelatedIdsStayApart) {
   TempDir dir;
   auto store = OpenStore(dir.Sub("db"));
