@@ -201,3 +201,29 @@ class MetadataLimitTest(unittest.TestCase):
         self.assertEqual(self.headers_of(16384), (8192, grpc.StatusCode.RESOURCE_EXHAUSTED))
         self.assertEqual(self.headers_of(16384, ("--max_metadata_bytes=65536",)),
                          (65536, grpc.StatusCode.OK))
+
+
+class StableProbabilitiesTest(unittest.TestCase):
+    """probability_best is exact: identical calls give identical answers, top_k does not change
+    them, and they lie in [0, 1] and sum to 1."""
+
+    def test_identical_calls_identical_answers(self):
+        server = TailordServer()
+        try:
+            with TailorClient(f"127.0.0.1:{server.port}") as client:
+                features = client.server_info().schema.features
+                for i in range(5):
+                    client.feedback(f"e{i}", "u", expert("a", 0, features), expert("b", 1, features))
+                candidates = [expert(f"k{k}", k, features, level=1.0 + 0.1 * k)
+                              for k in range(len(features))]
+                answers = {tuple((r.id, r.probability_best) for r in client.rank("u", candidates).ranked)
+                           for _ in range(20)}
+                self.assertEqual(len(answers), 1)
+                (answer,) = answers
+                probabilities = [p for _, p in answer]
+                self.assertTrue(all(0.0 <= p <= 1.0 for p in probabilities), probabilities)
+                self.assertAlmostEqual(sum(probabilities), 1.0, places=12)
+                top = client.rank("u", candidates, top_k=3).ranked
+                self.assertEqual([(r.id, r.probability_best) for r in top], list(answer[:3]))
+        finally:
+            server.stop()
