@@ -7,7 +7,8 @@ Traffic (four client threads, each its own channel): a ranker (RankResponses for
 never-seen users, 8 candidates), a feeder (StreamFeedback batches of 200 events across a
 growing population of users, each user with a stable taste), a reader (GetUser, ExportUser,
 SuggestComparison, GetServerInfo), and an operator (DeleteUser of a random user every second,
-a CreateCheckpoint every 60 s, removed again). The server refreshes its knowledge every 5 s.
+a CreateCheckpoint every 60 s, removed again). The server refreshes its knowledge every 5 s
+(--refresh_ms).
 Every 30 s it samples tailord's RSS and open file descriptors (/proc), the data directory's
 size, and the client-side latency of each call kind in that window. The report gives the
 samples and, over the second half of the run (after the population has grown in), the slope
@@ -33,10 +34,10 @@ from tailor.v1 import tailor_pb2_grpc  # noqa: E402  (on the path once tailor_cl
 import grpc  # noqa: E402
 
 
-def start_tailord(binary, data_dir):
+def start_tailord(binary, data_dir, refresh_ms, extra):
     proc = subprocess.Popen(
         [binary, f"--data_dir={data_dir}", "--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0",
-         "--refresh_ms=5000", "--shutdown_grace_ms=500"],
+         f"--refresh_ms={refresh_ms}", "--shutdown_grace_ms=500", *extra],
         stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -111,12 +112,15 @@ def main():
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--users", type=int, default=3000, help="population the feeder grows to")
     parser.add_argument("--tailord", default=os.path.join(ROOT, "build", "bin", "tailord"))
+    parser.add_argument("--refresh_ms", type=int, default=5000, help="tailord --refresh_ms")
+    parser.add_argument("--tailord_flags", default="",
+                        help="more tailord flags, space-separated (e.g. '--block_cache_mb=16')")
     parser.add_argument("--out", default="", help="also write the Markdown report here")
     args = parser.parse_args()
 
     work = tempfile.mkdtemp(prefix="tailor-soak-")
     data_dir = os.path.join(work, "db")
-    proc, port = start_tailord(args.tailord, data_dir)
+    proc, port = start_tailord(args.tailord, data_dir, args.refresh_ms, args.tailord_flags.split())
     target = f"127.0.0.1:{port}"
     features = TailorClient(target).server_info().schema.features
     d = len(features)
@@ -235,7 +239,9 @@ def main():
     shutil.rmtree(work, ignore_errors=True)
 
     kinds = sorted({k for s in samples for k in s["lat"]})
-    lines = [f"Soak: {args.minutes:g} min, population grown to {len(tastes)} users, "
+    lines = [f"Soak: {args.minutes:g} min, --refresh_ms={args.refresh_ms} {args.tailord_flags}, "
+             f"population grown to "
+             f"{len(tastes)} users, "
              f"tailord exit code {code}.", "",
              "| t (s) | RSS (MiB) | open fds | data dir (MiB) | " +
              " | ".join(f"{k} p50 / p99 (ms), calls" for k in kinds) + " |",

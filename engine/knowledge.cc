@@ -11,6 +11,11 @@ namespace tailor::engine {
 namespace {
 
 constexpr uint64_t kCalibrationSeed = 0x7a11;
+// Per calibration user, at most this many pairs are learned from (the trust levels stop at
+// 128) and predicted (the most recent): a refit's cost stays bounded as histories grow, and a
+// user with a long history weighs no more in the fit than one with 64 held-out pairs.
+constexpr size_t kMaxFeedbackPairs = 128;
+constexpr size_t kMaxHeldOutPairs = 64;
 
 // One user's history as a calibration user: the pairs of about half their prompts (in a
 // seeded order) to learn from, the other prompts' pairs to predict — predicting pairs over
@@ -50,6 +55,11 @@ absl::StatusOr<model::CalibrationUser> ReadCalibrationUser(const std::string& us
     const bool feedback =
         prompts.size() > 1 ? feedback_prompts.contains(pairs[i].first) : i * 2 < pairs.size();
     (feedback ? user.feedback : user.held_out).push_back(std::move(pairs[i].second));
+  }
+  if (user.feedback.size() > kMaxFeedbackPairs) user.feedback.resize(kMaxFeedbackPairs);
+  if (user.held_out.size() > kMaxHeldOutPairs) {
+    user.held_out.erase(user.held_out.begin(),
+                        user.held_out.end() - static_cast<long>(kMaxHeldOutPairs));
   }
   return user;
 }
