@@ -1,4 +1,5 @@
 """The Python client against a real tailord (started here on port 0 with a temp data dir)."""
+import collections
 import os
 import re
 import shutil
@@ -47,15 +48,22 @@ class TailordServer:
                 self.port, self.metrics_port = int(match.group(1)), int(match.group(2))
         if self.port is None:
             raise RuntimeError("tailord did not start")
-        # Keep reading the log, so a chatty server never blocks on a full pipe.
-        self.log_reader = threading.Thread(target=self.proc.stderr.read, daemon=True)
+        # Keep reading the log, so a chatty server never blocks on a full pipe; its tail is
+        # printed if the server exits with an error (a sanitizer report, a crash).
+        self.log = collections.deque(maxlen=200)
+        self.log_reader = threading.Thread(target=lambda: self.log.extend(self.proc.stderr),
+                                           daemon=True)
         self.log_reader.start()
 
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
         code = self.proc.wait(timeout=30)
         self.log_reader.join(timeout=5)
         self.proc.stderr.close()
+        if code != 0:
+            sys.stderr.write(f"tailord on port {self.port} exited with {code}; its log ends:\n"
+                             + "".join(self.log))
         if self.owned:
             shutil.rmtree(self.dir, ignore_errors=True)
         return code
