@@ -217,13 +217,20 @@ class FeedbackStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
 
  private:
   // On the work queue: applies the events read so far, then any that arrived meanwhile.
+  //
+  // This runs outside gRPC's reactions, so once `applying_` is cleared the stream may finish
+  // and be deleted by a reaction on another thread at any moment: whether this task finishes
+  // it is decided in the same critical section, and nothing of `this` is touched after that
+  // unless it did.
   void ApplyPending() {
+    std::optional<grpc::Status> finish;
     for (;;) {
       std::deque<grpc::ByteBuffer> batch;
       {
         absl::MutexLock lock(&mu_);
         if (pending_.empty() || failure_.has_value()) {
           applying_ = false;
+          finish = FinishLocked();
           break;
         }
         batch.swap(pending_);
@@ -262,7 +269,7 @@ class FeedbackStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
       }
       if (first != nullptr) StartWrite(first);
     }
-    MaybeFinish();
+    if (finish.has_value()) End(*finish);
   }
 
   bool CanReadLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -275,18 +282,31 @@ class FeedbackStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
 
   // Finishes once nothing is left to apply or write: after the client closed its side, or
   // after a failure (whose unapplied events are dropped unacked; the client sees the status).
+  // From reactions only (gRPC does not delete the reactor while one runs).
   void MaybeFinish() {
-    grpc::Status status;
+    std::optional<grpc::Status> finish;
     {
       absl::MutexLock lock(&mu_);
-      if (finished_ || applying_ || writing_) return;
-      if (failure_.has_value()) {
-        status = *failure_;
-      } else if (!reads_closed_ || !pending_.empty() || !acks_.empty()) {
-        return;
-      }
-      finished_ = true;
+      finish = FinishLocked();
     }
+    if (finish.has_value()) End(*finish);
+  }
+
+  // The status to finish with now, if the stream is done; the caller must then End() it.
+  std::optional<grpc::Status> FinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_ || applying_ || writing_) return std::nullopt;
+    grpc::Status status;
+    if (failure_.has_value()) {
+      status = *failure_;
+    } else if (!reads_closed_ || !pending_.empty() || !acks_.empty()) {
+      return std::nullopt;
+    }
+    finished_ = true;
+    return status;
+  }
+
+  // The last use of `this`: after Finish, OnDone may delete the stream.
+  void End(const grpc::Status& status) {
     // A read still outstanding after a failure completes (not ok) once the call is finished.
     service_.metrics().RecordRpc(Rpc::kStreamFeedback, status.error_code(), absl::Now() - start_);
     Finish(status);
