@@ -1,7 +1,6 @@
 #include "server/tailor_service.h"
 
 #include <deque>
-#include <filesystem>
 #include <memory>
 #include <optional>
 #include <utility>
@@ -130,16 +129,17 @@ grpc::ServerUnaryReactor* Deferred(WorkQueue& queue, const CallRecord& call,
 
 // A raw unary method: parses the request and hands it to the typed `handler`. A request that
 // cannot be parsed is refused INVALID_ARGUMENT, unless the caller is not admitted at all.
-template <typename Request, typename Response, typename Service, typename AdmitFn>
+template <typename Request, typename Response, typename Service>
 grpc::ServerUnaryReactor* Unary(
-    Service& service, Metrics& metrics, Rpc rpc, grpc::CallbackServerContext* context,
-    const grpc::ByteBuffer* request, grpc::ByteBuffer* reply, AdmitFn admit,
+    Service& service, Metrics& metrics, const Authenticator* auth, const ServerConfig& config,
+    Rpc rpc, grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* reply,
     grpc::ServerUnaryReactor* (Service::*handler)(const CallRecord&, grpc::CallbackServerContext*,
                                                   const Request*, Response*)) {
   auto messages = std::make_shared<std::pair<Request, Response>>();
   const CallRecord call{metrics, rpc, absl::Now(), &messages->second, reply, messages};
   if (absl::Status parsed = Parse(*request, messages->first); !parsed.ok()) {
-    absl::Status admitted = admit(context);
+    absl::Status admitted = Admit(context, auth, config).status();
     return Done(call, context, admitted.ok() ? parsed : admitted);
   }
   return (service.*handler)(call, context, &messages->first, &messages->second);
@@ -483,55 +483,43 @@ TailorService::TailorService(engine::PreferenceEngine& engine, WorkQueue& queue,
 grpc::ServerUnaryReactor* TailorService::RankResponses(grpc::CallbackServerContext* context,
                                                        const grpc::ByteBuffer* request,
                                                        grpc::ByteBuffer* reply) {
-  return Unary(
-      *this, metrics_, Rpc::kRankResponses, context, request, reply,
-      [this](const grpc::CallbackServerContext* c) { return Admit(c).status(); },
-      &TailorService::Rank);
+  return Unary(*this, metrics_, auth_, config_, Rpc::kRankResponses, context, request, reply,
+               &TailorService::Rank);
 }
 
 grpc::ServerUnaryReactor* TailorService::SubmitFeedback(grpc::CallbackServerContext* context,
                                                         const grpc::ByteBuffer* request,
                                                         grpc::ByteBuffer* reply) {
-  return Unary(
-      *this, metrics_, Rpc::kSubmitFeedback, context, request, reply,
-      [this](const grpc::CallbackServerContext* c) { return Admit(c).status(); },
-      &TailorService::Submit);
+  return Unary(*this, metrics_, auth_, config_, Rpc::kSubmitFeedback, context, request, reply,
+               &TailorService::Submit);
 }
 
 grpc::ServerUnaryReactor* TailorService::SuggestComparison(grpc::CallbackServerContext* context,
                                                            const grpc::ByteBuffer* request,
                                                            grpc::ByteBuffer* reply) {
-  return Unary(
-      *this, metrics_, Rpc::kSuggestComparison, context, request, reply,
-      [this](const grpc::CallbackServerContext* c) { return Admit(c).status(); },
-      &TailorService::Suggest);
+  return Unary(*this, metrics_, auth_, config_, Rpc::kSuggestComparison, context, request, reply,
+               &TailorService::Suggest);
 }
 
 grpc::ServerUnaryReactor* TailorService::GetUser(grpc::CallbackServerContext* context,
                                                  const grpc::ByteBuffer* request,
                                                  grpc::ByteBuffer* reply) {
-  return Unary(
-      *this, metrics_, Rpc::kGetUser, context, request, reply,
-      [this](const grpc::CallbackServerContext* c) { return Admit(c).status(); },
-      &TailorService::User);
+  return Unary(*this, metrics_, auth_, config_, Rpc::kGetUser, context, request, reply,
+               &TailorService::User);
 }
 
 grpc::ServerUnaryReactor* TailorService::DeleteUser(grpc::CallbackServerContext* context,
                                                     const grpc::ByteBuffer* request,
                                                     grpc::ByteBuffer* reply) {
-  return Unary(
-      *this, metrics_, Rpc::kDeleteUser, context, request, reply,
-      [this](const grpc::CallbackServerContext* c) { return Admit(c).status(); },
-      &TailorService::Delete);
+  return Unary(*this, metrics_, auth_, config_, Rpc::kDeleteUser, context, request, reply,
+               &TailorService::Delete);
 }
 
 grpc::ServerUnaryReactor* TailorService::GetServerInfo(grpc::CallbackServerContext* context,
                                                        const grpc::ByteBuffer* request,
                                                        grpc::ByteBuffer* reply) {
-  return Unary(
-      *this, metrics_, Rpc::kGetServerInfo, context, request, reply,
-      [this](const grpc::CallbackServerContext* c) { return Admit(c).status(); },
-      &TailorService::Info);
+  return Unary(*this, metrics_, auth_, config_, Rpc::kGetServerInfo, context, request, reply,
+               &TailorService::Info);
 }
 
 grpc::ServerUnaryReactor* TailorService::Rank(const CallRecord& call,
@@ -764,10 +752,8 @@ TailorAdminService::TailorAdminService(engine::PreferenceEngine& engine, WorkQue
 grpc::ServerUnaryReactor* TailorAdminService::CreateCheckpoint(grpc::CallbackServerContext* context,
                                                                const grpc::ByteBuffer* request,
                                                                grpc::ByteBuffer* reply) {
-  return Unary(
-      *this, metrics_, Rpc::kCreateCheckpoint, context, request, reply,
-      [this](const grpc::CallbackServerContext* c) { return Admit(c, auth_, config_).status(); },
-      &TailorAdminService::Checkpoint);
+  return Unary(*this, metrics_, auth_, config_, Rpc::kCreateCheckpoint, context, request, reply,
+               &TailorAdminService::Checkpoint);
 }
 
 grpc::ServerUnaryReactor* TailorAdminService::Checkpoint(const CallRecord& call,
@@ -779,10 +765,6 @@ grpc::ServerUnaryReactor* TailorAdminService::Checkpoint(const CallRecord& call,
   if (!scope->admin) {
     return Done(call, context,
                 absl::PermissionDeniedError("authorization: TailorAdmin needs an admin token"));
-  }
-  const std::filesystem::path directory(request->directory());
-  if (!directory.is_absolute()) {
-    return Done(call, context, absl::InvalidArgumentError("directory: must be an absolute path"));
   }
   return Deferred(queue_, call, context, [this, request, response]() -> absl::Status {
     absl::StatusOr<uint64_t> sequence = engine_.store().CreateCheckpoint(request->directory());

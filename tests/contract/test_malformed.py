@@ -25,10 +25,13 @@ def field(message_type, name, payload):
     return bytes([number << 3 | 2, len(payload)]) + payload
 
 
-class MalformedInputTest(unittest.TestCase):
+class LiveServerTest(unittest.TestCase):
+    """One tailord (started with SERVER_ARGS) for the class, a client and a raw channel."""
+    SERVER_ARGS = ()
+
     @classmethod
     def setUpClass(cls):
-        cls.server = TailordServer()
+        cls.server = TailordServer(cls.SERVER_ARGS)
         cls.target = f"127.0.0.1:{cls.server.port}"
         cls.channel = grpc.insecure_channel(cls.target)
         cls.client = TailorClient(cls.target)
@@ -39,6 +42,9 @@ class MalformedInputTest(unittest.TestCase):
         cls.client.close()
         cls.channel.close()
         assert cls.server.stop() == 0
+
+
+class MalformedInputTest(LiveServerTest):
 
     def unary(self, method, payload, service="tailor.v1.Tailor"):
         call = self.channel.unary_unary(f"/{service}/{method}")  # bytes in, bytes out
@@ -136,23 +142,10 @@ if __name__ == "__main__":
     unittest.main()
 
 
-class RoutingHeaderTest(unittest.TestCase):
+class RoutingHeaderTest(LiveServerTest):
     """User ids that are not printable ASCII, behind --require_user_header: the clients send
     x-user-id percent-encoded and the server decodes it."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.server = TailordServer(("--require_user_header",))
-        cls.target = f"127.0.0.1:{cls.server.port}"
-        cls.client = TailorClient(cls.target)
-        cls.channel = grpc.insecure_channel(cls.target)
-        cls.features = cls.client.server_info().schema.features
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.client.close()
-        cls.channel.close()
-        assert cls.server.stop() == 0
+    SERVER_ARGS = ("--require_user_header",)
 
     def test_any_utf8_user_id_can_be_served(self):
         for user in ("café ☕", "用户 42", "100%", "tab\there", "plain"):
