@@ -13,7 +13,6 @@
 #include <thread>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -24,6 +23,7 @@
 #include "bench/tailord_process.h"
 #include "client/feedback_csv.h"
 #include "client/tailor_client.h"
+#include "model/stable_hash.h"
 
 namespace tailor::bench {
 namespace {
@@ -44,7 +44,7 @@ void SplitByPrompt(LoggedUser& user, uint64_t seed) {
   std::vector<std::string> prompts;
   for (const auto& [prompt, count] : counts) prompts.push_back(prompt);
   std::sort(prompts.begin(), prompts.end(), [&](const std::string& a, const std::string& b) {
-    return absl::HashOf(seed, user.id, a) < absl::HashOf(seed, user.id, b);
+    return model::StableHash({user.id, a}, seed) < model::StableHash({user.id, b}, seed);
   });
   absl::flat_hash_map<std::string, bool> in_pool;
   int pooled = 0;
@@ -303,7 +303,7 @@ absl::StatusOr<ReplayReport> RunReplayBenchmark(const ReplayOptions& options) {
           UserScore tailor_score, own_score, population_score;
           for (const v1::FeedbackEvent* e : user.held_out) {
             // Which side comes first is a seeded coin flip, so calibration sees both outcomes.
-            const bool first_is_chosen = absl::HashOf(options.seed, e->event_id()) % 2 == 0;
+            const bool first_is_chosen = model::StableHash({e->event_id()}, options.seed) % 2 == 0;
             const v1::Candidate& first = first_is_chosen ? e->chosen() : e->rejected();
             const v1::Candidate& second = first_is_chosen ? e->rejected() : e->chosen();
             for (auto [client, user_id, score, pooled] :

@@ -5,7 +5,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
-#include "absl/hash/hash.h"
+#include "model/stable_hash.h"
 
 namespace tailor::engine {
 namespace {
@@ -42,7 +42,8 @@ absl::StatusOr<model::CalibrationUser> ReadCalibrationUser(const std::string& us
   std::vector<std::string> prompts;
   for (const auto& [prompt, count] : counts) prompts.push_back(prompt);
   std::sort(prompts.begin(), prompts.end(), [&](const std::string& a, const std::string& b) {
-    return absl::HashOf(kCalibrationSeed, user_id, a) < absl::HashOf(kCalibrationSeed, user_id, b);
+    return model::StableHash({user_id, a}, kCalibrationSeed) <
+           model::StableHash({user_id, b}, kCalibrationSeed);
   });
   absl::flat_hash_set<std::string> feedback_prompts;
   int pooled = 0;
@@ -108,8 +109,8 @@ std::shared_ptr<Knowledge> BuildKnowledge(const std::vector<EstablishedUser>& us
     std::vector<size_t> order(users.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
     std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-      return absl::HashOf(kCalibrationSeed, users[a].id) <
-             absl::HashOf(kCalibrationSeed, users[b].id);
+      return model::StableHash({users[a].id}, kCalibrationSeed) <
+             model::StableHash({users[b].id}, kCalibrationSeed);
     });
     // At most half the users are held out, so the calibration population stays well fitted.
     const size_t held = std::min(static_cast<size_t>(options.calibration_users), users.size() / 2);

@@ -9,6 +9,7 @@
 #include "absl/time/clock.h"
 #include "engine/compact_posterior.h"
 #include "engine/user_state.h"
+#include "model/stable_hash.h"
 
 namespace tailor::engine {
 namespace {
@@ -399,7 +400,7 @@ model::Belief PreferenceEngine::BeliefFor(const UserEntry* entry, const Knowledg
     if (for_suggestion && have_neighbours) {
       // With nothing known, the best question is the one the population disagrees on most.
       model::NeighbourOptions options{knowledge.trust.neighbour_temperature, 256};
-      belief.neighbours = MixNeighbours(knowledge, {}, -1, options, absl::HashOf(user_id));
+      belief.neighbours = MixNeighbours(knowledge, {}, -1, options, model::StableHash({user_id}));
       belief.reference = &reference;
       belief.personal_weight = 0;
     }
@@ -451,8 +452,8 @@ std::shared_ptr<const PreferenceEngine::Blend> PreferenceEngine::BlendFor(
     model::NeighbourOptions options{knowledge.trust.neighbour_temperature,
                                     options_.neighbour_top_k};
     // Seeded by the user and their evidence, so the same state always ranks the same way.
-    blend->neighbours =
-        MixNeighbours(knowledge, entry.recent, row, options, absl::HashOf(user_id, entry.count));
+    blend->neighbours = MixNeighbours(knowledge, entry.recent, row, options,
+                                      model::StableHash({user_id}, entry.count));
     // Posterior probability of the own-posterior model against "like one of the neighbours".
     const double own_evidence = model::LaplaceLogEvidence(
         blend->personal, entry.recent, knowledge.prior, knowledge.prior_information);

@@ -12,19 +12,10 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "model/stable_hash.h"
 
 namespace tailor::model {
 namespace {
-
-// FNV-1a: tiny, stable across platforms and releases (unlike std::hash or absl::Hash).
-uint64_t Fnv1a(absl::string_view text) {
-  uint64_t hash = 1469598103934665603ULL;
-  for (unsigned char c : text) {
-    hash ^= c;
-    hash *= 1099511628211ULL;
-  }
-  return hash;
-}
 
 int FindColumn(const std::vector<std::string>& header, absl::string_view name) {
   for (size_t i = 0; i < header.size(); ++i) {
