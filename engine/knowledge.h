@@ -39,6 +39,9 @@ struct Knowledge {
   std::shared_ptr<const std::vector<char>> removed;
   int removed_count = 0;
   uint64_t version = 0;
+  // The version at which `reference` was built: copies that only mark removals keep it, so
+  // neighbour tracks over the reference set stay valid across them.
+  uint64_t reference_version = 0;
 };
 
 struct KnowledgeOptions {

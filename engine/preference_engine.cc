@@ -34,12 +34,26 @@ struct PreferenceEngine::UserEntry {
 // What serving one user needs from one entry under one knowledge version, computed on first
 // use: the posterior re-expressed under the served prior and, for a cold user, the neighbour
 // mixture and the posterior's share in the blend.
+// A cold user's blend also keeps the neighbour track it was mixed from, so the user's next
+// entry extends it by one pair instead of weighing every pair again.
 struct PreferenceEngine::Blend {
   uint64_t entry_serial = 0;
   uint64_t knowledge_version = 0;
   model::Posterior personal;
   std::optional<model::NeighbourMixture> neighbours;
   double personal_weight = 1;
+  std::shared_ptr<const model::NeighbourTrack> track;
+  uint64_t track_reference_version = 0;  // Knowledge::reference_version the track weighs
+
+  size_t Bytes() const {
+    const auto d = static_cast<size_t>(personal.dimension());
+    size_t bytes = sizeof(Blend) + (d * d + d) * sizeof(double);
+    if (neighbours.has_value()) {
+      bytes += d * sizeof(double) + neighbours->top.capacity() * sizeof(neighbours->top[0]);
+    }
+    if (track != nullptr) bytes += track->bytes();
+    return bytes;
+  }
 };
 
 storage::records::SchemaRecord ToRecord(const model::FeatureSchema& schema) {
@@ -285,6 +299,7 @@ void PreferenceEngine::Refresh(bool quick) {
     knowledge->removed = std::move(removed);
     deleted_during_refresh_.clear();
     knowledge->version = knowledge_->version + 1;
+    knowledge->reference_version = knowledge->version;
     knowledge_ = knowledge;
   }
   // The live safety net compares the new candidates from here on.
@@ -433,27 +448,32 @@ model::Belief PreferenceEngine::BeliefFor(const UserEntry* entry, const Knowledg
 std::shared_ptr<const PreferenceEngine::Blend> PreferenceEngine::BlendFor(
     const UserEntry& entry, const Knowledge& knowledge, absl::string_view user_id) {
   Stripe& stripe = StripeFor(user_id);
+  // The cached blend: this one if it is for this entry and knowledge, else the user's last
+  // one, whose neighbour track this entry may carry forward.
+  std::shared_ptr<const Blend> previous;
   if (options_.blend_cache_users > 0) {
     MutexLock lock(&stripe.map_mu);
     auto it = stripe.blends.find(user_id);
-    if (it != stripe.blends.end() && it->second->entry_serial == entry.serial &&
-        it->second->knowledge_version == knowledge.version) {
-      return it->second;
+    if (it != stripe.blends.end()) {
+      if (it->second->entry_serial == entry.serial &&
+          it->second->knowledge_version == knowledge.version) {
+        return it->second;
+      }
+      previous = it->second;
     }
   }
   auto blend = std::make_shared<Blend>(Blend{
       entry.serial, knowledge.version,
       model::Reprior(entry.posterior.Unpack(), base_information_, knowledge.prior_information),
-      std::nullopt, 1.0});
+      std::nullopt, 1.0, nullptr, knowledge.reference_version});
   const bool cold = entry.count < static_cast<uint64_t>(options_.handover_pairs);
   if (knowledge.reference->size() > 0 && cold && !entry.recent.empty()) {
-    auto found = knowledge.rows->find(user_id);
-    const int row = found == knowledge.rows->end() ? -1 : found->second;
+    blend->track = TrackFor(entry, knowledge, user_id, previous.get());
     model::NeighbourOptions options{knowledge.trust.neighbour_temperature,
                                     options_.neighbour_top_k};
-    // Seeded by the user and their evidence, so the same state always ranks the same way.
-    blend->neighbours = MixNeighbours(knowledge, entry.recent, row, options,
-                                      model::StableHash({user_id}, entry.count));
+    options.removed = knowledge.removed.get();
+    options.removed_count = knowledge.removed_count;
+    blend->neighbours = blend->track->Mixture(*knowledge.reference, options);
     // Posterior probability of the own-posterior model against "like one of the neighbours".
     const double own_evidence = model::LaplaceLogEvidence(
         blend->personal, entry.recent, knowledge.prior, knowledge.prior_information);
@@ -462,16 +482,56 @@ std::shared_ptr<const PreferenceEngine::Blend> PreferenceEngine::BlendFor(
   }
   if (options_.blend_cache_users > 0) {
     const size_t capacity = static_cast<size_t>(std::max(1, options_.blend_cache_users / kStripes));
+    const size_t byte_budget = options_.blend_cache_bytes / kStripes;
+    const size_t bytes = blend->Bytes();
     MutexLock lock(&stripe.map_mu);
     auto it = stripe.blends.find(user_id);
     if (it != stripe.blends.end()) {
-      it->second = blend;
-    } else {
-      if (stripe.blends.size() >= capacity) stripe.blends.erase(stripe.blends.begin());
+      stripe.blend_bytes -= it->second->Bytes();
+      stripe.blends.erase(it);
+    }
+    // Room by count and by bytes (any other user's blend may go; a blend larger than the
+    // stripe's whole share is not kept).
+    while (!stripe.blends.empty() &&
+           (stripe.blends.size() >= capacity || stripe.blend_bytes + bytes > byte_budget)) {
+      auto victim = stripe.blends.begin();
+      stripe.blend_bytes -= victim->second->Bytes();
+      stripe.blends.erase(victim);
+    }
+    if (bytes <= byte_budget) {
+      stripe.blend_bytes += bytes;
       stripe.blends.emplace(std::string(user_id), blend);
     }
   }
   return blend;
+}
+
+std::shared_ptr<const model::NeighbourTrack> PreferenceEngine::TrackFor(const UserEntry& entry,
+                                                                        const Knowledge& knowledge,
+                                                                        absl::string_view user_id,
+                                                                        const Blend* previous) {
+  const int pairs = static_cast<int>(entry.recent.size());
+  if (previous != nullptr && previous->track != nullptr &&
+      previous->track_reference_version == knowledge.reference_version) {
+    const model::NeighbourTrack& track = *previous->track;
+    if (track.pairs() == pairs) return previous->track;  // only removals changed since
+    if (track.ExtendsTo(pairs)) {
+      auto next = std::make_shared<model::NeighbourTrack>(track);
+      next->Add(entry.recent.back(), *knowledge.reference);
+      return next;
+    }
+  }
+  auto found = knowledge.rows->find(user_id);
+  const int row = found == knowledge.rows->end() ? -1 : found->second;
+  model::NeighbourOptions options{knowledge.trust.neighbour_temperature, options_.neighbour_top_k};
+  options.removed = knowledge.removed.get();
+  options.removed_count = knowledge.removed_count;
+  // Seeded by the user and the pairs the rows are chosen for, so the same pairs always give
+  // the same track, carried forward or started again.
+  return std::make_shared<model::NeighbourTrack>(model::NeighbourTrack::Start(
+      entry.recent, *knowledge.reference, knowledge.index.get(), row, options,
+      model::StableHash({user_id},
+                        static_cast<uint64_t>(model::NeighbourTrack::RowsChosenAt(pairs)))));
 }
 
 absl::StatusOr<RankResult> PreferenceEngine::Rank(absl::string_view user_id,
@@ -647,7 +707,10 @@ absl::StatusOr<storage::DeletedUser> PreferenceEngine::DeleteUser(absl::string_v
       removed = std::move(it->second);
       stripe.users.erase(it);
     }
-    stripe.blends.erase(user_id);
+    if (auto blend = stripe.blends.find(user_id); blend != stripe.blends.end()) {
+      stripe.blend_bytes -= blend->second->Bytes();
+      stripe.blends.erase(blend);
+    }
   }
   if (removed != nullptr) {
     users_.fetch_sub(1);

@@ -30,6 +30,7 @@
 #include "engine/mutex.h"
 #include "model/belief.h"
 #include "model/neighbour_index.h"
+#include "model/neighbour_track.h"
 #include "model/population.h"
 #include "model/posterior.h"
 #include "model/schema.h"
@@ -75,8 +76,12 @@ struct EngineOptions {
   // Users whose serving belief is kept between calls: the posterior under the current
   // served prior and, for cold users, the neighbour blend (both change only with the
   // user's feedback or a refresh, and are the costly part of ranking). Each takes about
-  // (d² + d) doubles, plus up to ~4 KB of top neighbours for a cold user; 0 disables it.
+  // (d² + d) doubles; a cold user's also holds up to ~4 KB of top neighbours and the
+  // neighbour track that the user's next pair extends (model/neighbour_track.h: 4 bytes per
+  // reference user when they are weighed exactly, 8 per weighed row through the index).
+  // Bounded by count and by bytes; 0 users disables it.
   int blend_cache_users = 16384;
+  size_t blend_cache_bytes = size_t{64} << 20;
   // Background refresh of the population prior and reference set; 0 = only on demand.
   absl::Duration refresh_period = absl::Seconds(30);
 };
@@ -205,6 +210,7 @@ class PreferenceEngine {
         ABSL_GUARDED_BY(map_mu);
     // Neighbour blends of the stripe's cold users (bounded; see blend_cache_users).
     absl::flat_hash_map<std::string, std::shared_ptr<const Blend>> blends ABSL_GUARDED_BY(map_mu);
+    size_t blend_bytes ABSL_GUARDED_BY(map_mu) = 0;  // Blend::Bytes() of `blends`
   };
   static constexpr int kStripes = 256;
 
@@ -235,6 +241,12 @@ class PreferenceEngine {
   // they were computed for this very entry and knowledge version.
   std::shared_ptr<const Blend> BlendFor(const UserEntry& entry, const Knowledge& knowledge,
                                         absl::string_view user_id);
+  // A cold entry's neighbour track: `previous` (the user's last cached blend) carried
+  // forward when it weighs the same reference set, else started from the entry's pairs.
+  std::shared_ptr<const model::NeighbourTrack> TrackFor(const UserEntry& entry,
+                                                        const Knowledge& knowledge,
+                                                        absl::string_view user_id,
+                                                        const Blend* previous);
   void RefreshLoop();
   // One refresh; `quick` caps the reference set at exact_scan_max_users (no index build).
   void Refresh(bool quick);

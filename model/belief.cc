@@ -8,15 +8,10 @@
 namespace tailor::model {
 namespace {
 
-// sum_i log sigmoid(margins(r, i)) for every row r, as whole-array operations that Eigen
-// vectorises: log sigmoid(x) = min(x, 0) - log(1 + exp(-|x|)). This is most of an exact
-// neighbour scan's cost, so it runs in single precision (four lanes where doubles get two):
-// each term's relative error stays near 1e-7, far below what decides a neighbour's weight.
-// (log(1 + e) rather than log1p(e): e is in (0, 1], so the absolute error stays below 2^-23.)
+// sum_i log sigmoid(margins(r, i)) for every row r. This is most of an exact neighbour scan's
+// cost, so it runs in single precision (see LogSigmoid).
 Eigen::VectorXd LogSigmoidRowSums(const Eigen::MatrixXd& margins) {
-  const Eigen::ArrayXXf x = margins.cast<float>().array();
-  const Eigen::ArrayXXf terms = x.min(0.0f) - ((-x.abs()).exp() + 1.0f).log();
-  return terms.rowwise().sum().cast<double>();
+  return LogSigmoid(margins.cast<float>().array()).rowwise().sum().cast<double>();
 }
 
 double BinaryEntropyBits(double p) {
@@ -108,8 +103,7 @@ NeighbourMixture MixNeighbours(std::span<const Eigen::VectorXd> diffs,
           .setConstant(std::log(each));
     }
   }
-  const auto m = static_cast<Eigen::Index>(rows.size());
-  if (m == 0) return mixture;
+  if (rows.empty()) return mixture;
   Eigen::MatrixXd gathered;
   if (candidates != nullptr) gathered = reference.weights(rows, Eigen::all);
   const Eigen::MatrixXd& vectors = candidates == nullptr ? reference.weights : gathered;
@@ -120,24 +114,52 @@ NeighbourMixture MixNeighbours(std::span<const Eigen::VectorXd> diffs,
     for (size_t i = 0; i < diffs.size(); ++i) x.col(static_cast<Eigen::Index>(i)) = diffs[i];
     log_weight += options.temperature * LogSigmoidRowSums(vectors * x);  // rows x pairs
   }
+  if (candidates == nullptr) rows.clear();  // position = row
+  return MixtureOfLogWeights(log_weight, rows, reference, counted, options.top_k);
+}
+
+Eigen::ArrayXXf LogSigmoid(const Eigen::ArrayXXf& x) {
+  return x.min(0.0f) - ((-x.abs()).exp() + 1.0f).log();
+}
+
+NeighbourMixture MixtureOfLogWeights(const Eigen::VectorXd& log_weight, std::span<const int> rows,
+                                     const ReferenceSet& reference, int counted, int top_k) {
+  NeighbourMixture mixture;
+  mixture.mean = Eigen::VectorXd::Zero(reference.weights.cols());
+  const Eigen::Index m = log_weight.size();
+  if (m == 0) return mixture;
   const double top = log_weight.maxCoeff();
+  if (!std::isfinite(top)) return mixture;  // no row counts
   Eigen::VectorXd weight = (log_weight.array() - top).exp();
   const double total = weight.sum();
-  if (!(total > 0)) return mixture;
   weight /= total;
   mixture.log_evidence = top + std::log(total) - std::log(std::max(1, counted));
-  mixture.mean = vectors.transpose() * weight;
+  const auto row_of = [&](Eigen::Index i) {
+    return rows.empty() ? static_cast<int>(i) : rows[static_cast<size_t>(i)];
+  };
+  if (rows.empty()) {
+    mixture.mean = reference.weights.transpose() * weight;
+  } else {
+    for (Eigen::Index i = 0; i < m; ++i) {
+      if (weight[i] > 0) mixture.mean += weight[i] * reference.weights.row(row_of(i)).transpose();
+    }
+  }
 
+  // The heaviest top_k: selected in linear time, then sorted (ties by position, so the order
+  // is deterministic).
   std::vector<Eigen::Index> order(static_cast<size_t>(m));
   std::iota(order.begin(), order.end(), 0);
-  const auto k = std::min<Eigen::Index>(options.top_k, m);
-  std::partial_sort(order.begin(), order.begin() + k, order.end(),
-                    [&](Eigen::Index a, Eigen::Index b) { return weight[a] > weight[b]; });
+  const auto heavier = [&](Eigen::Index a, Eigen::Index b) {
+    return weight[a] > weight[b] || (weight[a] == weight[b] && a < b);
+  };
+  const auto k = std::min<Eigen::Index>(top_k, m);
+  std::nth_element(order.begin(), order.begin() + k - 1, order.end(), heavier);
+  std::sort(order.begin(), order.begin() + k, heavier);
   double kept = 0;
   for (Eigen::Index i = 0; i < k; ++i) kept += weight[order[static_cast<size_t>(i)]];
   for (Eigen::Index i = 0; i < k; ++i) {
     const Eigen::Index r = order[static_cast<size_t>(i)];
-    if (weight[r] > 0) mixture.top.emplace_back(rows[static_cast<size_t>(r)], weight[r] / kept);
+    if (weight[r] > 0) mixture.top.emplace_back(row_of(r), weight[r] / kept);
   }
   return mixture;
 }

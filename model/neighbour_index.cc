@@ -132,13 +132,18 @@ CandidateRows NeighbourIndex::Candidates(const Eigen::VectorXd& centre, int excl
   return Split(Sample(exclude_row, mix, rng), centre, exclude_row, mix, with_near);
 }
 
-NeighbourMixture NeighbourIndex::Mix(std::span<const Eigen::VectorXd> diffs, int exclude_row,
+CandidateRows NeighbourIndex::Choose(std::span<const Eigen::VectorXd> diffs, int exclude_row,
                                      const NeighbourOptions& options, std::mt19937_64& rng) const {
   const std::vector<int> sample = Sample(exclude_row, options, rng);
   CandidateRows rows = Split(sample, centre_, exclude_row, options, /*with_near=*/false);
+  if (diffs.empty()) return rows;  // the likelihood is flat: the sample is the estimate
   const NeighbourMixture rough = MixNeighbours(diffs, reference_, exclude_row, options, &rows);
-  if (diffs.empty()) return rough;  // the likelihood is flat: the sample is the estimate
-  rows = Split(sample, rough.mean, exclude_row, options, /*with_near=*/true);
+  return Split(sample, rough.mean, exclude_row, options, /*with_near=*/true);
+}
+
+NeighbourMixture NeighbourIndex::Mix(std::span<const Eigen::VectorXd> diffs, int exclude_row,
+                                     const NeighbourOptions& options, std::mt19937_64& rng) const {
+  const CandidateRows rows = Choose(diffs, exclude_row, options, rng);
   return MixNeighbours(diffs, reference_, exclude_row, options, &rows);
 }
 

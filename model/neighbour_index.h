@@ -52,6 +52,11 @@ class NeighbourIndex {
   NeighbourMixture Mix(std::span<const Eigen::VectorXd> diffs, int exclude_row,
                        const NeighbourOptions& options, std::mt19937_64& rng) const;
 
+  // The rows Mix weighs for these pairs: the uniform sample, then the `near` users closest to
+  // the sample's weighted mean, and the sample's draws outside them. Thread-safe.
+  CandidateRows Choose(std::span<const Eigen::VectorXd> diffs, int exclude_row,
+                       const NeighbourOptions& options, std::mt19937_64& rng) const;
+
   // The rows Mix weighs, given the point to search around (unwhitened). Without `with_near`
   // only the uniform sample is drawn. (No removed rows.)
   CandidateRows Candidates(const Eigen::VectorXd& centre, int exclude_row, bool with_near,

@@ -63,6 +63,9 @@ ABSL_FLAG(bool, require_user_header, false,
 ABSL_FLAG(int32_t, belief_cache_users, kDefaults.belief_cache_users,
           "users whose serving belief (posterior under the current prior, neighbour blend) is "
           "cached between calls; 0 disables");
+ABSL_FLAG(int32_t, belief_cache_mb, kDefaults.belief_cache_mb,
+          "memory the belief cache may hold, MiB (most of it cold users' neighbour tracks, which "
+          "let a cold user's next pair cost one pass over the reference users)");
 ABSL_FLAG(int32_t, shutdown_grace_ms, kDefaults.shutdown_grace_ms,
           "on SIGTERM, how long in-flight RPCs may run before being cancelled");
 
@@ -91,6 +94,7 @@ int main(int argc, char** argv) {
   config.max_reference_users = absl::GetFlag(FLAGS_max_reference_users);
   config.exact_scan_max_users = absl::GetFlag(FLAGS_exact_scan_max_users);
   config.belief_cache_users = absl::GetFlag(FLAGS_belief_cache_users);
+  config.belief_cache_mb = absl::GetFlag(FLAGS_belief_cache_mb);
   config.shutdown_grace_ms = absl::GetFlag(FLAGS_shutdown_grace_ms);
   config.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
   config.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);

@@ -58,6 +58,7 @@ absl::Status ServerConfig::Validate() const {
            CheckRange("max_reference_users", max_reference_users, 0, 100000000),
            CheckRange("exact_scan_max_users", exact_scan_max_users, 0, 100000000),
            CheckRange("belief_cache_users", belief_cache_users, 0, 100000000),
+           CheckRange("belief_cache_mb", belief_cache_mb, 1, 1 << 20),
            CheckRange("shutdown_grace_ms", shutdown_grace_ms, 0, 600000),
        }) {
     if (!s.ok()) return s;

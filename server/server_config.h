@@ -46,6 +46,8 @@ struct ServerConfig {
   int32_t exact_scan_max_users = 5000;
   // Users whose serving belief (re-priored posterior, neighbour blend) is cached.
   int32_t belief_cache_users = 16384;
+  // ... and the most memory they may hold (cold users' neighbour tracks are most of it).
+  int32_t belief_cache_mb = 64;
   // How long SIGTERM waits for in-flight RPCs before cancelling them.
   int32_t shutdown_grace_ms = 5000;
 

@@ -48,6 +48,7 @@ engine::EngineOptions EngineOptionsFor(const ServerConfig& config) {
   options.max_reference_users = config.max_reference_users;
   options.exact_scan_max_users = config.exact_scan_max_users;
   options.blend_cache_users = config.belief_cache_users;
+  options.blend_cache_bytes = static_cast<size_t>(config.belief_cache_mb) << 20;
   return options;
 }
 }  // namespace

@@ -15,6 +15,7 @@
 #include "bench/synthetic_catalogue.h"
 #include "gtest/gtest.h"
 #include "model/belief.h"
+#include "model/neighbour_track.h"
 
 namespace tailor::model {
 namespace {
@@ -182,6 +183,119 @@ TEST_F(NeighbourIndexTest, RemovedRowsNeverWeighIn) {
     for (const auto& [row, weight] : m->top) EXPECT_EQ(removed[static_cast<size_t>(row)], 0);
   }
   EXPECT_GT((exact.mean - before.mean).norm(), 1e-6);
+}
+
+// A cold user's neighbour track, extended pair by pair, weighs the same rows as the mixture
+// it stands for. Exact: the whole reference set, so it matches MixNeighbours up to the
+// single-precision sums. Through the index: identical to Mix right after its rows are chosen
+// (same seed), and between choices it still ranks like the exact scan.
+TEST_F(NeighbourIndexTest, TrackFollowsTheMixturePairByPair) {
+  const NeighbourOptions options{0.7, 256};
+  std::mt19937_64 rng(77);
+  double worst_exact = 0, worst_index = 0;
+  int agree = 0, total = 0;
+  for (int u = 0; u < 20; ++u) {
+    const User user = MakeUser(40, rng);
+    const std::span<const Eigen::VectorXd> all(user.diffs);
+    const uint64_t seed = 900 + static_cast<uint64_t>(u);
+    NeighbourTrack exact = NeighbourTrack::Start({}, *reference_, nullptr, -1, options, 0);
+    NeighbourTrack indexed =
+        NeighbourTrack::Start(all.first(1), *reference_, index_, -1, options, seed + 1);
+    for (int k = 1; k <= 40; ++k) {
+      exact.Add(user.diffs[static_cast<size_t>(k - 1)], *reference_);
+      if (k > 1) {
+        if (indexed.ExtendsTo(k)) {
+          indexed.Add(user.diffs[static_cast<size_t>(k - 1)], *reference_);
+        } else {
+          ASSERT_EQ(NeighbourTrack::RowsChosenAt(k), k);  // only at powers of two
+          indexed = NeighbourTrack::Start(all.first(static_cast<size_t>(k)), *reference_, index_,
+                                          -1, options, seed + static_cast<uint64_t>(k));
+          std::mt19937_64 same(seed + static_cast<uint64_t>(k));
+          const NeighbourMixture mixed =
+              index_->Mix(all.first(static_cast<size_t>(k)), -1, options, same);
+          const NeighbourMixture tracked = indexed.Mixture(*reference_, options);
+          EXPECT_LT((tracked.mean - mixed.mean).norm(), 1e-4 * mixed.mean.norm()) << "k=" << k;
+          EXPECT_NEAR(tracked.log_evidence, mixed.log_evidence, 1e-3) << "k=" << k;
+        }
+      }
+      const NeighbourMixture scan =
+          MixNeighbours(all.first(static_cast<size_t>(k)), *reference_, -1, options);
+      const NeighbourMixture tracked = exact.Mixture(*reference_, options);
+      worst_exact = std::max(worst_exact, (tracked.mean - scan.mean).norm() / scan.mean.norm());
+      EXPECT_NEAR(tracked.log_evidence, scan.log_evidence, 1e-3) << "k=" << k;
+      EXPECT_EQ(tracked.top.front().first, scan.top.front().first) << "k=" << k;
+      const NeighbourMixture approx = indexed.Mixture(*reference_, options);
+      worst_index = std::max(worst_index, (approx.mean - scan.mean).norm() / scan.mean.norm());
+      for (int e = 0; e < 10; ++e) {
+        const int prompt = std::uniform_int_distribution<int>(0, 599)(rng);
+        agree += Favourite(approx.mean, prompt) == Favourite(scan.mean, prompt);
+        ++total;
+      }
+    }
+  }
+  std::printf(
+      "track: worst relative error of the mean, exact %.2g, index %.3f; index agrees "
+      "with the scan on %.3f of favourites\n",
+      worst_exact, worst_index, 1.0 * agree / total);
+  EXPECT_LT(worst_exact, 1e-4);
+  EXPECT_GE(1.0 * agree / total, 0.95);
+}
+
+// Started from a user's pairs or extended pair by pair from the same pairs: the same track,
+// bit for bit, so a cached track and a recomputed one rank alike.
+TEST_F(NeighbourIndexTest, ExtendedTrackEqualsStartedTrack) {
+  const NeighbourOptions options{1.0, 64};
+  std::mt19937_64 rng(78);
+  const User user = MakeUser(23, rng);
+  const std::span<const Eigen::VectorXd> all(user.diffs);
+  for (const NeighbourIndex* index :
+       {static_cast<const NeighbourIndex*>(nullptr), static_cast<const NeighbourIndex*>(index_)}) {
+    const auto seed = [](int pairs) {
+      return 5 + static_cast<uint64_t>(NeighbourTrack::RowsChosenAt(pairs));
+    };
+    NeighbourTrack extended =
+        NeighbourTrack::Start(all.first(1), *reference_, index, 3, options, seed(1));
+    for (int k = 2; k <= 23; ++k) {
+      if (extended.ExtendsTo(k)) {
+        extended.Add(user.diffs[static_cast<size_t>(k - 1)], *reference_);
+      } else {
+        extended = NeighbourTrack::Start(all.first(static_cast<size_t>(k)), *reference_, index, 3,
+                                         options, seed(k));
+      }
+    }
+    const NeighbourTrack started =
+        NeighbourTrack::Start(all, *reference_, index, 3, options, seed(23));
+    const NeighbourMixture a = extended.Mixture(*reference_, options);
+    const NeighbourMixture b = started.Mixture(*reference_, options);
+    EXPECT_EQ(a.log_evidence, b.log_evidence);
+    EXPECT_EQ(a.mean, b.mean);
+    EXPECT_EQ(a.top, b.top);
+    for (const auto& [row, weight] : a.top) EXPECT_NE(row, 3);  // the user themself
+    EXPECT_EQ(started.pairs(), 23);
+    EXPECT_GT(started.bytes(), 0u);
+  }
+}
+
+// Rows deleted after the track was started stop weighing in when it is mixed.
+TEST_F(NeighbourIndexTest, TrackLeavesOutRowsRemovedLater) {
+  std::mt19937_64 rng(79);
+  const User user = MakeUser(12, rng);
+  NeighbourOptions options{1.0, 256};
+  for (const NeighbourIndex* index :
+       {static_cast<const NeighbourIndex*>(nullptr), static_cast<const NeighbourIndex*>(index_)}) {
+    const NeighbourTrack track =
+        NeighbourTrack::Start(user.diffs, *reference_, index, -1, options, 1);
+    const NeighbourMixture before = track.Mixture(*reference_, options);
+    std::vector<char> removed(static_cast<size_t>(kReferenceUsers), 0);
+    for (const auto& [row, weight] : before.top) removed[static_cast<size_t>(row)] = 1;
+    NeighbourOptions without = options;
+    without.removed = &removed;
+    without.removed_count = static_cast<int>(before.top.size());
+    const NeighbourMixture after = track.Mixture(*reference_, without);
+    ASSERT_FALSE(after.top.empty());
+    for (const auto& [row, weight] : after.top) EXPECT_EQ(removed[static_cast<size_t>(row)], 0);
+    EXPECT_GT((after.mean - before.mean).norm(), 1e-6);
+  }
 }
 
 // When the near set and the sample together cover the whole set, the estimate is the exact
