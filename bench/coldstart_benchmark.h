@@ -34,6 +34,9 @@ struct ColdStartRow {
   int index_queries = 0;
   double exact_p50_us = 0, exact_p99_us = 0;
   double index_p50_us = 0, index_p99_us = 0;
+  // A live cold user's k-th pair: their neighbour track (model/neighbour_track.h) extended by
+  // it (choosing its near rows again when k is a power of two from 4 on) and mixed.
+  double next_pair_p50_us = 0, next_pair_p99_us = 0;
   // On the users both were run for: share of prompts where both pick the same response, and
   // each one's top-1 against the user's true favourite.
   double agreement = 0;

@@ -60,8 +60,15 @@ ABSL_FLAG(int32_t, connections, 4, "load: gRPC connections");
 ABSL_FLAG(int32_t, concurrency, 64, "load: calls in flight");
 ABSL_FLAG(double, duration_s, 5, "load: measured seconds per run");
 ABSL_FLAG(double, warmup_s, 1, "load: warm-up seconds per run");
-ABSL_FLAG(int32_t, load_users, 2000, "load: warm users (each streams --pairs events first)");
-ABSL_FLAG(int32_t, pairs, 20, "load: feedback events per warm user");
+ABSL_FLAG(int32_t, established_users, 100000,
+          "load: users streamed in first with 16 pairs each (established, in the reference set)");
+ABSL_FLAG(int32_t, veteran_users, 2000,
+          "load: users streamed in first with 128 pairs each (past the neighbour hand-over)");
+ABSL_FLAG(int32_t, class_users, 4000, "load: users in each measured ingestion class");
+ABSL_FLAG(int32_t, class_pairs, 8, "load: events per user in a measured ingestion class");
+ABSL_FLAG(bool, pinned, true,
+          "load: also measure serving with the generator and the server on different CPUs");
+ABSL_FLAG(std::string, echo_listen, "127.0.0.1:0", "echo-server: address to serve on");
 ABSL_FLAG(int32_t, streams, 32, "load: concurrent feedback streams during ingestion");
 ABSL_FLAG(bool, sync_ingest, true, "load: also measure ingestion with tailord --sync");
 ABSL_FLAG(std::vector<std::string>, dims, std::vector<std::string>({"10", "64", "256", "1024"}),
@@ -90,9 +97,12 @@ commands:
               held-out accuracy/top-1/reward vs population, own-posterior and oracle baselines
   memory      heap bytes per user held by the engine (established and cold users), from the
               growth between --users/2 and --users users loaded at startup)
-  load        RankResponses (8 candidates, d = 10, warm users) through a live tailord vs an
-              echo server with the same messages, closed and open loop; StreamFeedback
-              ingestion (default and --sync) vs raw RocksDB WriteBatches of the same bytes
+  load        on a realistic population (--established_users with 16 pairs, --veteran_users
+              past the hand-over): StreamFeedback ingestion per class of user (new, inside
+              the hand-over, past it, mixed; default and --sync) vs raw RocksDB WriteBatches
+              of the same bytes; RankResponses (8 candidates) vs an echo server with the same
+              messages, closed and open loop, unpinned and pinned
+  echo-server the echo baseline on --echo_listen, until killed (load runs it)
   dims        engine-only RankResponses latency (8 candidates) for warm and cold users at
               each of --dims features, with 2,000 established users
   coldstart   a cold user's neighbour lookup with --populations established users: exact scan
@@ -163,14 +173,20 @@ int Load(const char* argv0) {
   options.load.concurrency = absl::GetFlag(FLAGS_concurrency);
   options.load.duration = absl::Seconds(absl::GetFlag(FLAGS_duration_s));
   options.load.warmup = absl::Seconds(absl::GetFlag(FLAGS_warmup_s));
-  options.users = absl::GetFlag(FLAGS_load_users);
-  options.pairs = absl::GetFlag(FLAGS_pairs);
+  options.bench_binary = std::filesystem::read_symlink("/proc/self/exe").string();
+  options.established_users = absl::GetFlag(FLAGS_established_users);
+  options.veteran_users = absl::GetFlag(FLAGS_veteran_users);
+  options.class_users = absl::GetFlag(FLAGS_class_users);
+  options.class_pairs = absl::GetFlag(FLAGS_class_pairs);
   options.ingest_streams = absl::GetFlag(FLAGS_streams);
   options.include_sync = absl::GetFlag(FLAGS_sync_ingest);
+  options.pinned = absl::GetFlag(FLAGS_pinned);
   options.seed = absl::GetFlag(FLAGS_seed);
-  if (options.load.connections < 1 || options.load.concurrency < 1 || options.users < 1 ||
-      options.pairs < 1 || options.ingest_streams < 1) {
-    std::fprintf(stderr, "tailor-bench: load: counts must be at least 1\n");
+  if (options.load.connections < 1 || options.load.concurrency < 1 ||
+      options.established_users < 1 || options.veteran_users < 1 || options.class_users < 3 ||
+      options.class_pairs < 1 || options.ingest_streams < 1) {
+    std::fprintf(stderr,
+                 "tailor-bench: load: counts must be at least 1 (--class_users at least 3)\n");
     return 2;
   }
   auto report = tailor::bench::RunLoadBenchmark(options);
@@ -361,6 +377,9 @@ int main(int argc, char** argv) {
   if (command == "memory") return Memory();
   if (command == "coldstart") return ColdStart();
   if (command == "load") return Load(argv[0]);
+  if (command == "echo-server") {
+    return tailor::bench::RunEchoServerProcess(absl::GetFlag(FLAGS_echo_listen));
+  }
   if (command == "dims") return Dims();
   if (command == "replay") return Replay(argv[0]);
   std::fprintf(stderr, "%s\n", kUsage);

@@ -29,9 +29,12 @@ int64_t NowMs() {
 
 }  // namespace
 
-TailordProcess::TailordProcess(const std::string& binary, std::vector<std::string> args) {
-  if (!HasFlag(args, "listen")) args.push_back("--listen=127.0.0.1:0");
-  if (!HasFlag(args, "metrics_listen")) args.push_back("--metrics_listen=127.0.0.1:0");
+TailordProcess::TailordProcess(const std::string& binary, std::vector<std::string> args,
+                               bool listen_flags) {
+  if (listen_flags && !HasFlag(args, "listen")) args.push_back("--listen=127.0.0.1:0");
+  if (listen_flags && !HasFlag(args, "metrics_listen")) {
+    args.push_back("--metrics_listen=127.0.0.1:0");
+  }
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) std::abort();
   pid_ = ::fork();

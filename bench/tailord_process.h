@@ -13,8 +13,11 @@ namespace tailor::bench {
 
 class TailordProcess {
  public:
-  // Starts `binary` with `args` (plus --listen/--metrics_listen on 127.0.0.1:0 unless given).
-  TailordProcess(const std::string& binary, std::vector<std::string> args);
+  // Starts `binary` with `args` (plus --listen/--metrics_listen on 127.0.0.1:0 unless given, or
+  // unless `listen_flags` is false: then `args` say where to listen). Any server that logs
+  // tailord's startup line ("serving grpc_port=N metrics_port=M") can be run this way.
+  TailordProcess(const std::string& binary, std::vector<std::string> args,
+                 bool listen_flags = true);
   ~TailordProcess();  // SIGKILLs the child if it still runs
 
   // Waits until the server logs that it is serving; false if it exited or timed out.
@@ -23,6 +26,7 @@ class TailordProcess {
   std::optional<int> WaitForExit(int timeout_ms = 30000);
   void Signal(int signal_number);
 
+  pid_t pid() const { return pid_; }
   int grpc_port() const { return grpc_port_; }
   int metrics_port() const { return metrics_port_; }
   std::string target() const { return "127.0.0.1:" + std::to_string(grpc_port_); }

@@ -349,22 +349,6 @@ absl::StatusOr<Eigen::MatrixXd> PreferenceEngine::Normalize(
   return z;
 }
 
-// The exact scan over a small reference set; the index's estimate over a large one.
-model::NeighbourMixture PreferenceEngine::MixNeighbours(const Knowledge& knowledge,
-                                                        std::span<const Eigen::VectorXd> diffs,
-                                                        int exclude_row,
-                                                        const model::NeighbourOptions& options,
-                                                        uint64_t seed) {
-  model::NeighbourOptions mix = options;
-  mix.removed = knowledge.removed.get();
-  mix.removed_count = knowledge.removed_count;
-  if (knowledge.index == nullptr) {
-    return model::MixNeighbours(diffs, *knowledge.reference, exclude_row, mix);
-  }
-  std::mt19937_64 rng(seed);
-  return knowledge.index->Mix(diffs, exclude_row, mix, rng);
-}
-
 int PreferenceEngine::GuardLevel(uint64_t pairs) const {
   int level = 0;
   for (int at : knowledge_options_.trust_fit.level_pairs)
@@ -402,8 +386,16 @@ model::SourceWeights PreferenceEngine::ServedWeights(const model::Trust& trust,
   return served;
 }
 
+model::NeighbourOptions PreferenceEngine::NeighbourOptionsFor(const Knowledge& knowledge,
+                                                              int top_k) {
+  model::NeighbourOptions options{knowledge.trust.neighbour_temperature, top_k};
+  options.removed = knowledge.removed.get();
+  options.removed_count = knowledge.removed_count;
+  return options;
+}
+
 model::Belief PreferenceEngine::BeliefFor(const UserEntry* entry, const Knowledge& knowledge,
-                                          absl::string_view user_id, bool for_suggestion) {
+                                          absl::string_view user_id, BeliefUse use) {
   const model::ReferenceSet& reference = *knowledge.reference;
   const bool have_neighbours = reference.size() > 0;
   const uint64_t pairs = entry == nullptr ? 0 : entry->count;
@@ -412,10 +404,12 @@ model::Belief PreferenceEngine::BeliefFor(const UserEntry* entry, const Knowledg
     belief.population_mean = knowledge.population.mean;
     belief.weights = ServedWeights(knowledge.trust, 0);
     belief.source = model::KnowledgeSource::kPopulation;
-    if (for_suggestion && have_neighbours) {
+    if (use == BeliefUse::kSuggest && have_neighbours) {
       // With nothing known, the best question is the one the population disagrees on most.
-      model::NeighbourOptions options{knowledge.trust.neighbour_temperature, 256};
-      belief.neighbours = MixNeighbours(knowledge, {}, -1, options, model::StableHash({user_id}));
+      const model::NeighbourOptions options = NeighbourOptionsFor(knowledge, 256);
+      belief.neighbours = model::NeighbourTrack::Start({}, reference, knowledge.index.get(), -1,
+                                                       options, model::StableHash({user_id}))
+                              .Mixture(reference, options);
       belief.reference = &reference;
       belief.personal_weight = 0;
     }
@@ -429,6 +423,11 @@ model::Belief PreferenceEngine::BeliefFor(const UserEntry* entry, const Knowledg
     belief.neighbours = blend->neighbours;
     belief.reference = &reference;
     belief.personal_weight = blend->personal_weight;
+    if (use != BeliefUse::kPredict) {
+      // The cached mixture has no top neighbours (feedback and plain rankings never read them).
+      belief.neighbours = blend->track->Mixture(
+          reference, NeighbourOptionsFor(knowledge, options_.neighbour_top_k));
+    }
   }
   // Which source carries most of the served vector.
   const double blend_share = std::abs(belief.weights.blend);
@@ -469,11 +468,8 @@ std::shared_ptr<const PreferenceEngine::Blend> PreferenceEngine::BlendFor(
   const bool cold = entry.count < static_cast<uint64_t>(options_.handover_pairs);
   if (knowledge.reference->size() > 0 && cold && !entry.recent.empty()) {
     blend->track = TrackFor(entry, knowledge, user_id, previous.get());
-    model::NeighbourOptions options{knowledge.trust.neighbour_temperature,
-                                    options_.neighbour_top_k};
-    options.removed = knowledge.removed.get();
-    options.removed_count = knowledge.removed_count;
-    blend->neighbours = blend->track->Mixture(*knowledge.reference, options);
+    blend->neighbours =
+        blend->track->Mixture(*knowledge.reference, NeighbourOptionsFor(knowledge, /*top_k=*/0));
     // Posterior probability of the own-posterior model against "like one of the neighbours".
     const double own_evidence = model::LaplaceLogEvidence(
         blend->personal, entry.recent, knowledge.prior, knowledge.prior_information);
@@ -511,27 +507,24 @@ std::shared_ptr<const model::NeighbourTrack> PreferenceEngine::TrackFor(const Us
                                                                         absl::string_view user_id,
                                                                         const Blend* previous) {
   const int pairs = static_cast<int>(entry.recent.size());
+  const model::NeighbourOptions options = NeighbourOptionsFor(knowledge, 0);
   if (previous != nullptr && previous->track != nullptr &&
       previous->track_reference_version == knowledge.reference_version) {
     const model::NeighbourTrack& track = *previous->track;
     if (track.pairs() == pairs) return previous->track;  // only removals changed since
-    if (track.ExtendsTo(pairs)) {
+    if (track.pairs() + 1 == pairs) {
       auto next = std::make_shared<model::NeighbourTrack>(track);
-      next->Add(entry.recent.back(), *knowledge.reference);
+      next->Add(entry.recent, *knowledge.reference, knowledge.index.get(), options);
       return next;
     }
   }
   auto found = knowledge.rows->find(user_id);
   const int row = found == knowledge.rows->end() ? -1 : found->second;
-  model::NeighbourOptions options{knowledge.trust.neighbour_temperature, options_.neighbour_top_k};
-  options.removed = knowledge.removed.get();
-  options.removed_count = knowledge.removed_count;
-  // Seeded by the user and the pairs the rows are chosen for, so the same pairs always give
-  // the same track, carried forward or started again.
-  return std::make_shared<model::NeighbourTrack>(model::NeighbourTrack::Start(
-      entry.recent, *knowledge.reference, knowledge.index.get(), row, options,
-      model::StableHash({user_id},
-                        static_cast<uint64_t>(model::NeighbourTrack::RowsChosenAt(pairs)))));
+  // The user's sample is seeded by their id, so the same pairs always give the same track,
+  // carried forward or started again.
+  return std::make_shared<model::NeighbourTrack>(
+      model::NeighbourTrack::Start(entry.recent, *knowledge.reference, knowledge.index.get(), row,
+                                   options, model::StableHash({user_id})));
 }
 
 absl::StatusOr<RankResult> PreferenceEngine::Rank(absl::string_view user_id,
@@ -541,7 +534,8 @@ absl::StatusOr<RankResult> PreferenceEngine::Rank(absl::string_view user_id,
   if (!z.ok()) return z.status();
   const std::shared_ptr<const UserEntry> entry = Find(user_id);
   const std::shared_ptr<const Knowledge> knowledge = CurrentKnowledge();
-  const model::Belief belief = BeliefFor(entry.get(), *knowledge, user_id, false);
+  const model::Belief belief = BeliefFor(entry.get(), *knowledge, user_id,
+                                         explore ? BeliefUse::kExplore : BeliefUse::kPredict);
   thread_local std::mt19937_64 rng(std::random_device{}());
   RankResult result;
   for (const model::RankedItem& item : model::Rank(belief, *z, explore, rng)) {
@@ -559,7 +553,7 @@ absl::StatusOr<Comparison> PreferenceEngine::Suggest(absl::string_view user_id,
   const std::shared_ptr<const UserEntry> entry = Find(user_id);
   const std::shared_ptr<const Knowledge> knowledge = CurrentKnowledge();
   const model::SuggestedPair pair =
-      model::SuggestPair(BeliefFor(entry.get(), *knowledge, user_id, true), *z);
+      model::SuggestPair(BeliefFor(entry.get(), *knowledge, user_id, BeliefUse::kSuggest), *z);
   if (pair.information_bits < 0) {
     return absl::InvalidArgumentError(
         "candidates: all have identical features; no comparison can teach anything");
@@ -595,7 +589,8 @@ absl::StatusOr<FeedbackResult> PreferenceEngine::RecordFeedback(const FeedbackIn
   // Progressive validation: what each source believed before learning from this event; the
   // live safety net learns from the candidates' losses.
   const uint64_t pairs = current == nullptr ? 0 : current->count;
-  const model::Belief belief = BeliefFor(current.get(), *knowledge, event.user_id, false);
+  const model::Belief belief =
+      BeliefFor(current.get(), *knowledge, event.user_id, BeliefUse::kPredict);
   const double population_logit = knowledge->population.mean.dot(diff);
   const double own_logit = belief.personal.mean().dot(diff);
   const double blend_logit = belief.BlendMean().dot(diff);
@@ -675,7 +670,7 @@ absl::StatusOr<UserProfile> PreferenceEngine::GetUser(absl::string_view user_id)
   const std::shared_ptr<const UserEntry> entry = Find(user_id);
   if (entry == nullptr) return absl::NotFoundError("user_id: no such user");
   const std::shared_ptr<const Knowledge> knowledge = CurrentKnowledge();
-  const model::Belief belief = BeliefFor(entry.get(), *knowledge, user_id, false);
+  const model::Belief belief = BeliefFor(entry.get(), *knowledge, user_id, BeliefUse::kPredict);
   UserProfile profile;
   profile.feedback_count = entry->count;
   profile.weight_mean = belief.Mean();

@@ -223,13 +223,14 @@ class PreferenceEngine {
   std::shared_ptr<const Knowledge> CurrentKnowledge() const;
   absl::Status CheckFeatures(absl::string_view field, std::span<const float> features) const;
   absl::StatusOr<Eigen::MatrixXd> Normalize(std::span<const CandidateInput> candidates) const;
-  static model::NeighbourMixture MixNeighbours(const Knowledge& knowledge,
-                                               std::span<const Eigen::VectorXd> diffs,
-                                               int exclude_row,
-                                               const model::NeighbourOptions& options,
-                                               uint64_t seed);
+  // What a belief is for: predictions need its mean only; Thompson draws (exploration) and
+  // suggestions also the heaviest neighbours; suggestions for a user with no pairs yet the
+  // population's spread as well.
+  enum class BeliefUse { kPredict, kExplore, kSuggest };
   model::Belief BeliefFor(const UserEntry* entry, const Knowledge& knowledge,
-                          absl::string_view user_id, bool for_suggestion);
+                          absl::string_view user_id, BeliefUse use);
+  // Neighbour options under `knowledge`: its temperature and removed rows.
+  static model::NeighbourOptions NeighbourOptionsFor(const Knowledge& knowledge, int top_k);
   // The live safety net's experience level for a user with `pairs` pairs.
   int GuardLevel(uint64_t pairs) const;
   // The combinations a user with `pairs` pairs may be served (LiveGuard::Candidate order).

@@ -104,9 +104,9 @@ NeighbourMixture MixNeighbours(std::span<const Eigen::VectorXd> diffs,
     }
   }
   if (rows.empty()) return mixture;
-  Eigen::MatrixXd gathered;
+  ReferenceWeights gathered;
   if (candidates != nullptr) gathered = reference.weights(rows, Eigen::all);
-  const Eigen::MatrixXd& vectors = candidates == nullptr ? reference.weights : gathered;
+  const ReferenceWeights& vectors = candidates == nullptr ? reference.weights : gathered;
 
   Eigen::VectorXd log_weight = log_multiplicity;
   if (!diffs.empty()) {
@@ -140,8 +140,11 @@ NeighbourMixture MixtureOfLogWeights(const Eigen::VectorXd& log_weight, std::spa
   if (rows.empty()) {
     mixture.mean = reference.weights.transpose() * weight;
   } else {
+    // Rows below 1e-12 of the total change the mean by less than that: not worth a read.
     for (Eigen::Index i = 0; i < m; ++i) {
-      if (weight[i] > 0) mixture.mean += weight[i] * reference.weights.row(row_of(i)).transpose();
+      if (weight[i] > 1e-12) {
+        mixture.mean += weight[i] * reference.weights.row(row_of(i)).transpose();
+      }
     }
   }
 
@@ -153,6 +156,7 @@ NeighbourMixture MixtureOfLogWeights(const Eigen::VectorXd& log_weight, std::spa
     return weight[a] > weight[b] || (weight[a] == weight[b] && a < b);
   };
   const auto k = std::min<Eigen::Index>(top_k, m);
+  if (k <= 0) return mixture;
   std::nth_element(order.begin(), order.begin() + k - 1, order.end(), heavier);
   std::sort(order.begin(), order.begin() + k, heavier);
   double kept = 0;

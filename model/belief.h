@@ -18,11 +18,13 @@
 
 namespace tailor::model {
 
-// Established users' weight estimates that new users may borrow from: one row per user.
+// Established users' weight estimates that new users may borrow from: one row per user, each
+// row contiguous, so that weighing a scattered subset of users (the index's candidates, a
+// cold user's track) reads one or two cache lines per user instead of one per feature.
+using ReferenceWeights = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 struct ReferenceSet {
   std::vector<std::string> user_ids;
-  Eigen::MatrixXd weights;  // rows = users, cols = features
-  uint64_t version = 0;
+  ReferenceWeights weights;  // rows = users, cols = features
   int size() const { return static_cast<int>(weights.rows()); }
 };
 

@@ -95,6 +95,23 @@ std::vector<int> NeighbourIndex::Sample(int exclude_row, const NeighbourOptions&
   return rows;
 }
 
+std::vector<int> NeighbourIndex::Near(const Eigen::VectorXd& centre, int exclude_row,
+                                      const NeighbourOptions& mix) const {
+  if (options_.near <= 0 || reference_.size() == 0) return {};
+  const Eigen::VectorXf query = Whiten(centre);
+  // One more than asked, in case the user themself is among the nearest.
+  auto found = graph_->hnsw.searchKnn(query.data(), static_cast<size_t>(options_.near + 1));
+  std::vector<int> nearest;  // farthest first
+  while (!found.empty()) {
+    const int row = static_cast<int>(found.top().second);
+    found.pop();
+    if (row != exclude_row && !mix.IsRemoved(row)) nearest.push_back(row);
+  }
+  const size_t keep = std::min(nearest.size(), static_cast<size_t>(options_.near));
+  nearest.erase(nearest.begin(), nearest.end() - static_cast<std::ptrdiff_t>(keep));
+  return nearest;
+}
+
 CandidateRows NeighbourIndex::Split(const std::vector<int>& sample, const Eigen::VectorXd& centre,
                                     int exclude_row, const NeighbourOptions& mix,
                                     bool with_near) const {
@@ -106,17 +123,7 @@ CandidateRows NeighbourIndex::Split(const std::vector<int>& sample, const Eigen:
     out.rest = counted;
     return out;
   }
-  const Eigen::VectorXf query = Whiten(centre);
-  // One more than asked, in case the user themself is among the nearest.
-  auto found = graph_->hnsw.searchKnn(query.data(), static_cast<size_t>(options_.near + 1));
-  std::vector<int> nearest;  // farthest first
-  while (!found.empty()) {
-    const int row = static_cast<int>(found.top().second);
-    found.pop();
-    if (row != exclude_row && !mix.IsRemoved(row)) nearest.push_back(row);
-  }
-  const size_t keep = std::min(nearest.size(), static_cast<size_t>(options_.near));
-  out.near.assign(nearest.end() - static_cast<std::ptrdiff_t>(keep), nearest.end());
+  out.near = Near(centre, exclude_row, mix);
   const absl::flat_hash_set<int> near(out.near.begin(), out.near.end());
   // Uniform draws over all rows that missed the near set are uniform draws over the rest.
   for (int row : sample) {

@@ -25,7 +25,7 @@ struct NeighbourIndexOptions {
   int links = 16;
   int build_beam = 100;
   // Reference users returned by the graph search (the search beam is at least this wide).
-  int near = 512;
+  int near = 256;
   // Uniform draws from the reference users: alone they estimate the mixture while the
   // likelihood is flat; those outside the near set stand for the tail.
   int sampled = 1024;
@@ -62,6 +62,16 @@ class NeighbourIndex {
   CandidateRows Candidates(const Eigen::VectorXd& centre, int exclude_row, bool with_near,
                            std::mt19937_64& rng) const;
 
+  // `sampled` uniform draws (with replacement) from the rows other than `exclude_row` and the
+  // removed ones, or all of them (in order) when there are no more than that.
+  std::vector<int> Sample(int exclude_row, const NeighbourOptions& mix, std::mt19937_64& rng) const;
+  // The `near` rows closest to `centre` (whitened), nearest last, other than `exclude_row` and
+  // the removed ones.
+  std::vector<int> Near(const Eigen::VectorXd& centre, int exclude_row,
+                        const NeighbourOptions& mix) const;
+  // Reference users that count: all but `exclude_row` and the removed ones.
+  int Counted(int exclude_row, const NeighbourOptions& mix) const;
+
   int size() const;
   const NeighbourIndexOptions& options() const { return options_; }
 
@@ -69,11 +79,6 @@ class NeighbourIndex {
   struct Graph;
   NeighbourIndex(const ReferenceSet& reference, NeighbourIndexOptions options);
   Eigen::VectorXf Whiten(const Eigen::VectorXd& w) const;
-  // `sampled` uniform draws (with replacement) from the rows other than `exclude_row`, or all
-  // of them when there are no more than that.
-  std::vector<int> Sample(int exclude_row, const NeighbourOptions& mix, std::mt19937_64& rng) const;
-  // Reference users that count: all but `exclude_row` and the removed ones.
-  int Counted(int exclude_row, const NeighbourOptions& mix) const;
   // The near set around `centre` and the draws of `sample` outside it.
   CandidateRows Split(const std::vector<int>& sample, const Eigen::VectorXd& centre,
                       int exclude_row, const NeighbourOptions& mix, bool with_near) const;

@@ -1,13 +1,32 @@
 #include "model/neighbour_track.h"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <random>
 
-namespace tailor::model {
+#include "absl/container/flat_hash_set.h"
 
-int NeighbourTrack::RowsChosenAt(int pairs) {
-  return pairs <= 0 ? 0 : static_cast<int>(std::bit_floor(static_cast<unsigned>(pairs)));
+namespace tailor::model {
+namespace {
+
+// w_row . diff for each of `rows`, row by row: each reference row is contiguous, so a
+// scattered row costs a cache line or two (an indexed-view product goes coefficient by
+// coefficient).
+Eigen::ArrayXf Margins(const ReferenceSet& reference, std::span<const int> rows,
+                       const Eigen::VectorXd& diff) {
+  Eigen::ArrayXf margins(static_cast<Eigen::Index>(rows.size()));
+  for (size_t i = 0; i < rows.size(); ++i) {
+    margins[static_cast<Eigen::Index>(i)] =
+        static_cast<float>(reference.weights.row(rows[i]).dot(diff.transpose()));
+  }
+  return margins;
+}
+
+}  // namespace
+
+bool NeighbourTrack::ChoosesNearAt(int pairs) {
+  return pairs >= 4 && std::has_single_bit(static_cast<unsigned>(pairs));
 }
 
 NeighbourTrack NeighbourTrack::Start(std::span<const Eigen::VectorXd> diffs,
@@ -17,62 +36,113 @@ NeighbourTrack NeighbourTrack::Start(std::span<const Eigen::VectorXd> diffs,
   NeighbourTrack track;
   track.temperature_ = options.temperature;
   track.exclude_row_ = exclude_row;
-  const int pairs = static_cast<int>(diffs.size());
   if (index == nullptr) {
     track.log_likelihood_ = Eigen::VectorXf::Zero(reference.size());
   } else {
     track.exact_ = false;
-    track.chosen_at_ = RowsChosenAt(pairs);
     std::mt19937_64 rng(seed);
-    const CandidateRows chosen = index->Choose(diffs.first(static_cast<size_t>(track.chosen_at_)),
-                                               exclude_row, options, rng);
-    track.rows_ = chosen.near;
-    track.rows_.insert(track.rows_.end(), chosen.sampled.begin(), chosen.sampled.end());
-    track.near_ = static_cast<int>(chosen.near.size());
-    if (!chosen.sampled.empty()) {
-      track.log_each_ =
-          std::log(static_cast<double>(chosen.rest) / static_cast<double>(chosen.sampled.size()));
+    track.rows_ = index->Sample(exclude_row, options, rng);
+    track.sampled_ = static_cast<int>(track.rows_.size());
+    const int counted = index->Counted(exclude_row, options);
+    track.everyone_ = track.sampled_ == counted && counted <= index->options().sampled;
+    track.in_near_.assign(track.rows_.size(), 0);
+    if (track.sampled_ > 0) {
+      track.log_each_ = std::log(static_cast<double>(counted) / track.sampled_);
     }
-    track.log_likelihood_ = Eigen::VectorXf::Zero(static_cast<Eigen::Index>(track.rows_.size()));
+    track.log_likelihood_ = Eigen::VectorXf::Zero(track.sampled_);
   }
-  for (const Eigen::VectorXd& diff : diffs) track.Add(diff, reference);
+  // Pair by pair, as a live track grows; near rows chosen before the last choice would be
+  // replaced, so only that one is made.
+  size_t last_choice = 0;
+  for (size_t i = 1; i <= diffs.size(); ++i) {
+    if (ChoosesNearAt(static_cast<int>(i))) last_choice = i;
+  }
+  for (size_t i = 1; i <= diffs.size(); ++i) {
+    track.Add(diffs.first(i), reference, i == last_choice ? index : nullptr, options);
+  }
   return track;
 }
 
-bool NeighbourTrack::ExtendsTo(int pairs) const {
-  return pairs == pairs_ + 1 && (exact_ || RowsChosenAt(pairs) == chosen_at_);
+void NeighbourTrack::Add(std::span<const Eigen::VectorXd> diffs, const ReferenceSet& reference,
+                         const NeighbourIndex* index, const NeighbourOptions& options) {
+  const Eigen::VectorXd& diff = diffs.back();
+  const Eigen::ArrayXf margins = exact_ ? Eigen::ArrayXf((reference.weights * diff).cast<float>())
+                                        : Margins(reference, rows_, diff);
+  log_likelihood_.array() += static_cast<float>(temperature_) * LogSigmoid(margins).col(0);
+  ++pairs_;
+  if (!exact_ && !everyone_ && index != nullptr && ChoosesNearAt(pairs_)) {
+    ChooseNear(diffs, reference, *index, options);
+  }
 }
 
-void NeighbourTrack::Add(const Eigen::VectorXd& diff, const ReferenceSet& reference) {
-  const Eigen::VectorXd margins =
-      exact_ ? Eigen::VectorXd(reference.weights * diff)
-             : Eigen::VectorXd(reference.weights(rows_, Eigen::all) * diff);
-  log_likelihood_.array() +=
-      static_cast<float>(temperature_) * LogSigmoid(margins.cast<float>().array()).col(0);
-  ++pairs_;
+void NeighbourTrack::ChooseNear(std::span<const Eigen::VectorXd> diffs,
+                                const ReferenceSet& reference, const NeighbourIndex& index,
+                                const NeighbourOptions& options) {
+  // Where the sample's weight lies: its likelihood-weighted mean.
+  const auto sample = static_cast<Eigen::Index>(sampled_);
+  if (sample == 0) return;
+  const Eigen::ArrayXd sample_log = log_likelihood_.head(sample).cast<double>().array();
+  const Eigen::ArrayXd weight = (sample_log - sample_log.maxCoeff()).exp();
+  Eigen::VectorXd centre = Eigen::VectorXd::Zero(reference.weights.cols());
+  for (Eigen::Index i = 0; i < sample; ++i) {
+    centre += weight[i] * reference.weights.row(rows_[static_cast<size_t>(i)]).transpose();
+  }
+  centre /= weight.sum();
+
+  const std::vector<int> near = index.Near(centre, exclude_row_, options);
+  rows_.resize(static_cast<size_t>(sampled_));
+  rows_.insert(rows_.end(), near.begin(), near.end());
+  const absl::flat_hash_set<int> near_set(near.begin(), near.end());
+  int outside = 0;
+  for (int i = 0; i < sampled_; ++i) {
+    in_near_[static_cast<size_t>(i)] = near_set.contains(rows_[static_cast<size_t>(i)]) ? 1 : 0;
+    outside += in_near_[static_cast<size_t>(i)] == 0;
+  }
+  const int rest = index.Counted(exclude_row_, options) - static_cast<int>(near.size());
+  log_each_ = outside > 0 ? std::log(static_cast<double>(rest) / outside) : 0;
+
+  // The near rows' log-likelihood of every pair so far, as one product.
+  const auto m = static_cast<Eigen::Index>(near.size());
+  ReferenceWeights vectors(m, reference.weights.cols());
+  for (Eigen::Index i = 0; i < m; ++i)
+    vectors.row(i) = reference.weights.row(near[static_cast<size_t>(i)]);
+  Eigen::MatrixXd x(reference.weights.cols(), static_cast<Eigen::Index>(diffs.size()));
+  for (size_t i = 0; i < diffs.size(); ++i) x.col(static_cast<Eigen::Index>(i)) = diffs[i];
+  const Eigen::ArrayXXf margins = (vectors * x).cast<float>().array();
+  log_likelihood_.conservativeResize(sample + m);
+  log_likelihood_.tail(m) =
+      static_cast<float>(temperature_) * LogSigmoid(margins).rowwise().sum().matrix();
 }
 
 NeighbourMixture NeighbourTrack::Mixture(const ReferenceSet& reference,
                                          const NeighbourOptions& options) const {
   const int n = reference.size();
   Eigen::VectorXd log_weight = log_likelihood_.cast<double>();
-  if (!exact_ && near_ < log_weight.size()) {
-    log_weight.tail(log_weight.size() - near_).array() += log_each_;
-  }
-  const auto weighed = [&](Eigen::Index i) {
-    return exact_ ? static_cast<int>(i) : rows_[static_cast<size_t>(i)];
-  };
-  for (Eigen::Index i = 0; i < log_weight.size(); ++i) {
-    const int row = weighed(i);
-    if (row == exclude_row_ || options.IsRemoved(row)) log_weight[i] = -INFINITY;
+  if (exact_) {
+    if (exclude_row_ >= 0 && exclude_row_ < n) log_weight[exclude_row_] = -INFINITY;
+    if (options.removed != nullptr) {
+      for (int row = 0; row < n; ++row) {
+        if (options.IsRemoved(row)) log_weight[row] = -INFINITY;
+      }
+    }
+  } else {
+    for (int i = 0; i < sampled_; ++i) {
+      log_weight[i] = in_near_[static_cast<size_t>(i)] != 0 ? -INFINITY : log_weight[i] + log_each_;
+    }
+    if (options.removed != nullptr) {
+      for (size_t i = 0; i < rows_.size(); ++i) {
+        if (options.IsRemoved(rows_[i])) log_weight[static_cast<Eigen::Index>(i)] = -INFINITY;
+      }
+    }
   }
   const bool excluded = exclude_row_ >= 0 && exclude_row_ < n && !options.IsRemoved(exclude_row_);
   const int counted = n - static_cast<int>(excluded) - options.removed_count;
-  return MixtureOfLogWeights(log_weight, rows_, reference, counted, options.top_k);
+  return MixtureOfLogWeights(log_weight, exact_ ? std::span<const int>() : std::span(rows_),
+                             reference, counted, options.top_k);
 }
 
 size_t NeighbourTrack::bytes() const {
-  return sizeof(*this) + rows_.capacity() * sizeof(int) +
+  return sizeof(*this) + rows_.capacity() * sizeof(int) + in_near_.capacity() +
          static_cast<size_t>(log_likelihood_.size()) * sizeof(float);
 }
 

@@ -5,11 +5,13 @@
 // per pair the user has given, so a cold user's feedback costs the same at the 100th pair as
 // at the first.
 //
-// The rows weighed are every row of a small reference set (exact), or, with a NeighbourIndex,
-// the rows the index picks for the user's pairs: those are chosen again whenever the user's
-// pair count reaches a power of two (1, 2, 4, 8, ...), which keeps the near set around where
-// the mixture's weight is while costing, amortised, O(rows × d) per pair. A track started
-// from a user's pairs is identical to one extended pair by pair from the same pairs.
+// The rows weighed are every row of a small reference set (exact), or, through a
+// NeighbourIndex, the index's stratified estimate: a uniform sample of the reference users,
+// drawn once per user, and the `near` users closest to where the sample's weight lies. The
+// near rows are chosen again whenever the pair count reaches a power of two from 4 on (below 4
+// pairs the likelihood is too flat for them to matter), weighing all pairs so far; the sample
+// keeps its sums. A track started from a user's pairs is identical to one extended pair by
+// pair from the same pairs (same seed, same reference set, no removals in between).
 #ifndef TAILOR_MODEL_NEIGHBOUR_TRACK_H_
 #define TAILOR_MODEL_NEIGHBOUR_TRACK_H_
 
@@ -26,26 +28,24 @@ namespace tailor::model {
 
 class NeighbourTrack {
  public:
-  // The track of `diffs` over `reference` (through `index` when it is not null). `exclude_row`
-  // (or -1) is the user themself. `seed` seeds the index's uniform sample; the caller passes
-  // the same seed for the same user and RowsChosenAt(diffs.size()), so the track is a
-  // function of the user's pairs.
+  // The track of `diffs` over `reference` (through `index` when it is not null): the same as
+  // starting with no pairs and adding them one by one. `exclude_row` (or -1) is the user
+  // themself; `seed` draws the user's uniform sample (pass the same one for the same user).
   static NeighbourTrack Start(std::span<const Eigen::VectorXd> diffs, const ReferenceSet& reference,
                               const NeighbourIndex* index, int exclude_row,
                               const NeighbourOptions& options, uint64_t seed);
 
-  // The pair count at which the rows weighed for `pairs` pairs were chosen: the largest power
-  // of two not above it (0 for none). Exact tracks never choose again.
-  static int RowsChosenAt(int pairs);
+  // Pair counts at which a track through the index chooses its near rows again.
+  static bool ChoosesNearAt(int pairs);
 
-  // True if adding one pair to this track gives what Start would for the longer list; false
-  // when the index's rows are due to be chosen again (then call Start).
-  bool ExtendsTo(int pairs) const;
-  // Adds one pair (the user's next): one pass over the rows.
-  void Add(const Eigen::VectorXd& diff, const ReferenceSet& reference);
+  // Adds the user's next pair, diffs.back(); `diffs` holds all of the user's pairs so far
+  // (near rows chosen at this count weigh every one). `reference` must be the one the track was
+  // started with, and `index` too (or null: then no near rows are chosen at this count).
+  void Add(std::span<const Eigen::VectorXd> diffs, const ReferenceSet& reference,
+           const NeighbourIndex* index, const NeighbourOptions& options);
 
-  // The mixture the track stands for, as MixNeighbours would give it over the same rows; rows
-  // marked removed in `options` do not weigh in.
+  // The mixture the track stands for (MixNeighbours over the same rows); rows marked removed
+  // in `options` do not weigh in. options.top_k = 0 leaves NeighbourMixture::top empty.
   NeighbourMixture Mixture(const ReferenceSet& reference, const NeighbourOptions& options) const;
 
   int pairs() const { return pairs_; }
@@ -54,19 +54,25 @@ class NeighbourTrack {
 
  private:
   NeighbourTrack() = default;
+  // Chooses the near rows around the sample's weighted mean and sums their log-likelihood
+  // over `diffs`.
+  void ChooseNear(std::span<const Eigen::VectorXd> diffs, const ReferenceSet& reference,
+                  const NeighbourIndex& index, const NeighbourOptions& options);
 
-  // Every row of the reference set, or `rows_`: `near_` rows from the index followed by
-  // uniform draws that stand for exp(`log_each_`) rows each.
+  // Exact: one entry per reference row. Through the index: `rows_` holds the `sampled_`
+  // uniform draws, then the near rows. A draw whose row is also near is weighed as near
+  // (in_near_); the others stand for exp(log_each_) of the `rest_` rows outside the near set.
   bool exact_ = true;
+  bool everyone_ = false;  // the sample is every counted row: no near set needed
   std::vector<int> rows_;
-  int near_ = 0;
+  int sampled_ = 0;
+  std::vector<char> in_near_;
   double log_each_ = 0;
-  // Per weighed row: temperature × sum over pairs of log sigmoid(w . diff).
+  // Per entry: temperature × sum over pairs of log sigmoid(w . diff).
   Eigen::VectorXf log_likelihood_;
   double temperature_ = 1;
   int exclude_row_ = -1;
   int pairs_ = 0;
-  int chosen_at_ = 0;
 };
 
 }  // namespace tailor::model
