@@ -4,6 +4,7 @@
 #include <cmath>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -131,8 +132,12 @@ void PreferenceEngine::RefreshLoop() {
   }
 }
 
+size_t PreferenceEngine::StripeIndex(absl::string_view user_id) {
+  return absl::HashOf(user_id) % kStripes;
+}
+
 PreferenceEngine::Stripe& PreferenceEngine::StripeFor(absl::string_view user_id) {
-  return stripes_[absl::HashOf(user_id) % kStripes];
+  return stripes_[StripeIndex(user_id)];
 }
 
 std::shared_ptr<const PreferenceEngine::UserEntry> PreferenceEngine::Find(
@@ -562,108 +567,188 @@ absl::StatusOr<Comparison> PreferenceEngine::Suggest(absl::string_view user_id,
 }
 
 absl::StatusOr<FeedbackResult> PreferenceEngine::RecordFeedback(const FeedbackInput& event) {
-  if (absl::Status s = CheckFeatures("chosen.features", event.chosen.features); !s.ok()) return s;
-  if (absl::Status s = CheckFeatures("rejected.features", event.rejected.features); !s.ok()) {
-    return s;
-  }
-  const Eigen::VectorXd diff =
-      schema_.Normalize(event.chosen.features) - schema_.Normalize(event.rejected.features);
-  if (diff.cwiseAbs().maxCoeff() == 0) {
-    return absl::InvalidArgumentError(
-        "rejected.features: must differ from chosen.features (an identical pair teaches "
-        "nothing)");
-  }
+  return std::move(RecordFeedbackBatch({&event, 1}).front());
+}
 
-  Stripe& stripe = StripeFor(event.user_id);
-  MutexLock write_lock(&stripe.write_mu);
-  absl::StatusOr<std::optional<records::IdempotencyRecord>> seen =
-      store_.FindEvent(event.user_id, event.event_id);
-  if (!seen.ok()) return seen.status();
-  if (seen->has_value()) {
-    return FeedbackResult{true, (*seen)->user_feedback_count(),
-                          (*seen)->predicted_chosen_probability(), (*seen)->sequence()};
+std::vector<absl::StatusOr<FeedbackResult>> PreferenceEngine::RecordFeedbackBatch(
+    std::span<const FeedbackInput> events) {
+  std::vector<absl::StatusOr<FeedbackResult>> results(events.size(),
+                                                      absl::InternalError("feedback: not applied"));
+  // Each event's pair, or its INVALID_ARGUMENT.
+  std::vector<Eigen::VectorXd> diffs(events.size());
+  std::vector<bool> valid(events.size(), false);
+  std::vector<size_t> stripes;
+  for (size_t i = 0; i < events.size(); ++i) {
+    const FeedbackInput& event = events[i];
+    if (absl::Status s = CheckFeatures("chosen.features", event.chosen.features); !s.ok()) {
+      results[i] = s;
+      continue;
+    }
+    if (absl::Status s = CheckFeatures("rejected.features", event.rejected.features); !s.ok()) {
+      results[i] = s;
+      continue;
+    }
+    diffs[i] =
+        schema_.Normalize(event.chosen.features) - schema_.Normalize(event.rejected.features);
+    if (diffs[i].cwiseAbs().maxCoeff() == 0) {
+      results[i] = absl::InvalidArgumentError(
+          "rejected.features: must differ from chosen.features (an identical pair teaches "
+          "nothing)");
+      continue;
+    }
+    valid[i] = true;
+    stripes.push_back(StripeIndex(event.user_id));
   }
+  // Every user's stripe, locked in ascending order (as every batch does: no deadlock) and held
+  // across the one commit.
+  std::sort(stripes.begin(), stripes.end());
+  stripes.erase(std::unique(stripes.begin(), stripes.end()), stripes.end());
+  for (size_t s : stripes) stripes_[s].write_mu.Lock();
+  absl::Cleanup unlock = [&] {
+    for (auto it = stripes.rbegin(); it != stripes.rend(); ++it) stripes_[*it].write_mu.Unlock();
+  };
 
-  const std::shared_ptr<const UserEntry> current = Find(event.user_id);
   const std::shared_ptr<const Knowledge> knowledge = CurrentKnowledge();
-  // Progressive validation: what each source believed before learning from this event; the
-  // live safety net learns from the candidates' losses.
-  const uint64_t pairs = current == nullptr ? 0 : current->count;
-  const model::Belief belief =
-      BeliefFor(current.get(), *knowledge, event.user_id, BeliefUse::kPredict);
-  const double population_logit = knowledge->population.mean.dot(diff);
-  const double own_logit = belief.personal.mean().dot(diff);
-  const double blend_logit = belief.BlendMean().dot(diff);
-  const auto candidates = Candidates(knowledge->trust, pairs);
-  std::array<double, LiveGuard::kCandidates> losses;
-  for (int c = 0; c < LiveGuard::kCandidates; ++c) {
-    const model::SourceWeights& w = candidates[static_cast<size_t>(c)];
-    losses[static_cast<size_t>(c)] =
-        -std::log(std::max(1e-12, model::Sigmoid(w.population * population_logit +
-                                                 w.own * own_logit + w.blend * blend_logit)));
-  }
-  const double predicted = belief.PredictWin(diff);
-  const std::array<double, kPredictionSources> source_probability = {
-      model::Sigmoid(candidates[LiveGuard::kPopulation].population * population_logit),
-      model::Sigmoid(candidates[LiveGuard::kOwn].own * own_logit), model::Sigmoid(blend_logit),
-      predicted};
-
-  auto next = current != nullptr
-                  ? std::make_shared<UserEntry>(*current)
-                  : std::make_shared<UserEntry>(UserEntry{
-                        CompactPosterior(model::Posterior(base_prior_.mean, base_prior_.cov)),
-                        0,
-                        0,
-                        0,
-                        {}});
-  next->serial = next_serial_++;
-  model::Posterior posterior = next->posterior.Unpack();
-  posterior.Observe(diff);
-  next->posterior = CompactPosterior(posterior);
-  next->count += 1;
+  // What the batch has done so far, per user: their latest entry and their commit.
+  absl::flat_hash_map<std::string, std::shared_ptr<const UserEntry>> latest;
+  absl::flat_hash_map<std::string, size_t> commit_of;
+  absl::flat_hash_map<std::pair<std::string, std::string>, size_t> applied_at;
+  std::vector<storage::UserCommit> commits;
+  struct Applied {
+    size_t event;
+    bool new_user;
+  };
+  std::vector<Applied> applied;
+  std::vector<std::pair<size_t, size_t>> repeats;  // (event, earlier event of the batch)
   const int64_t now = NowMicros();
-  const int64_t when = event.timestamp_micros != 0 ? event.timestamp_micros : now;
-  if (next->first_micros == 0) next->first_micros = when;
-  next->last_micros = when;
-  if (next->count < static_cast<uint64_t>(options_.handover_pairs)) {
-    next->recent.push_back(diff);
-  } else {
-    next->recent.clear();
-    next->recent.shrink_to_fit();
+  for (size_t i = 0; i < events.size(); ++i) {
+    if (!valid[i]) continue;
+    const FeedbackInput& event = events[i];
+    const Eigen::VectorXd& diff = diffs[i];
+    if (auto earlier = applied_at.find({event.user_id, event.event_id});
+        earlier != applied_at.end()) {
+      repeats.emplace_back(i, earlier->second);
+      continue;
+    }
+    absl::StatusOr<std::optional<records::IdempotencyRecord>> seen =
+        store_.FindEvent(event.user_id, event.event_id);
+    if (!seen.ok()) {
+      results[i] = seen.status();
+      continue;
+    }
+    if (seen->has_value()) {
+      results[i] = FeedbackResult{true, (*seen)->user_feedback_count(),
+                                  (*seen)->predicted_chosen_probability(), (*seen)->sequence()};
+      continue;
+    }
+
+    auto in_batch = latest.find(event.user_id);
+    const std::shared_ptr<const UserEntry> current =
+        in_batch != latest.end() ? in_batch->second : Find(event.user_id);
+    // Progressive validation: what each source believed before learning from this event; the
+    // live safety net learns from the candidates' losses.
+    const uint64_t pairs = current == nullptr ? 0 : current->count;
+    const model::Belief belief =
+        BeliefFor(current.get(), *knowledge, event.user_id, BeliefUse::kPredict);
+    const double population_logit = knowledge->population.mean.dot(diff);
+    const double own_logit = belief.personal.mean().dot(diff);
+    const double blend_logit = belief.BlendMean().dot(diff);
+    const auto candidates = Candidates(knowledge->trust, pairs);
+    std::array<double, LiveGuard::kCandidates> losses;
+    for (int c = 0; c < LiveGuard::kCandidates; ++c) {
+      const model::SourceWeights& w = candidates[static_cast<size_t>(c)];
+      losses[static_cast<size_t>(c)] =
+          -std::log(std::max(1e-12, model::Sigmoid(w.population * population_logit +
+                                                   w.own * own_logit + w.blend * blend_logit)));
+    }
+    const double predicted = belief.PredictWin(diff);
+    const std::array<double, kPredictionSources> source_probability = {
+        model::Sigmoid(candidates[LiveGuard::kPopulation].population * population_logit),
+        model::Sigmoid(candidates[LiveGuard::kOwn].own * own_logit), model::Sigmoid(blend_logit),
+        predicted};
+
+    auto next = current != nullptr
+                    ? std::make_shared<UserEntry>(*current)
+                    : std::make_shared<UserEntry>(UserEntry{
+                          CompactPosterior(model::Posterior(base_prior_.mean, base_prior_.cov)),
+                          0,
+                          0,
+                          0,
+                          {}});
+    next->serial = next_serial_++;
+    model::Posterior posterior = next->posterior.Unpack();
+    posterior.Observe(diff);
+    next->posterior = CompactPosterior(posterior);
+    next->count += 1;
+    const int64_t when = event.timestamp_micros != 0 ? event.timestamp_micros : now;
+    if (next->first_micros == 0) next->first_micros = when;
+    next->last_micros = when;
+    if (next->count < static_cast<uint64_t>(options_.handover_pairs)) {
+      next->recent.push_back(diff);
+    } else {
+      next->recent.clear();
+      next->recent.shrink_to_fit();
+    }
+
+    auto [commit_index, added] = commit_of.try_emplace(event.user_id, commits.size());
+    if (added) commits.emplace_back().user_id = event.user_id;
+    storage::UserCommit& commit = commits[commit_index->second];
+    storage::AppliedEvent& stored = commit.events.emplace_back();
+    records::FeedbackRecord& record = stored.record;
+    record.set_sequence(next->count);
+    record.set_event_id(event.event_id);
+    record.set_prompt_id(event.prompt_id);
+    record.set_chosen_id(event.chosen.id);
+    record.mutable_chosen_features()->Add(event.chosen.features.begin(),
+                                          event.chosen.features.end());
+    record.set_rejected_id(event.rejected.id);
+    record.mutable_rejected_features()->Add(event.rejected.features.begin(),
+                                            event.rejected.features.end());
+    record.set_timestamp_micros(when);
+    record.set_applied_micros(now);
+    record.set_predicted_chosen_probability(predicted);
+    stored.idempotency.set_sequence(next->count);
+    stored.idempotency.set_user_feedback_count(next->count);
+    stored.idempotency.set_predicted_chosen_probability(predicted);
+    commit.state = ToState(posterior, next->count, next->first_micros, next->last_micros);
+
+    latest[event.user_id] = next;
+    applied_at.emplace(std::pair{event.user_id, event.event_id}, i);
+    applied.push_back({i, current == nullptr});
+    // Observed now, so that the batch's later events are served as they would be one at a
+    // time (a failed write leaves these observations in: the client's resend counts again,
+    // which the forecaster's 2,000-event half-life makes immaterial).
+    guard_.Observe(GuardLevel(pairs), losses);
+    results[i] = FeedbackResult{false, next->count, predicted, next->count, source_probability};
   }
 
-  storage::UserCommit commit;
-  commit.user_id = event.user_id;
-  storage::AppliedEvent& applied = commit.events.emplace_back();
-  records::FeedbackRecord& record = applied.record;
-  record.set_sequence(next->count);
-  record.set_event_id(event.event_id);
-  record.set_prompt_id(event.prompt_id);
-  record.set_chosen_id(event.chosen.id);
-  record.mutable_chosen_features()->Add(event.chosen.features.begin(), event.chosen.features.end());
-  record.set_rejected_id(event.rejected.id);
-  record.mutable_rejected_features()->Add(event.rejected.features.begin(),
-                                          event.rejected.features.end());
-  record.set_timestamp_micros(when);
-  record.set_applied_micros(now);
-  record.set_predicted_chosen_probability(predicted);
-  applied.idempotency.set_sequence(next->count);
-  applied.idempotency.set_user_feedback_count(next->count);
-  applied.idempotency.set_predicted_chosen_probability(predicted);
-  commit.state = ToState(posterior, next->count, next->first_micros, next->last_micros);
-  if (absl::Status s = store_.Commit(commit); !s.ok()) return s;
-
-  {
+  if (!commits.empty()) {
+    if (absl::Status s = store_.Commit(commits); !s.ok()) {
+      for (const Applied& a : applied) results[a.event] = s;
+      for (const auto& [event, earlier] : repeats) results[event] = s;
+      return results;
+    }
+  }
+  for (auto& [user_id, entry] : latest) {
+    Stripe& stripe = StripeFor(user_id);
     MutexLock lock(&stripe.map_mu);
-    stripe.users[event.user_id] = next;
+    stripe.users[user_id] = entry;
   }
-  if (current == nullptr) users_.fetch_add(1);
-  if (next->count == static_cast<uint64_t>(options_.established_pairs)) {
-    established_users_.fetch_add(1);
+  for (const Applied& a : applied) {
+    if (a.new_user) users_.fetch_add(1);
+    if (results[a.event]->user_feedback_count ==
+        static_cast<uint64_t>(options_.established_pairs)) {
+      established_users_.fetch_add(1);
+    }
+    feedback_events_.fetch_add(1);
   }
-  feedback_events_.fetch_add(1);
-  guard_.Observe(GuardLevel(pairs), losses);
-  return FeedbackResult{false, next->count, predicted, next->count, source_probability};
+  // An event repeated within the batch is a duplicate of its first occurrence.
+  for (const auto& [event, earlier] : repeats) {
+    const FeedbackResult& first = *results[earlier];
+    results[event] = FeedbackResult{true, first.user_feedback_count,
+                                    first.predicted_chosen_probability, first.sequence};
+  }
+  return results;
 }
 
 absl::StatusOr<UserProfile> PreferenceEngine::GetUser(absl::string_view user_id) {

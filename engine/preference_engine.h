@@ -184,6 +184,13 @@ class PreferenceEngine {
                                      std::span<const CandidateInput> candidates);
   // Durable before it returns. Idempotent on (user_id, event_id).
   absl::StatusOr<FeedbackResult> RecordFeedback(const FeedbackInput& event);
+  // Several events, applied in order and committed together in one durable write (one WAL
+  // write for all of them): a result per event, each as RecordFeedback would give it. Events
+  // with bad input get their INVALID_ARGUMENT and the rest go on; if the write fails, every
+  // event that was to be applied gets that error and nothing of the batch is stored. An event
+  // repeated within the batch is a duplicate of its first occurrence.
+  std::vector<absl::StatusOr<FeedbackResult>> RecordFeedbackBatch(
+      std::span<const FeedbackInput> events);
 
   // NOT_FOUND for a user without feedback.
   absl::StatusOr<UserProfile> GetUser(absl::string_view user_id);
@@ -218,6 +225,7 @@ class PreferenceEngine {
                    EngineOptions options);
   absl::Status LoadUsers();
   absl::StatusOr<std::shared_ptr<const UserEntry>> Rebuild(absl::string_view user_id);
+  static size_t StripeIndex(absl::string_view user_id);
   Stripe& StripeFor(absl::string_view user_id);
   std::shared_ptr<const UserEntry> Find(absl::string_view user_id);
   std::shared_ptr<const Knowledge> CurrentKnowledge() const;

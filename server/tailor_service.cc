@@ -147,7 +147,9 @@ grpc::ServerUnaryReactor* Unary(
 
 // One StreamFeedback call. Up to `window` events are read ahead of their acks: reading goes
 // on while earlier events are applied, and whatever arrived meanwhile is applied in the next
-// work-queue task, in order, so one stream costs one task per batch rather than per event.
+// work-queue task, in order, and committed as one durable write (group commit: one WAL write
+// for the batch), so one stream costs one task and one write per batch rather than per event.
+// A batch whose write fails is acked not at all, and the stream ends with the error.
 // Acks go out in event order, one write at a time, each without a buffer hint: gRPC may hold a
 // hinted write until the next one, which here only starts once that write is done. The window
 // bounds the server memory a stream can hold; a faster producer is held back by HTTP/2 flow
@@ -235,24 +237,33 @@ class FeedbackStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
         }
         batch.swap(pending_);
       }
+      // The events that parse are applied together (one durable write for the batch); each
+      // one that does not is answered in its place.
+      std::vector<v1::FeedbackEvent> events(batch.size());
+      std::vector<std::optional<v1::FeedbackAck>> unparsable(batch.size());
+      std::vector<const v1::FeedbackEvent*> parsed;
+      for (size_t i = 0; i < batch.size(); ++i) {
+        ++received_;
+        if (absl::Status s = Parse(batch[i], events[i], "event"); !s.ok()) {
+          v1::FeedbackAck& ack = unparsable[i].emplace();
+          ack.set_outcome(v1::FeedbackAck::OUTCOME_REJECTED);
+          ack.set_error(absl::StrCat(s.message(), " (event ", received_, " of this stream)"));
+        } else {
+          parsed.push_back(&events[i]);
+        }
+      }
       std::deque<grpc::ByteBuffer> applied;
       std::optional<grpc::Status> failure;
-      v1::FeedbackEvent event;
-      for (const grpc::ByteBuffer& raw : batch) {
-        ++received_;
-        v1::FeedbackAck ack;
-        if (absl::Status parsed = Parse(raw, event, "event"); !parsed.ok()) {
-          ack.set_outcome(v1::FeedbackAck::OUTCOME_REJECTED);
-          ack.set_error(absl::StrCat(parsed.message(), " (event ", received_, " of this stream)"));
-        } else if (absl::Status status = service_.ApplyFeedback(scope_, event, ack); !status.ok()) {
-          failure = ToGrpc(status);  // a storage fault, not bad input: the stream ends here
-          break;
-        }
+      std::vector<v1::FeedbackAck> acks;
+      if (absl::Status status = service_.ApplyFeedbackBatch(scope_, parsed, acks); !status.ok()) {
+        failure = ToGrpc(status);  // a storage fault, not bad input: the stream ends here
+      }
+      for (size_t i = 0, next = 0; i < batch.size() && !failure.has_value(); ++i) {
+        const v1::FeedbackAck& ack = unparsable[i].has_value() ? *unparsable[i] : acks[next++];
         service_.metrics().RecordFeedback(ack);
         if (!ToBuffer(ack, &applied.emplace_back())) {
           applied.pop_back();
           failure = grpc::Status(grpc::StatusCode::INTERNAL, "ack: could not be serialized");
-          break;
         }
       }
       const grpc::ByteBuffer* first = nullptr;
@@ -554,21 +565,28 @@ grpc::ServerUnaryReactor* TailorService::Rank(const CallRecord& call,
   return Done(call, context, absl::OkStatus());
 }
 
-absl::Status TailorService::ApplyFeedback(const CallScope& scope, const v1::FeedbackEvent& event,
-                                          v1::FeedbackAck& ack) {
-  ack.set_event_id(event.event_id());
-  absl::StatusOr<engine::FeedbackResult> result = [&]() -> absl::StatusOr<engine::FeedbackResult> {
-    if (absl::Status valid = ValidateFeedbackEvent(event); !valid.ok()) return valid;
-    if (absl::Status routed = scope.CheckRouting(event.user_id()); !routed.ok()) return routed;
-    engine::FeedbackInput input;
-    input.event_id = event.event_id();
-    input.user_id = scope.StorageId(event.user_id());
-    input.prompt_id = event.prompt_id();
-    input.chosen = ToCandidate(event.chosen());
-    input.rejected = ToCandidate(event.rejected());
-    input.timestamp_micros = event.timestamp_micros();
-    return engine_.RecordFeedback(input);
-  }();
+namespace {
+
+// The engine's input for an event, or INVALID_ARGUMENT naming what is wrong with it. The input
+// points into `event`, which must outlive it.
+absl::StatusOr<engine::FeedbackInput> FeedbackInputFor(const CallScope& scope,
+                                                       const v1::FeedbackEvent& event) {
+  if (absl::Status valid = ValidateFeedbackEvent(event); !valid.ok()) return valid;
+  if (absl::Status routed = scope.CheckRouting(event.user_id()); !routed.ok()) return routed;
+  engine::FeedbackInput input;
+  input.event_id = event.event_id();
+  input.user_id = scope.StorageId(event.user_id());
+  input.prompt_id = event.prompt_id();
+  input.chosen = ToCandidate(event.chosen());
+  input.rejected = ToCandidate(event.rejected());
+  input.timestamp_micros = event.timestamp_micros();
+  return input;
+}
+
+}  // namespace
+
+absl::Status TailorService::AckFeedback(const absl::StatusOr<engine::FeedbackResult>& result,
+                                        v1::FeedbackAck& ack) {
   if (!result.ok()) {
     if (result.status().code() != absl::StatusCode::kInvalidArgument) return result.status();
     ack.set_outcome(v1::FeedbackAck::OUTCOME_REJECTED);
@@ -583,6 +601,41 @@ absl::Status TailorService::ApplyFeedback(const CallScope& scope, const v1::Feed
   ack.set_user_feedback_count(result->user_feedback_count);
   ack.set_predicted_chosen_probability(result->predicted_chosen_probability);
   ack.set_sequence(result->sequence);
+  return absl::OkStatus();
+}
+
+absl::Status TailorService::ApplyFeedback(const CallScope& scope, const v1::FeedbackEvent& event,
+                                          v1::FeedbackAck& ack) {
+  ack.set_event_id(event.event_id());
+  absl::StatusOr<engine::FeedbackInput> input = FeedbackInputFor(scope, event);
+  return AckFeedback(input.ok() ? engine_.RecordFeedback(*input)
+                                : absl::StatusOr<engine::FeedbackResult>(input.status()),
+                     ack);
+}
+
+absl::Status TailorService::ApplyFeedbackBatch(const CallScope& scope,
+                                               std::span<const v1::FeedbackEvent* const> events,
+                                               std::vector<v1::FeedbackAck>& acks) {
+  std::vector<absl::StatusOr<engine::FeedbackResult>> results(events.size(),
+                                                              absl::InternalError("not applied"));
+  std::vector<engine::FeedbackInput> inputs;
+  std::vector<size_t> input_of;  // inputs[k] is events[input_of[k]]
+  for (size_t i = 0; i < events.size(); ++i) {
+    absl::StatusOr<engine::FeedbackInput> input = FeedbackInputFor(scope, *events[i]);
+    if (!input.ok()) {
+      results[i] = input.status();
+      continue;
+    }
+    inputs.push_back(*std::move(input));
+    input_of.push_back(i);
+  }
+  std::vector<absl::StatusOr<engine::FeedbackResult>> applied = engine_.RecordFeedbackBatch(inputs);
+  for (size_t k = 0; k < applied.size(); ++k) results[input_of[k]] = std::move(applied[k]);
+  acks.assign(events.size(), v1::FeedbackAck());
+  for (size_t i = 0; i < events.size(); ++i) {
+    acks[i].set_event_id(events[i]->event_id());
+    if (absl::Status s = AckFeedback(results[i], acks[i]); !s.ok()) return s;
+  }
   return absl::OkStatus();
 }
 

@@ -89,6 +89,12 @@ class TailorService final : public TailorRawService {
   // invalid input. Blocks on storage: call from the WorkQueue.
   absl::Status ApplyFeedback(const CallScope& scope, const v1::FeedbackEvent& event,
                              v1::FeedbackAck& ack);
+  // The same for several events, committed together in one durable write (group commit): an
+  // ack per event, in order. A non-OK status (a storage fault) means none of them was stored
+  // and `acks` is not to be sent.
+  absl::Status ApplyFeedbackBatch(const CallScope& scope,
+                                  std::span<const v1::FeedbackEvent* const> events,
+                                  std::vector<v1::FeedbackAck>& acks);
 
   WorkQueue& queue() { return queue_; }
   engine::PreferenceEngine& engine() { return engine_; }
@@ -99,6 +105,10 @@ class TailorService final : public TailorRawService {
   }
 
  private:
+  // The ack for an event's result (REJECTED + error for invalid input); a non-OK status for a
+  // fault that is not the event's (storage), which the caller reports instead.
+  absl::Status AckFeedback(const absl::StatusOr<engine::FeedbackResult>& result,
+                           v1::FeedbackAck& ack);
   // The typed handlers behind the raw methods; each finishes its call through `call`.
   grpc::ServerUnaryReactor* Rank(const CallRecord& call, grpc::CallbackServerContext* context,
                                  const v1::RankResponsesRequest* request,
