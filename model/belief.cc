@@ -130,7 +130,9 @@ NeighbourMixture MixtureOfLogWeights(const Eigen::VectorXd& log_weight, std::spa
   if (m == 0) return mixture;
   const double top = log_weight.maxCoeff();
   if (!std::isfinite(top)) return mixture;  // no row counts
-  Eigen::VectorXd weight = (log_weight.array() - top).exp();
+  // Single-precision exponentials (twice the lanes): relative weights keep ~7 digits, and
+  // those below e^-87 of the heaviest, which float flushes to 0, would not move the mean.
+  Eigen::VectorXd weight = (log_weight.array() - top).cast<float>().exp().cast<double>();
   const double total = weight.sum();
   weight /= total;
   mixture.log_evidence = top + std::log(total) - std::log(std::max(1, counted));

@@ -51,14 +51,18 @@ NeighbourTrack NeighbourTrack::Start(std::span<const Eigen::VectorXd> diffs,
     }
     track.log_likelihood_ = Eigen::VectorXf::Zero(track.sampled_);
   }
-  // Pair by pair, as a live track grows; near rows chosen before the last choice would be
-  // replaced, so only that one is made.
+  // The same sums as adding the pairs one at a time; near rows chosen before the last choice
+  // would be replaced, so only that one is made.
   size_t last_choice = 0;
   for (size_t i = 1; i <= diffs.size(); ++i) {
     if (ChoosesNearAt(static_cast<int>(i))) last_choice = i;
   }
-  for (size_t i = 1; i <= diffs.size(); ++i) {
-    track.Add(diffs.first(i), reference, i == last_choice ? index : nullptr, options);
+  if (track.exact_ || track.everyone_ || last_choice == 0) {
+    track.AddAll(diffs, reference);
+  } else {
+    track.AddAll(diffs.first(last_choice), reference);
+    track.ChooseNear(diffs.first(last_choice), reference, *index, options);
+    track.AddAll(diffs.subspan(last_choice), reference);
   }
   return track;
 }
@@ -66,12 +70,38 @@ NeighbourTrack NeighbourTrack::Start(std::span<const Eigen::VectorXd> diffs,
 void NeighbourTrack::Add(std::span<const Eigen::VectorXd> diffs, const ReferenceSet& reference,
                          const NeighbourIndex* index, const NeighbourOptions& options) {
   const Eigen::VectorXd& diff = diffs.back();
-  const Eigen::ArrayXf margins = exact_ ? Eigen::ArrayXf((reference.weights * diff).cast<float>())
-                                        : Margins(reference, rows_, diff);
-  log_likelihood_.array() += static_cast<float>(temperature_) * LogSigmoid(margins).col(0);
-  ++pairs_;
+  Accumulate(exact_ ? Eigen::ArrayXf((reference.weights * diff).cast<float>())
+                    : Margins(reference, rows_, diff));
   if (!exact_ && !everyone_ && index != nullptr && ChoosesNearAt(pairs_)) {
     ChooseNear(diffs, reference, *index, options);
+  }
+}
+
+void NeighbourTrack::Accumulate(const Eigen::ArrayXf& margins) {
+  log_likelihood_.array() += static_cast<float>(temperature_) * LogSigmoid(margins).col(0);
+  ++pairs_;
+}
+
+void NeighbourTrack::AddAll(std::span<const Eigen::VectorXd> diffs, const ReferenceSet& reference) {
+  if (diffs.empty()) return;
+  if (exact_) {
+    for (const Eigen::VectorXd& diff : diffs) {
+      Accumulate((reference.weights * diff).cast<float>());
+    }
+    return;
+  }
+  // Each scattered row read once for every pair (the reads are the cost), with the dot products
+  // Margins computes; then summed pair by pair.
+  const auto m = static_cast<Eigen::Index>(rows_.size());
+  Eigen::MatrixXf margins(m, static_cast<Eigen::Index>(diffs.size()));
+  for (Eigen::Index r = 0; r < m; ++r) {
+    const auto row = reference.weights.row(rows_[static_cast<size_t>(r)]);
+    for (size_t i = 0; i < diffs.size(); ++i) {
+      margins(r, static_cast<Eigen::Index>(i)) = static_cast<float>(row.dot(diffs[i].transpose()));
+    }
+  }
+  for (Eigen::Index i = 0; i < margins.cols(); ++i) {
+    Accumulate(Eigen::ArrayXf(margins.col(i)));
   }
 }
 

@@ -54,6 +54,10 @@ class NeighbourTrack {
 
  private:
   NeighbourTrack() = default;
+  // Adds one pair's margins (w . diff for each entry).
+  void Accumulate(const Eigen::ArrayXf& margins);
+  // Adds `diffs` in order, as Add would one by one, without choosing near rows.
+  void AddAll(std::span<const Eigen::VectorXd> diffs, const ReferenceSet& reference);
   // Chooses the near rows around the sample's weighted mean and sums their log-likelihood
   // over `diffs`.
   void ChooseNear(std::span<const Eigen::VectorXd> diffs, const ReferenceSet& reference,
