@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <random>
 #include <thread>
@@ -336,8 +337,27 @@ class ClassUsers {
 };
 
 // Every class at one durability on a running server, then the raw baseline.
-absl::Status MeasureIngestion(const std::string& target, const std::string& durability,
-                              const std::string& raw_dir, const LoadBenchmarkOptions& options,
+// CPU seconds (user + system) process `pid` has used so far; 0 if it cannot be read.
+double CpuSeconds(pid_t pid) {
+  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+  std::string line;
+  std::getline(stat, line);
+  // Fields after the command name (which is in parentheses and may hold spaces): the 12th and
+  // 13th of them are utime and stime, in clock ticks.
+  const size_t close = line.rfind(')');
+  if (close == std::string::npos) return 0;
+  const std::vector<std::string> fields = absl::StrSplit(line.substr(close + 2), ' ');
+  double utime = 0, stime = 0;
+  if (fields.size() < 13 || !absl::SimpleAtod(fields[11], &utime) ||
+      !absl::SimpleAtod(fields[12], &stime)) {
+    return 0;
+  }
+  return (utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+absl::Status MeasureIngestion(const std::string& target, pid_t server,
+                              const std::string& durability, const std::string& raw_dir,
+                              const LoadBenchmarkOptions& options,
                               const std::vector<storage::RawPut>& shape, SimulatedUsers& simulated,
                               ClassUsers& classes, LoadReport& report) {
   const int c = options.class_users;
@@ -369,9 +389,11 @@ absl::Status MeasureIngestion(const std::string& target, const std::string& dura
     for (const UserEvents& u : users) events += static_cast<uint64_t>(u.count);
     std::fprintf(stderr, "  %s: %llu events...\n", label.c_str(),
                  static_cast<unsigned long long>(events));
+    const double cpu_before = CpuSeconds(server);
     absl::StatusOr<double> rate = StreamUsers(target, simulated, users, options.ingest_streams);
     if (!rate.ok()) return rate.status();
-    report.ingestion.push_back({durability, label, events, *rate, 0});
+    const double cpu_us = 1e6 * (CpuSeconds(server) - cpu_before) / static_cast<double>(events);
+    report.ingestion.push_back({durability, label, events, *rate, 0, cpu_us});
   }
   std::fprintf(stderr, "  raw RocksDB batches...\n");
   absl::StatusOr<storage::RawWriteResult> raw = storage::MeasureRawBatchWrites(
@@ -384,6 +406,12 @@ absl::Status MeasureIngestion(const std::string& target, const std::string& dura
   return absl::OkStatus();
 }
 
+std::vector<std::string> WithFlags(std::vector<std::string> flags,
+                                   const LoadBenchmarkOptions& options) {
+  flags.insert(flags.end(), options.tailord_flags.begin(), options.tailord_flags.end());
+  return flags;
+}
+
 // Stops a server with SIGTERM and waits for it.
 absl::Status Stop(TailordProcess& server) {
   server.Signal(SIGTERM);
@@ -391,6 +419,38 @@ absl::Status Stop(TailordProcess& server) {
     return absl::InternalError(absl::StrCat("tailord did not stop cleanly: ", server.log()));
   }
   return absl::OkStatus();
+}
+
+// The value of an unlabelled gauge in a Prometheus exposition (-1 if absent).
+double Gauge(const std::string& exposition, const std::string& name) {
+  for (absl::string_view line : absl::StrSplit(exposition, '\n')) {
+    if (!absl::ConsumePrefix(&line, name) || !absl::ConsumePrefix(&line, " ")) continue;
+    double value = 0;
+    if (absl::SimpleAtod(line, &value)) return value;
+  }
+  return -1;
+}
+
+// Waits until tailord's RocksDB has no compaction running or pending (twice in a row, a
+// second apart), so that a measurement is not charged for compacting what was loaded before
+// it; the seconds waited.
+absl::StatusOr<double> WaitForCompactions(int metrics_port) {
+  const auto start = std::chrono::steady_clock::now();
+  int quiet = 0;
+  while (quiet < 2) {
+    const std::string metrics = FetchMetrics(metrics_port);
+    const double pending = Gauge(metrics, "tailor_rocksdb_pending_compaction_bytes");
+    const double running = Gauge(metrics, "tailor_rocksdb_running_compactions");
+    if (pending < 0 || running < 0) {
+      return absl::InternalError("tailord's metrics lack the RocksDB compaction gauges");
+    }
+    quiet = pending == 0 && running == 0 ? quiet + 1 : 0;
+    if (std::chrono::steady_clock::now() - start > std::chrono::minutes(30)) {
+      return absl::DeadlineExceededError("RocksDB still compacting after 30 minutes");
+    }
+    if (quiet < 2) std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 // Closed loop, then open loop at half the closed loop's rate, against the echo server and
@@ -430,7 +490,8 @@ absl::StatusOr<LoadReport> RunLoadBenchmark(const LoadBenchmarkOptions& options)
   // The population, streamed into a server that refreshes its knowledge as usual.
   tailor::v1::Schema schema;
   {
-    TailordProcess tailord(options.tailord_binary, {data_dir, "--shutdown_grace_ms=500"});
+    TailordProcess tailord(options.tailord_binary,
+                           WithFlags({data_dir, "--shutdown_grace_ms=500"}, options));
     if (!tailord.WaitUntilServing()) {
       return absl::UnavailableError(absl::StrCat("tailord did not start: ", tailord.log()));
     }
@@ -476,8 +537,9 @@ absl::StatusOr<LoadReport> RunLoadBenchmark(const LoadBenchmarkOptions& options)
 
   // Measured runs: knowledge fitted once at startup from the whole population, then frozen.
   const auto restart = std::chrono::steady_clock::now();
-  TailordProcess tailord(options.tailord_binary,
-                         {data_dir, "--refresh_ms=0", "--shutdown_grace_ms=500"});
+  TailordProcess tailord(
+      options.tailord_binary,
+      WithFlags({data_dir, "--refresh_ms=0", "--shutdown_grace_ms=500"}, options));
   if (!tailord.WaitUntilServing(600000)) {
     return absl::UnavailableError(absl::StrCat("tailord did not restart: ", tailord.log()));
   }
@@ -489,10 +551,14 @@ absl::StatusOr<LoadReport> RunLoadBenchmark(const LoadBenchmarkOptions& options)
       client::TailorClient(client_options).GetServerInfo();
   if (!info.ok()) return info.status();
   report.population.reference_users = info->knowledge().reference_users();
+  std::fprintf(stderr, "waiting for RocksDB to finish compacting the population...\n");
+  absl::StatusOr<double> compacting = WaitForCompactions(tailord.metrics_port());
+  if (!compacting.ok()) return compacting.status();
+  report.population.compaction_wait_seconds = *compacting;
 
   std::fprintf(stderr, "ingestion (wal):\n");
-  if (absl::Status s = MeasureIngestion(tailord.target(), "wal", dir + "/raw-wal", options, shape,
-                                        simulated, classes, report);
+  if (absl::Status s = MeasureIngestion(tailord.target(), tailord.pid(), "wal", dir + "/raw-wal",
+                                        options, shape, simulated, classes, report);
       !s.ok()) {
     return s;
   }
@@ -553,14 +619,19 @@ absl::StatusOr<LoadReport> RunLoadBenchmark(const LoadBenchmarkOptions& options)
   if (absl::Status s = Stop(tailord); !s.ok()) return s;
 
   if (options.include_sync) {
-    TailordProcess synced(options.tailord_binary,
-                          {data_dir, "--sync", "--refresh_ms=0", "--shutdown_grace_ms=500"});
+    TailordProcess synced(
+        options.tailord_binary,
+        WithFlags({data_dir, "--sync", "--refresh_ms=0", "--shutdown_grace_ms=500"}, options));
     if (!synced.WaitUntilServing(600000)) {
       return absl::UnavailableError(absl::StrCat("tailord --sync did not start: ", synced.log()));
     }
+    if (absl::StatusOr<double> s = WaitForCompactions(synced.metrics_port()); !s.ok()) {
+      return s.status();
+    }
     std::fprintf(stderr, "ingestion (wal+fsync):\n");
-    if (absl::Status s = MeasureIngestion(synced.target(), "wal+fsync", dir + "/raw-sync", options,
-                                          shape, simulated, classes, report);
+    if (absl::Status s =
+            MeasureIngestion(synced.target(), synced.pid(), "wal+fsync", dir + "/raw-sync", options,
+                             shape, simulated, classes, report);
         !s.ok()) {
       return s;
     }
@@ -573,19 +644,21 @@ std::string LoadMarkdown(const LoadReport& r) {
   std::string out = absl::StrFormat(
       "Population: %d established users (16 pairs each) and %d past the hand-over (128 pairs), "
       "%llu events streamed in %.0f s (%.0f events/s, knowledge refreshed every 30 s); "
-      "restart to SERVING with the full refresh: %.1f s; reference users: %llu; d = %d.\n\n",
+      "restart to SERVING with the full refresh: %.1f s; reference users: %llu; d = %d. Each "
+      "server's RocksDB is left to finish compacting before anything is measured (%.0f s after "
+      "the restart).\n\n",
       o.established_users, o.veteran_users, static_cast<unsigned long long>(r.population.events),
       r.population.seconds,
       static_cast<double>(r.population.events) / std::max(1e-9, r.population.seconds),
       r.population.restart_seconds, static_cast<unsigned long long>(r.population.reference_users),
-      r.dimension);
+      r.dimension, r.population.compaction_wait_seconds);
   absl::StrAppendFormat(
       &out,
       "StreamFeedback ingestion, %d concurrent streams, durable acks, knowledge frozen "
       "(--refresh_ms=0), against raw RocksDB WriteBatches of the same %zu bytes per event from "
       "as many writers:\n\n"
       "| durability | users | events | tailord events/s | raw batches/s | ÷ raw | ÷ past the "
-      "hand-over |\n|---|---|---:|---:|---:|---:|---:|\n",
+      "hand-over | tailord CPU µs per event |\n|---|---|---:|---:|---:|---:|---:|---:|\n",
       o.ingest_streams, r.batch_bytes);
   for (const IngestionRow& i : r.ingestion) {
     double past = 0;
@@ -594,11 +667,11 @@ std::string LoadMarkdown(const LoadReport& r) {
         past = j.tailor_events_per_second;
       }
     }
-    absl::StrAppendFormat(&out, "| %s | %s | %llu | %.0f | %.0f | %.2f | %.2f |\n", i.durability,
-                          i.users, static_cast<unsigned long long>(i.events),
-                          i.tailor_events_per_second, i.raw_batches_per_second,
-                          i.tailor_events_per_second / i.raw_batches_per_second,
-                          past > 0 ? i.tailor_events_per_second / past : 0);
+    absl::StrAppendFormat(
+        &out, "| %s | %s | %llu | %.0f | %.0f | %.2f | %.2f | %.0f |\n", i.durability, i.users,
+        static_cast<unsigned long long>(i.events), i.tailor_events_per_second,
+        i.raw_batches_per_second, i.tailor_events_per_second / i.raw_batches_per_second,
+        past > 0 ? i.tailor_events_per_second / past : 0, i.server_cpu_us_per_event);
   }
   absl::StrAppendFormat(
       &out,

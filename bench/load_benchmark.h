@@ -29,13 +29,14 @@ struct LoadBenchmarkOptions {
   std::string tailord_binary;
   std::string bench_binary;  // tailor-bench itself: runs the echo server as its own process
   LoadOptions load;
-  int established_users = 100000;  // 16 pairs each: established, inside the hand-over
-  int veteran_users = 2000;        // 128 pairs each: past the hand-over
-  int class_users = 4000;          // users in each measured class (and durability)
-  int class_pairs = 8;             // events per user in a measured class
-  int ingest_streams = 32;         // concurrent StreamFeedback calls
-  bool include_sync = true;        // also measure ingestion with tailord --sync
-  bool pinned = true;              // also measure serving pinned (needs two CPUs)
+  int established_users = 100000;          // 16 pairs each: established, inside the hand-over
+  int veteran_users = 2000;                // 128 pairs each: past the hand-over
+  int class_users = 4000;                  // users in each measured class (and durability)
+  int class_pairs = 8;                     // events per user in a measured class
+  int ingest_streams = 32;                 // concurrent StreamFeedback calls
+  bool include_sync = true;                // also measure ingestion with tailord --sync
+  bool pinned = true;                      // also measure serving pinned (needs two CPUs)
+  std::vector<std::string> tailord_flags;  // extra flags for every tailord
   uint64_t seed = 1;
 };
 
@@ -44,6 +45,7 @@ struct PopulationReport {
   double seconds = 0;          // streaming them in (knowledge refreshed every 30 s meanwhile)
   double restart_seconds = 0;  // to SERVING with the full refresh (reference set and index)
   uint64_t reference_users = 0;
+  double compaction_wait_seconds = 0;  // until RocksDB had compacted it, after the restart
 };
 
 struct IngestionRow {
@@ -52,6 +54,7 @@ struct IngestionRow {
   uint64_t events = 0;
   double tailor_events_per_second = 0;
   double raw_batches_per_second = 0;
+  double server_cpu_us_per_event = 0;  // tailord's user + system CPU time over the run
 };
 
 struct ServingRun {

@@ -78,7 +78,8 @@ ABSL_FLAG(std::string, schema, "", "replay: tailord --schema file for the log's 
 ABSL_FLAG(int32_t, folds, 5, "replay: folds over users (each user is a test user once)");
 ABSL_FLAG(int32_t, max_folds, 0, "replay: run only the first this many folds (0 = all)");
 ABSL_FLAG(std::vector<std::string>, tailord_flags, {},
-          "replay: extra flags for the Tailor server (not the own-only baseline), e.g. "
+          "replay, load: extra flags for the Tailor server (replay: not the own-only baseline), "
+          "e.g. "
           "--tailord_flags=--neighbour_cold_start=false");
 ABSL_FLAG(int32_t, queries, 200, "coldstart: cold users per population and k");
 ABSL_FLAG(int32_t, near, tailor::model::NeighbourIndexOptions().near,
@@ -181,6 +182,7 @@ int Load(const char* argv0) {
   options.ingest_streams = absl::GetFlag(FLAGS_streams);
   options.include_sync = absl::GetFlag(FLAGS_sync_ingest);
   options.pinned = absl::GetFlag(FLAGS_pinned);
+  options.tailord_flags = absl::GetFlag(FLAGS_tailord_flags);
   options.seed = absl::GetFlag(FLAGS_seed);
   if (options.load.connections < 1 || options.load.concurrency < 1 ||
       options.established_users < 1 || options.veteran_users < 1 || options.class_users < 3 ||

@@ -459,11 +459,12 @@ std::shared_ptr<const PreferenceEngine::Blend> PreferenceEngine::BlendFor(
     MutexLock lock(&stripe.map_mu);
     auto it = stripe.blends.find(user_id);
     if (it != stripe.blends.end()) {
-      if (it->second->entry_serial == entry.serial &&
-          it->second->knowledge_version == knowledge.version) {
-        return it->second;
+      it->second.last_used = ++stripe.blend_clock;
+      const std::shared_ptr<const Blend>& cached = it->second.blend;
+      if (cached->entry_serial == entry.serial && cached->knowledge_version == knowledge.version) {
+        return cached;
       }
-      previous = it->second;
+      previous = cached;
     }
   }
   auto blend = std::make_shared<Blend>(Blend{
@@ -488,20 +489,23 @@ std::shared_ptr<const PreferenceEngine::Blend> PreferenceEngine::BlendFor(
     MutexLock lock(&stripe.map_mu);
     auto it = stripe.blends.find(user_id);
     if (it != stripe.blends.end()) {
-      stripe.blend_bytes -= it->second->Bytes();
+      stripe.blend_bytes -= it->second.blend->Bytes();
       stripe.blends.erase(it);
     }
-    // Room by count and by bytes (any other user's blend may go; a blend larger than the
-    // stripe's whole share is not kept).
+    // Room by count and by bytes: the least recently used go first (a stripe holds a few dozen,
+    // so a scan finds them). A blend larger than the stripe's whole share is not kept.
     while (!stripe.blends.empty() &&
            (stripe.blends.size() >= capacity || stripe.blend_bytes + bytes > byte_budget)) {
       auto victim = stripe.blends.begin();
-      stripe.blend_bytes -= victim->second->Bytes();
+      for (auto c = stripe.blends.begin(); c != stripe.blends.end(); ++c) {
+        if (c->second.last_used < victim->second.last_used) victim = c;
+      }
+      stripe.blend_bytes -= victim->second.blend->Bytes();
       stripe.blends.erase(victim);
     }
     if (bytes <= byte_budget) {
       stripe.blend_bytes += bytes;
-      stripe.blends.emplace(std::string(user_id), blend);
+      stripe.blends.emplace(std::string(user_id), Stripe::CachedBlend{blend, ++stripe.blend_clock});
     }
   }
   return blend;
@@ -788,7 +792,7 @@ absl::StatusOr<storage::DeletedUser> PreferenceEngine::DeleteUser(absl::string_v
       stripe.users.erase(it);
     }
     if (auto blend = stripe.blends.find(user_id); blend != stripe.blends.end()) {
-      stripe.blend_bytes -= blend->second->Bytes();
+      stripe.blend_bytes -= blend->second.blend->Bytes();
       stripe.blends.erase(blend);
     }
   }

@@ -215,9 +215,15 @@ class PreferenceEngine {
     Mutex map_mu;    // guards `users`; held only to copy or swap a pointer
     absl::flat_hash_map<std::string, std::shared_ptr<const UserEntry>> users
         ABSL_GUARDED_BY(map_mu);
-    // Neighbour blends of the stripe's cold users (bounded; see blend_cache_users).
-    absl::flat_hash_map<std::string, std::shared_ptr<const Blend>> blends ABSL_GUARDED_BY(map_mu);
-    size_t blend_bytes ABSL_GUARDED_BY(map_mu) = 0;  // Blend::Bytes() of `blends`
+    // Serving beliefs of the stripe's recently served users (bounded; see blend_cache_users),
+    // each with when it was last used: the least recently used one makes room.
+    struct CachedBlend {
+      std::shared_ptr<const Blend> blend;
+      uint64_t last_used = 0;
+    };
+    absl::flat_hash_map<std::string, CachedBlend> blends ABSL_GUARDED_BY(map_mu);
+    size_t blend_bytes ABSL_GUARDED_BY(map_mu) = 0;    // Blend::Bytes() of `blends`
+    uint64_t blend_clock ABSL_GUARDED_BY(map_mu) = 0;  // ticks at each use
   };
   static constexpr int kStripes = 256;
 

@@ -83,6 +83,7 @@ struct StoreStats {
   uint64_t live_sst_bytes = 0;
   uint64_t memtable_bytes = 0;
   uint64_t pending_compaction_bytes = 0;
+  uint64_t running_compactions = 0;
   uint64_t stall_micros = 0;
   uint64_t corrupt_records = 0;
 };
