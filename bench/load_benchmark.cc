@@ -441,8 +441,9 @@ absl::StatusOr<double> WaitForCompactions(int metrics_port) {
     const std::string metrics = FetchMetrics(metrics_port);
     const double pending = Gauge(metrics, "tailor_rocksdb_pending_compaction_bytes");
     const double running = Gauge(metrics, "tailor_rocksdb_running_compactions");
-    if (pending < 0 || running < 0) {
-      return absl::InternalError("tailord's metrics lack the RocksDB compaction gauges");
+    if (pending < 0 || running < 0) {  // a tailord from before the gauges: measure at once
+      std::fprintf(stderr, "tailord has no compaction gauges; not waiting for compactions\n");
+      return 0.0;
     }
     quiet = pending == 0 && running == 0 ? quiet + 1 : 0;
     if (std::chrono::steady_clock::now() - start > std::chrono::minutes(30)) {
