@@ -1,5 +1,11 @@
 #include "model/neighbour_index.h"
 
+// hnswlib's SSE path prefetches the entry after a neighbour list's last one, reading 4 bytes
+// past the list when it is full (the value only feeds the prefetch, so it is harmless, but
+// AddressSanitizer rightly reports it). Sanitizer builds use the scalar path instead.
+#if defined(__SANITIZE_ADDRESS__) && !defined(NO_MANUAL_VECTORIZATION)
+#define NO_MANUAL_VECTORIZATION
+#endif
 #include <hnswlib/hnswlib.h>
 
 #include <Eigen/Cholesky>
