@@ -49,9 +49,7 @@ struct PreferenceEngine::Blend {
   size_t Bytes() const {
     const auto d = static_cast<size_t>(personal.dimension());
     size_t bytes = sizeof(Blend) + (d * d + d) * sizeof(double);
-    if (neighbours.has_value()) {
-      bytes += d * sizeof(double) + neighbours->top.capacity() * sizeof(neighbours->top[0]);
-    }
+    if (neighbours.has_value()) bytes += d * sizeof(double);  // the mean (no top neighbours)
     if (track != nullptr) bytes += track->bytes();
     return bytes;
   }

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/preference_engine.h"
 #include "gtest/gtest.h"
+#include "tests/testing/engine_inputs.h"
 #include "tests/testing/temp_dir.h"
 
 namespace tailor::engine {
@@ -18,18 +19,8 @@ namespace {
 
 constexpr int kD = 5;
 
-model::FeatureSchema Schema() {
-  std::string csv = "name,mean,sd\n";
-  for (int i = 0; i < kD; ++i) absl::StrAppend(&csv, "f", i, ",0,1\n");
-  return *model::FeatureSchema::FromCsv(csv);
-}
-
-std::vector<float> RandomFeatures(std::mt19937_64& rng) {
-  std::normal_distribution<float> normal(0, 1);
-  std::vector<float> f(kD);
-  for (float& v : f) v = normal(rng);
-  return f;
-}
+model::FeatureSchema Schema() { return testing::IdentitySchema(kD); }
+std::vector<float> RandomFeatures(std::mt19937_64& rng) { return testing::RandomFeatures(kD, rng); }
 
 struct Event {
   std::string user;

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/preference_engine.h"
 #include "gtest/gtest.h"
+#include "tests/testing/engine_inputs.h"
 #include "tests/testing/temp_dir.h"
 
 namespace tailor::engine {
@@ -18,9 +19,7 @@ namespace {
 
 constexpr int kD = 3;
 
-model::FeatureSchema Schema() {
-  return *model::FeatureSchema::FromCsv("name,mean,sd\nf0,0,1\nf1,0,1\nf2,0,1\n");
-}
+model::FeatureSchema Schema() { return testing::IdentitySchema(kD); }
 
 struct Owned {  // FeedbackInput points into these
   std::string user, id;

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/preference_engine.h"
 #include "gtest/gtest.h"
+#include "tests/testing/engine_inputs.h"
 #include "tests/testing/temp_dir.h"
 
 namespace tailor::engine {
@@ -20,18 +21,8 @@ namespace {
 
 constexpr int kD = 4;
 
-model::FeatureSchema IdentitySchema() {
-  std::string csv = "name,mean,sd\n";
-  for (int i = 0; i < kD; ++i) absl::StrAppend(&csv, "f", i, ",0,1\n");
-  return *model::FeatureSchema::FromCsv(csv);
-}
-
-std::vector<float> RandomFeatures(std::mt19937_64& rng) {
-  std::normal_distribution<float> normal(0, 1);
-  std::vector<float> f(kD);
-  for (float& v : f) v = normal(rng);
-  return f;
-}
+model::FeatureSchema IdentitySchema() { return testing::IdentitySchema(kD); }
+std::vector<float> RandomFeatures(std::mt19937_64& rng) { return testing::RandomFeatures(kD, rng); }
 
 class OpposingUserTest : public ::testing::TestWithParam<int> {
  protected:
