@@ -23,6 +23,7 @@
 #include "bench/load_benchmark.h"
 #include "bench/memory_benchmark.h"
 #include "bench/quality_benchmark.h"
+#include "bench/refresh_benchmark.h"
 #include "bench/replay_benchmark.h"
 #include "bench/synthetic_catalogue.h"
 
@@ -86,6 +87,11 @@ ABSL_FLAG(int32_t, near, tailor::model::NeighbourIndexOptions().near,
           "coldstart: users the HNSW search returns per lookup");
 ABSL_FLAG(int32_t, sampled, tailor::model::NeighbourIndexOptions().sampled,
           "coldstart: uniform draws per lookup");
+ABSL_FLAG(int32_t, reference_users, 1000000, "refresh: established users in the reference set");
+ABSL_FLAG(int32_t, rounds, 3, "refresh: refreshes after the first");
+ABSL_FLAG(double, moved, 0.01, "refresh: share of users whose estimate changes per round");
+ABSL_FLAG(double, added, 0.005, "refresh: share of users who arrive per round");
+ABSL_FLAG(double, removed, 0.001, "refresh: share of users who go per round");
 
 namespace {
 
@@ -108,6 +114,10 @@ commands:
               each of --dims features, with 2,000 established users
   coldstart   a cold user's neighbour lookup with --populations established users: exact scan
               vs the HNSW index, latency percentiles and the top-1 accuracy it costs
+  refresh     the reference set and its HNSW graph carried across refreshes with
+              --reference_users users, --rounds times with --moved/--added/--removed shares
+              changing: the graph changed in place vs a new graph over the same set (time,
+              and search recall against the exact nearest users)
   replay      offline evaluation on logged feedback: --events=LOG.csv --schema=SCHEMA.csv;
               users split into --folds; each test user's prompts split in two, k events of one
               half sent, the other half's pairs predicted; Tailor vs the population and
@@ -235,6 +245,23 @@ int ColdStart() {
   std::printf(
       "%s",
       tailor::bench::ColdStartMarkdown(tailor::bench::RunColdStartBenchmark(options)).c_str());
+  return 0;
+}
+
+int Refresh() {
+  tailor::bench::RefreshOptions options;
+  options.users = absl::GetFlag(FLAGS_reference_users);
+  options.rounds = absl::GetFlag(FLAGS_rounds);
+  options.moved = absl::GetFlag(FLAGS_moved);
+  options.added = absl::GetFlag(FLAGS_added);
+  options.removed = absl::GetFlag(FLAGS_removed);
+  options.queries = absl::GetFlag(FLAGS_queries);
+  options.pool.capacity = std::max(options.pool.capacity, 2 * options.users);
+  options.pool.neighbour_index.near = absl::GetFlag(FLAGS_near);
+  options.pool.neighbour_index.sampled = absl::GetFlag(FLAGS_sampled);
+  options.seed = absl::GetFlag(FLAGS_seed);
+  const tailor::bench::RefreshResult result = tailor::bench::RunRefreshBenchmark(options);
+  std::printf("%s", tailor::bench::RefreshMarkdown(options, result).c_str());
   return 0;
 }
 
@@ -378,6 +405,7 @@ int main(int argc, char** argv) {
   if (command == "quality") return Quality(argv[0]);
   if (command == "memory") return Memory();
   if (command == "coldstart") return ColdStart();
+  if (command == "refresh") return Refresh();
   if (command == "load") return Load(argv[0]);
   if (command == "echo-server") {
     return tailor::bench::RunEchoServerProcess(absl::GetFlag(FLAGS_echo_listen));

@@ -74,76 +74,60 @@ void ApplyTrust(Knowledge& knowledge, model::Trust trust) {
   knowledge.trust = std::move(trust);
 }
 
-std::shared_ptr<Knowledge> BuildKnowledge(const std::vector<EstablishedUser>& users,
-                                          const model::FeatureSchema& schema,
-                                          storage::FeedbackStore& store,
-                                          const model::Population& base,
-                                          const KnowledgeOptions& options,
-                                          const model::Trust* reuse) {
+std::shared_ptr<Knowledge> BuildKnowledge(
+    const model::Population& population, const std::vector<EstablishedUser>& fit_users,
+    const ReferencePool& pool, const model::FeatureSchema& schema, storage::FeedbackStore& store,
+    const model::Population& base, const KnowledgeOptions& options, const model::Trust* reuse) {
   auto knowledge = std::make_shared<Knowledge>();
-  std::vector<model::Posterior> fit;
-  for (size_t i = 0;
-       i < users.size() && fit.size() < static_cast<size_t>(options.max_population_fit_users);
-       ++i) {
-    fit.push_back(users[i].posterior);
-  }
-  knowledge->population = fit.empty() ? base : model::FitPopulation(fit, base);
+  knowledge->population = population;
   knowledge->information = model::InformationOf(knowledge->population);
-
-  auto set = std::make_shared<model::ReferenceSet>();
-  set->weights.resize(static_cast<Eigen::Index>(users.size()), schema.dimension());
-  auto rows = std::make_shared<absl::flat_hash_map<std::string, int>>();
-  for (size_t i = 0; i < users.size(); ++i) {
-    set->user_ids.push_back(users[i].id);
-    set->weights.row(static_cast<Eigen::Index>(i)) = users[i].posterior.mean().transpose();
-    (*rows)[users[i].id] = static_cast<int>(i);
-  }
+  const model::ReferenceSet& set = *pool.reference();
+  const int n = set.size();
 
   model::Trust trust = model::DefaultTrust(options.default_neighbour_temperature,
                                            options.default_own_log_prior_odds);
   if (reuse != nullptr) {
     trust = *reuse;
-  } else if (static_cast<int>(users.size()) >= options.min_calibration_users) {
+  } else if (n >= options.min_calibration_users) {
     // Held-out users: a seeded sample, whose own pairs the prior they are predicted under
     // must not have seen, so the population is refitted without them for the calibration.
-    std::vector<size_t> order(users.size());
-    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-      return model::StableHash({users[a].id}, kCalibrationSeed) <
-             model::StableHash({users[b].id}, kCalibrationSeed);
-    });
     // At most half the users are held out, so the calibration population stays well fitted.
-    const size_t held = std::min(static_cast<size_t>(options.calibration_users), users.size() / 2);
+    const size_t held =
+        std::min(static_cast<size_t>(options.calibration_users), static_cast<size_t>(n) / 2);
+    std::vector<std::pair<uint64_t, int>> order;  // (hash, row)
+    order.reserve(static_cast<size_t>(n));
+    for (int row = 0; row < n; ++row) {
+      order.emplace_back(
+          model::StableHash({set.user_ids[static_cast<size_t>(row)]}, kCalibrationSeed), row);
+    }
+    std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(held),
+                      order.end());
     std::vector<model::CalibrationUser> calibration;
-    absl::flat_hash_set<size_t> held_rows;
+    absl::flat_hash_set<int> held_rows;
     for (size_t i = 0; i < held; ++i) {
+      const int row = order[i].second;
       absl::StatusOr<model::CalibrationUser> user =
-          ReadCalibrationUser(users[order[i]].id, schema, store);
+          ReadCalibrationUser(set.user_ids[static_cast<size_t>(row)], schema, store);
       if (!user.ok() || user->feedback.empty() || user->held_out.empty()) continue;
-      user->reference_row = static_cast<int>(order[i]);
-      held_rows.insert(order[i]);
+      user->reference_row = row;
+      held_rows.insert(row);
       calibration.push_back(*std::move(user));
     }
     if (static_cast<int>(calibration.size()) >= options.min_calibration_users / 2) {
       std::vector<model::Posterior> rest;
-      for (size_t i = 0;
-           i < users.size() && rest.size() < static_cast<size_t>(options.max_population_fit_users);
-           ++i) {
-        if (!held_rows.contains(i)) rest.push_back(users[i].posterior);
+      for (const EstablishedUser& user : fit_users) {
+        if (!held_rows.contains(user.row)) rest.push_back(user.posterior);
       }
       model::Trust fitted = model::FitTrust(calibration, model::FitPopulation(rest, base), base,
-                                            *set, options.neighbours, options.trust_fit);
+                                            set, options.neighbours, options.trust_fit);
       if (fitted.calibration_users > 0) trust = std::move(fitted);
     }
   }
   ApplyTrust(*knowledge, std::move(trust));
 
-  knowledge->rows = std::move(rows);
-  if (set->size() > options.exact_scan_max_users) {
-    knowledge->index =
-        model::NeighbourIndex::Build(*set, knowledge->population, options.neighbour_index);
-  }
-  knowledge->reference = std::move(set);
+  knowledge->reference = pool.reference();
+  knowledge->rows = pool.rows();
+  knowledge->index = pool.index();
   return knowledge;
 }
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "engine/reference_pool.h"
 #include "model/belief.h"
 #include "model/neighbour_index.h"
 #include "model/population.h"
@@ -34,7 +35,7 @@ struct Knowledge {
   // destroyed first.
   std::shared_ptr<const model::NeighbourIndex> index;
   // user id -> row of `reference`
-  std::shared_ptr<const absl::flat_hash_map<std::string, int>> rows;
+  std::shared_ptr<const ReferenceRows> rows;
   // Rows of users deleted since the refresh (non-zero), or null; shared with the index.
   std::shared_ptr<const std::vector<char>> removed;
   int removed_count = 0;
@@ -45,10 +46,6 @@ struct Knowledge {
 };
 
 struct KnowledgeOptions {
-  int max_reference_users = 100000;
-  int max_population_fit_users = 4000;
-  int exact_scan_max_users = 5000;
-  model::NeighbourIndexOptions neighbour_index;
   bool neighbours = true;
   // Trust: established users held out to fit it (a seeded sample), and the fewest with which
   // it is fitted at all; below that the defaults serve the blend as it is.
@@ -59,21 +56,22 @@ struct KnowledgeOptions {
   double default_own_log_prior_odds = 0.0;
 };
 
-// An established user as a refresh sees them.
+// An established user the population is fitted from, as a refresh sees them.
 struct EstablishedUser {
   std::string id;
+  int row = -1;                // in the reference set
   model::Posterior posterior;  // learned under the base prior
 };
 
-// Builds the knowledge from `users` (sorted by id, already sampled to max_reference_users).
-// Calibration users' histories are read from `store`. When `reuse` is given its trust is kept
-// instead of being fitted again (refits are needed only when the users have changed enough).
-std::shared_ptr<Knowledge> BuildKnowledge(const std::vector<EstablishedUser>& users,
-                                          const model::FeatureSchema& schema,
-                                          storage::FeedbackStore& store,
-                                          const model::Population& base,
-                                          const KnowledgeOptions& options,
-                                          const model::Trust* reuse);
+// Builds the knowledge from the reference set, rows and index of `pool` (after its Update and
+// Index) and `population`, fitted from `fit_users`. Trust is fitted on held-out reference
+// users (a seeded sample), whose histories are read from `store`, against a population fitted
+// without them. When `reuse` is given its trust is kept instead of being fitted again (refits
+// are needed only when the users have changed enough).
+std::shared_ptr<Knowledge> BuildKnowledge(
+    const model::Population& population, const std::vector<EstablishedUser>& fit_users,
+    const ReferencePool& pool, const model::FeatureSchema& schema, storage::FeedbackStore& store,
+    const model::Population& base, const KnowledgeOptions& options, const model::Trust* reuse);
 
 // The prior-scaled population and its information for `trust` (shared by the constructor's
 // empty knowledge and BuildKnowledge).

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
+#include <optional>
 #include <utility>
 
 #include "absl/cleanup/cleanup.h"
@@ -18,6 +20,17 @@ namespace {
 namespace records = storage::records;
 
 int64_t NowMicros() { return absl::ToUnixMicros(absl::Now()); }
+
+ReferencePoolOptions PoolOptions(const EngineOptions& options, int capacity) {
+  ReferencePoolOptions pool;
+  pool.capacity = capacity;
+  pool.index = options.handover_pairs > 0;
+  pool.exact_scan_max_users = options.exact_scan_max_users;
+  pool.neighbour_index = options.neighbour_index;
+  pool.rebuild_changed_fraction = options.index_rebuild_changed_fraction;
+  pool.rebuild_drift = options.index_rebuild_drift;
+  return pool;
+}
 
 }  // namespace
 
@@ -93,13 +106,12 @@ PreferenceEngine::PreferenceEngine(model::FeatureSchema schema, storage::Feedbac
       options_(std::move(options)),
       base_prior_(model::BasePrior(schema_.dimension(), options_.base_prior_variance)),
       base_information_(model::InformationOf(base_prior_)),
-      knowledge_options_{options_.max_reference_users,   options_.max_population_fit_users,
-                         options_.exact_scan_max_users,  options_.neighbour_index,
-                         options_.handover_pairs > 0,    options_.calibration_users,
+      knowledge_options_{options_.handover_pairs > 0,    options_.calibration_users,
                          options_.min_calibration_users, model::TrustFitOptions{},
                          options_.neighbour_temperature, options_.own_model_log_prior_odds},
       guard_(static_cast<int>(knowledge_options_.trust_fit.level_pairs.size()) + 1,
-             options_.live_guard_window, {0.98, 0.01, 0.01}) {
+             options_.live_guard_window, {0.98, 0.01, 0.01}),
+      reference_pool_(PoolOptions(options_, options_.max_reference_users)) {
   auto knowledge = std::make_shared<Knowledge>();
   knowledge->population = base_prior_;
   knowledge->information = base_information_;
@@ -236,40 +248,65 @@ void PreferenceEngine::RefreshKnowledge() { Refresh(/*quick=*/false); }
 
 void PreferenceEngine::Refresh(bool quick) {
   MutexLock serialize(&refresh_work_mu_);
-  const int max_reference =
-      quick ? std::min(options_.max_reference_users, options_.exact_scan_max_users)
-            : options_.max_reference_users;
   const absl::Time started = absl::Now();
   {
     MutexLock lock(&knowledge_mu_);
     deleted_during_refresh_.clear();
   }
-  // Seeded reservoir samples keep the cost bounded however many users there are.
-  std::mt19937_64 rng(0x7a11);
-  std::vector<std::pair<std::string, std::shared_ptr<const UserEntry>>> reference;
-  uint64_t seen = 0;
+  // A quick refresh (at startup, before the first full one) samples a set small enough to
+  // weigh exactly, in a pool of its own.
+  std::optional<ReferencePool> quick_pool;
+  if (quick) {
+    quick_pool.emplace(PoolOptions(
+        options_, std::min(options_.max_reference_users, options_.exact_scan_max_users)));
+  }
+  ReferencePool& pool = quick ? *quick_pool : reference_pool_;
+  std::vector<std::pair<std::string, std::shared_ptr<const UserEntry>>> established;
   for (Stripe& stripe : stripes_) {
-    MutexLock lock(&stripe.map_mu);
-    for (const auto& [user_id, entry] : stripe.users) {
-      if (entry->count < static_cast<uint64_t>(options_.established_pairs)) continue;
-      ++seen;
-      if (reference.size() < static_cast<size_t>(max_reference)) {
-        reference.emplace_back(user_id, entry);
-      } else if (std::uniform_int_distribution<uint64_t>(0, seen - 1)(rng) <
-                 static_cast<uint64_t>(max_reference)) {
-        reference[std::uniform_int_distribution<size_t>(0, reference.size() - 1)(rng)] = {user_id,
-                                                                                          entry};
+    {
+      MutexLock lock(&stripe.map_mu);
+      for (const auto& [user_id, entry] : stripe.users) {
+        if (entry->count >= static_cast<uint64_t>(options_.established_pairs)) {
+          established.emplace_back(user_id, entry);
+        }
       }
     }
+    for (const auto& [user_id, entry] : established) pool.Offer(user_id, entry->posterior.Mean());
+    established.clear();
   }
-  std::sort(reference.begin(), reference.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first; });
-  std::vector<EstablishedUser> users;
-  users.reserve(reference.size());
-  for (const auto& [user_id, entry] : reference) {
-    users.push_back(EstablishedUser{user_id, entry->posterior.Unpack()});
+  ReferenceChanges changes = pool.Update();
+  const uint64_t seen = pool.offered();
+
+  // The population is fitted from the reference users with the lowest ids (a seeded sample,
+  // the same from refresh to refresh while they stay), under the base prior.
+  const model::ReferenceSet& set = *pool.reference();
+  std::vector<int> fit_rows(static_cast<size_t>(set.size()));
+  std::iota(fit_rows.begin(), fit_rows.end(), 0);
+  auto by_id = [&](int a, int b) {
+    return set.user_ids[static_cast<size_t>(a)] < set.user_ids[static_cast<size_t>(b)];
+  };
+  if (fit_rows.size() > static_cast<size_t>(options_.max_population_fit_users)) {
+    std::nth_element(fit_rows.begin(), fit_rows.begin() + options_.max_population_fit_users,
+                     fit_rows.end(), by_id);
+    fit_rows.resize(static_cast<size_t>(options_.max_population_fit_users));
   }
-  reference.clear();
+  std::sort(fit_rows.begin(), fit_rows.end(), by_id);
+  std::vector<EstablishedUser> fit_users;
+  std::vector<model::Posterior> fit;
+  for (int row : fit_rows) {
+    const std::string& user_id = set.user_ids[static_cast<size_t>(row)];
+    const std::shared_ptr<const UserEntry> entry = Find(user_id);
+    if (entry == nullptr) continue;  // deleted since it was offered
+    fit_users.push_back(EstablishedUser{user_id, row, entry->posterior.Unpack()});
+    fit.push_back(fit_users.back().posterior);
+  }
+  const model::Population population =
+      fit.empty() ? base_prior_ : model::FitPopulation(fit, base_prior_);
+  pool.Index(population, changes);
+  if (!quick) {
+    if (changes.rebuilt) index_rebuilds_ += 1;
+    index_changes_ += static_cast<uint64_t>(changes.graph_changes);
+  }
 
   // Trust is refitted when the established users have changed by 2% since the last fit (it
   // reads calibration users' histories); a quick refresh keeps what is in force.
@@ -279,12 +316,12 @@ void PreferenceEngine::Refresh(bool quick) {
       static_cast<double>(seen) >= 1.02 * static_cast<double>(trust_fitted_users_) ||
       static_cast<double>(seen) <= 0.98 * static_cast<double>(trust_fitted_users_);
   const bool refit = !quick && (!fitted || changed);
-  std::shared_ptr<Knowledge> knowledge = BuildKnowledge(
-      users, schema_, store_, base_prior_, knowledge_options_, refit ? nullptr : &current_trust);
+  std::shared_ptr<Knowledge> knowledge =
+      BuildKnowledge(population, fit_users, pool, schema_, store_, base_prior_, knowledge_options_,
+                     refit ? nullptr : &current_trust);
   const bool refitted = refit && knowledge->trust.calibration_users > 0;
   if (refitted) trust_fitted_users_ = seen;
-  const size_t fitted_users =
-      std::min(users.size(), static_cast<size_t>(options_.max_population_fit_users));
+  const size_t fitted_users = fit.size();
   {
     MutexLock lock(&knowledge_mu_);
     // Users deleted while this refresh was reading the users may be in it: mark them.
@@ -302,7 +339,13 @@ void PreferenceEngine::Refresh(bool quick) {
     knowledge->removed = std::move(removed);
     deleted_during_refresh_.clear();
     knowledge->version = knowledge_->version + 1;
-    knowledge->reference_version = knowledge->version;
+    // Neighbour tracks carry over when what they weigh has not changed: the same reference
+    // set and likelihood temperature.
+    const bool same_weighing =
+        knowledge->reference == knowledge_->reference &&
+        knowledge->trust.neighbour_temperature == knowledge_->trust.neighbour_temperature;
+    knowledge->reference_version =
+        same_weighing ? knowledge_->reference_version : knowledge->version;
     knowledge_ = knowledge;
   }
   // The live safety net compares the new candidates from here on.
@@ -849,6 +892,8 @@ EngineStats PreferenceEngine::Stats() const {
   stats.reference_users = static_cast<uint64_t>(knowledge->reference->size());
   stats.indexed_users =
       knowledge->index == nullptr ? 0 : static_cast<uint64_t>(knowledge->index->size());
+  stats.index_rebuilds = index_rebuilds_.load();
+  stats.index_changes = index_changes_.load();
   stats.last_refresh_seconds = last_refresh_seconds_.load();
   stats.rebuilt_states = rebuilt_states_.load();
   stats.knowledge_version = knowledge->version;

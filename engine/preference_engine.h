@@ -28,6 +28,7 @@
 #include "engine/knowledge.h"
 #include "engine/live_guard.h"
 #include "engine/mutex.h"
+#include "engine/reference_pool.h"
 #include "model/belief.h"
 #include "model/neighbour_index.h"
 #include "model/neighbour_track.h"
@@ -65,14 +66,17 @@ struct EngineOptions {
   int neighbour_top_k = 256;
   // Bounds the neighbour reference set and the population fit: at most this many established
   // users (a seeded uniform sample when there are more).
-  int max_reference_users = 100000;
+  int max_reference_users = 1000000;
   int max_population_fit_users = 4000;
   // Reference sets up to this size are weighed exactly (every user, for every cold-start
-  // lookup); larger ones through an HNSW index built at each refresh, which weighs the
-  // `neighbour_index.near` users closest to the user's posterior plus a uniform sample of the
-  // rest (model/neighbour_index.h).
+  // lookup); larger ones through an HNSW index, which weighs the `neighbour_index.near` users
+  // closest to the user's posterior plus a uniform sample of the rest
+  // (model/neighbour_index.h). Refreshes change the index where the set changed and build it
+  // anew only past the thresholds below (engine/reference_pool.h).
   int exact_scan_max_users = 5000;
   model::NeighbourIndexOptions neighbour_index;
+  double index_rebuild_changed_fraction = 1.0;
+  double index_rebuild_drift = 0.5;
   // Users whose serving belief is kept between calls: the posterior under the current
   // served prior and, for cold users, the neighbour blend (both change only with the
   // user's feedback or a refresh, and are the costly part of ranking). Each takes about
@@ -91,7 +95,9 @@ struct EngineStats {
   uint64_t established_users = 0;
   uint64_t feedback_events = 0;
   uint64_t reference_users = 0;
-  uint64_t indexed_users = 0;  // reference users in the HNSW index (0: exact scan)
+  uint64_t indexed_users = 0;   // reference users in the HNSW index (0: exact scan)
+  uint64_t index_rebuilds = 0;  // HNSW graphs built from scratch
+  uint64_t index_changes = 0;   // points set or removed in place by refreshes
   uint64_t rebuilt_states = 0;
   double last_refresh_seconds = 0;  // wall time of the last population/reference refresh
   uint64_t knowledge_version = 0;
@@ -292,6 +298,10 @@ class PreferenceEngine {
   Mutex refresh_work_mu_;
   // Established users when trust was last fitted (refits wait for the users to change).
   uint64_t trust_fitted_users_ ABSL_GUARDED_BY(refresh_work_mu_) = 0;
+  // The reference set and its graph, carried from refresh to refresh.
+  ReferencePool reference_pool_ ABSL_GUARDED_BY(refresh_work_mu_);
+  std::atomic<uint64_t> index_rebuilds_{0};
+  std::atomic<uint64_t> index_changes_{0};
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;
   bool stopping_ = false;  // guarded by stop_mu_

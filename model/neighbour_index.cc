@@ -1,80 +1,26 @@
 #include "model/neighbour_index.h"
 
-// hnswlib's SSE path prefetches the entry after a neighbour list's last one, reading 4 bytes
-// past the list when it is full (the value only feeds the prefetch, so it is harmless, but
-// AddressSanitizer rightly reports it). Sanitizer builds use the scalar path instead.
-#if defined(__SANITIZE_ADDRESS__) && !defined(NO_MANUAL_VECTORIZATION)
-#define NO_MANUAL_VECTORIZATION
-#endif
-#include <hnswlib/hnswlib.h>
-
-#include <Eigen/Cholesky>
 #include <algorithm>
-#include <atomic>
-#include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
 
 namespace tailor::model {
 
-// hnswlib is header-only with non-inline definitions, so it is included in this file only.
-struct NeighbourIndex::Graph {
-  Graph(int dimension, size_t elements, const NeighbourIndexOptions& options)
-      : space(static_cast<size_t>(dimension)),
-        hnsw(&space, elements, static_cast<size_t>(options.links),
-             static_cast<size_t>(options.build_beam), options.seed) {}
-  hnswlib::L2Space space;
-  hnswlib::HierarchicalNSW<float> hnsw;
-};
-
-NeighbourIndex::NeighbourIndex(const ReferenceSet& reference, NeighbourIndexOptions options)
-    : reference_(reference), options_(options) {}
+NeighbourIndex::NeighbourIndex(const ReferenceSet& reference,
+                               std::shared_ptr<const NeighbourGraph> graph)
+    : reference_(reference), graph_(std::move(graph)) {}
 
 NeighbourIndex::~NeighbourIndex() = default;
 
 std::unique_ptr<NeighbourIndex> NeighbourIndex::Build(const ReferenceSet& reference,
                                                       const Population& population,
                                                       const NeighbourIndexOptions& options) {
-  std::unique_ptr<NeighbourIndex> index(new NeighbourIndex(reference, options));
-  const auto d = reference.weights.cols();
-  index->centre_ = population.mean;
-  Eigen::LLT<Eigen::MatrixXd> llt(population.cov);
-  if (llt.info() == Eigen::Success) {
-    index->whitening_ = llt.matrixL().solve(Eigen::MatrixXd::Identity(d, d));
-  } else {
-    index->whitening_ =
-        population.cov.diagonal().cwiseMax(1e-12).cwiseSqrt().cwiseInverse().asDiagonal();
-  }
-  const int n = reference.size();
-  index->graph_ =
-      std::make_unique<Graph>(static_cast<int>(d), static_cast<size_t>(std::max(n, 1)), options);
-  std::atomic<int> next{0};
-  auto insert = [&] {
-    for (int row = next++; row < n; row = next++) {
-      const Eigen::VectorXf z = index->Whiten(reference.weights.row(row).transpose());
-      index->graph_->hnsw.addPoint(z.data(), static_cast<hnswlib::labeltype>(row));
-    }
-  };
-  // The first point alone, so that concurrent inserts start from a valid entry point.
-  if (n > 0) {
-    const Eigen::VectorXf z = index->Whiten(reference.weights.row(0).transpose());
-    index->graph_->hnsw.addPoint(z.data(), 0);
-    next = 1;
-  }
-  std::vector<std::thread> workers;
-  for (int t = 1; t < options.build_threads; ++t) workers.emplace_back(insert);
-  insert();
-  for (std::thread& worker : workers) worker.join();
-  index->graph_->hnsw.setEf(static_cast<size_t>(std::max(options.near, 16)));
-  return index;
+  return std::make_unique<NeighbourIndex>(
+      reference, NeighbourGraph::Build(reference.weights, population, options));
 }
 
-int NeighbourIndex::size() const { return static_cast<int>(graph_->hnsw.cur_element_count); }
-
-Eigen::VectorXf NeighbourIndex::Whiten(const Eigen::VectorXd& w) const {
-  return (whitening_ * (w - centre_)).cast<float>();
-}
+int NeighbourIndex::size() const { return graph_->live(); }
 
 int NeighbourIndex::Counted(int exclude_row, const NeighbourOptions& mix) const {
   const int n = reference_.size();
@@ -86,15 +32,15 @@ std::vector<int> NeighbourIndex::Sample(int exclude_row, const NeighbourOptions&
                                         std::mt19937_64& rng) const {
   const int n = reference_.size();
   std::vector<int> rows;
-  if (Counted(exclude_row, mix) <= options_.sampled) {
+  if (Counted(exclude_row, mix) <= options().sampled) {
     for (int row = 0; row < n; ++row) {
       if (row != exclude_row && !mix.IsRemoved(row)) rows.push_back(row);
     }
     return rows;  // few enough to weigh every one
   }
   std::uniform_int_distribution<int> pick(0, n - 1);
-  rows.reserve(static_cast<size_t>(options_.sampled));
-  while (static_cast<int>(rows.size()) < options_.sampled) {
+  rows.reserve(static_cast<size_t>(options().sampled));
+  while (static_cast<int>(rows.size()) < options().sampled) {
     const int row = pick(rng);
     if (row != exclude_row && !mix.IsRemoved(row)) rows.push_back(row);  // with replacement
   }
@@ -103,17 +49,14 @@ std::vector<int> NeighbourIndex::Sample(int exclude_row, const NeighbourOptions&
 
 std::vector<int> NeighbourIndex::Near(const Eigen::VectorXd& centre, int exclude_row,
                                       const NeighbourOptions& mix) const {
-  if (options_.near <= 0 || reference_.size() == 0) return {};
-  const Eigen::VectorXf query = Whiten(centre);
+  const int near = options().near;
+  if (near <= 0 || reference_.size() == 0) return {};
   // One more than asked, in case the user themself is among the nearest.
-  auto found = graph_->hnsw.searchKnn(query.data(), static_cast<size_t>(options_.near + 1));
-  std::vector<int> nearest;  // farthest first
-  while (!found.empty()) {
-    const int row = static_cast<int>(found.top().second);
-    found.pop();
-    if (row != exclude_row && !mix.IsRemoved(row)) nearest.push_back(row);
-  }
-  const size_t keep = std::min(nearest.size(), static_cast<size_t>(options_.near));
+  std::vector<int> nearest = graph_->Search(centre, near + 1);  // farthest first
+  std::erase_if(nearest, [&](int row) {
+    return row >= reference_.size() || row == exclude_row || mix.IsRemoved(row);
+  });
+  const size_t keep = std::min(nearest.size(), static_cast<size_t>(near));
   nearest.erase(nearest.begin(), nearest.end() - static_cast<std::ptrdiff_t>(keep));
   return nearest;
 }
@@ -123,8 +66,8 @@ CandidateRows NeighbourIndex::Split(const std::vector<int>& sample, const Eigen:
                                     bool with_near) const {
   const int counted = Counted(exclude_row, mix);
   CandidateRows out;
-  const bool everyone = static_cast<int>(sample.size()) == counted && counted <= options_.sampled;
-  if (everyone || !with_near || options_.near <= 0) {
+  const bool everyone = static_cast<int>(sample.size()) == counted && counted <= options().sampled;
+  if (everyone || !with_near || options().near <= 0) {
     out.sampled = sample;
     out.rest = counted;
     return out;
@@ -148,7 +91,7 @@ CandidateRows NeighbourIndex::Candidates(const Eigen::VectorXd& centre, int excl
 CandidateRows NeighbourIndex::Choose(std::span<const Eigen::VectorXd> diffs, int exclude_row,
                                      const NeighbourOptions& options, std::mt19937_64& rng) const {
   const std::vector<int> sample = Sample(exclude_row, options, rng);
-  CandidateRows rows = Split(sample, centre_, exclude_row, options, /*with_near=*/false);
+  CandidateRows rows = Split(sample, {}, exclude_row, options, /*with_near=*/false);
   if (diffs.empty()) return rows;  // the likelihood is flat: the sample is the estimate
   const NeighbourMixture rough = MixNeighbours(diffs, reference_, exclude_row, options, &rows);
   return Split(sample, rough.mean, exclude_row, options, /*with_near=*/true);

@@ -2,10 +2,10 @@
 // carry a cold user's neighbour mixture. The mixture weighs reference user j by the
 // likelihood of the cold user's pairs; reference users are draws from the population, so the
 // heavy ones sit where the cold user's posterior (under the population prior) puts its mass.
-// The index is an HNSW graph (hnswlib) over the reference vectors whitened by the population
-// covariance, queried with the whitened posterior mean. A uniform sample of the remaining
-// users stands for the tail, so the mixture stays unbiased when the likelihood is still flat
-// (few pairs) and the near set alone would be too narrow.
+// The index is an HNSW graph (model/neighbour_graph.h) over the reference vectors whitened by
+// the population covariance, queried with the whitened posterior mean. A uniform sample of the
+// remaining users stands for the tail, so the mixture stays unbiased when the likelihood is still
+// flat (few pairs) and the near set alone would be too narrow.
 #ifndef TAILOR_MODEL_NEIGHBOUR_INDEX_H_
 #define TAILOR_MODEL_NEIGHBOUR_INDEX_H_
 
@@ -16,31 +16,21 @@
 #include <vector>
 
 #include "model/belief.h"
+#include "model/neighbour_graph.h"
 #include "model/population.h"
 
 namespace tailor::model {
 
-struct NeighbourIndexOptions {
-  // HNSW graph degree and build-time beam width.
-  int links = 16;
-  int build_beam = 100;
-  // Reference users returned by the graph search (the search beam is at least this wide).
-  int near = 256;
-  // Uniform draws from the reference users: alone they estimate the mixture while the
-  // likelihood is flat; those outside the near set stand for the tail.
-  int sampled = 1024;
-  // Threads that insert into the graph while building; the result is deterministic with 1.
-  int build_threads = 1;
-  uint64_t seed = 100;
-};
-
 class NeighbourIndex {
  public:
-  // Indexes every row of `reference`, whitened by `population`. Keeps a pointer to
-  // `reference`, which must outlive the index.
+  // Indexes every row of `reference` in a graph of its own, whitened by `population`. Keeps a
+  // pointer to `reference`, which must outlive the index.
   static std::unique_ptr<NeighbourIndex> Build(const ReferenceSet& reference,
                                                const Population& population,
                                                const NeighbourIndexOptions& options);
+  // `reference` through `graph`, whose rows are its rows (the graph may hold rows the set does
+  // not have yet, or no longer has: they are never returned).
+  NeighbourIndex(const ReferenceSet& reference, std::shared_ptr<const NeighbourGraph> graph);
   ~NeighbourIndex();
   NeighbourIndex(const NeighbourIndex&) = delete;
   NeighbourIndex& operator=(const NeighbourIndex&) = delete;
@@ -72,22 +62,17 @@ class NeighbourIndex {
   // Reference users that count: all but `exclude_row` and the removed ones.
   int Counted(int exclude_row, const NeighbourOptions& mix) const;
 
+  // Rows in the graph.
   int size() const;
-  const NeighbourIndexOptions& options() const { return options_; }
+  const NeighbourIndexOptions& options() const { return graph_->options(); }
 
  private:
-  struct Graph;
-  NeighbourIndex(const ReferenceSet& reference, NeighbourIndexOptions options);
-  Eigen::VectorXf Whiten(const Eigen::VectorXd& w) const;
   // The near set around `centre` and the draws of `sample` outside it.
   CandidateRows Split(const std::vector<int>& sample, const Eigen::VectorXd& centre,
                       int exclude_row, const NeighbourOptions& mix, bool with_near) const;
 
   const ReferenceSet& reference_;
-  NeighbourIndexOptions options_;
-  Eigen::VectorXd centre_;
-  Eigen::MatrixXd whitening_;  // L^-1 for population covariance L L^T
-  std::unique_ptr<Graph> graph_;
+  std::shared_ptr<const NeighbourGraph> graph_;
 };
 
 }  // namespace tailor::model

@@ -176,6 +176,14 @@ class EngineCollector final : public prometheus::Collectable {
                     "Reference users in the HNSW neighbour index (0 while the set is small enough "
                     "to scan exactly).",
                     MetricType::Gauge, d(e.indexed_users)),
+             Family("tailor_neighbour_index_rebuilds_total",
+                    "HNSW neighbour graphs built from scratch (at the first refresh past the "
+                    "exact-scan size, then when the set or population has changed too much).",
+                    MetricType::Counter, d(e.index_rebuilds)),
+             Family("tailor_neighbour_index_changes_total",
+                    "Points moved, added or removed in the HNSW neighbour graph in place by "
+                    "refreshes.",
+                    MetricType::Counter, d(e.index_changes)),
              Family(
                  "tailor_knowledge_refresh_seconds",
                  "Wall time of the last refresh of the population prior, reference set and index.",
