@@ -9,6 +9,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "bench/heap.h"
 #include "bench/scratch_dir.h"
 #include "engine/preference_engine.h"
 #include "model/posterior.h"
@@ -21,8 +22,6 @@ model::FeatureSchema Schema(int d) {
   for (int i = 0; i < d; ++i) absl::StrAppend(&csv, "f", i, ",0,1\n");
   return *model::FeatureSchema::FromCsv(csv);
 }
-
-double HeapBytes() { return static_cast<double>(::mallinfo2().uordblks); }
 
 engine::EngineOptions RefreshOnDemand() {
   engine::EngineOptions options;

@@ -1,7 +1,5 @@
 #include "bench/refresh_benchmark.h"
 
-#include <malloc.h>
-
 #include <Eigen/Cholesky>
 #include <algorithm>
 #include <chrono>
@@ -12,6 +10,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "bench/heap.h"
 #include "bench/synthetic_catalogue.h"
 #include "model/neighbour_graph.h"
 
@@ -19,8 +18,6 @@ namespace tailor::bench {
 namespace {
 
 constexpr int kD = 10;
-
-double HeapBytes() { return static_cast<double>(::mallinfo2().uordblks); }
 
 template <typename F>
 double SecondsOf(F&& f) {

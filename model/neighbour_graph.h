@@ -66,7 +66,7 @@ class NeighbourGraph {
   const Population built_with_;
   Eigen::MatrixXd whitening_;  // L^-1 for population covariance L L^T
   // The graph and a reader-writer lock: searches hold it shared; changes hold it exclusively,
-  // a few points at a time, so that a long refresh never stalls a search for long (hnswlib's
+  // one point at a time, so that a long refresh never stalls a search for long (hnswlib's
   // searches take no locks of their own and may not overlap its updates).
   std::unique_ptr<Hnsw> hnsw_;
 };

@@ -48,7 +48,8 @@ ABSL_FLAG(int32_t, refresh_ms, kDefaults.refresh_ms,
           "period of the background refit of the population prior, neighbour index and trust "
           "(0: fitted once at startup, then frozen)");
 ABSL_FLAG(int32_t, max_reference_users, kDefaults.max_reference_users,
-          "most established users that cold users borrow from (a seeded sample beyond this)");
+          "most established users that cold users borrow from (a seeded sample beyond this); "
+          "their HNSW index is changed in place at each refresh");
 ABSL_FLAG(int32_t, exact_scan_max_users, kDefaults.exact_scan_max_users,
           "reference sets up to this size are weighed exactly; larger ones via an HNSW index");
 ABSL_FLAG(std::string, tls_cert_file, "", "PEM certificate chain for TLS on --listen");

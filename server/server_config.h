@@ -42,7 +42,7 @@ struct ServerConfig {
   int32_t refresh_ms = 30000;
   // Established users that cold users may borrow from (a seeded sample beyond this), and the
   // size up to which they are weighed exactly; larger sets go through an HNSW index.
-  int32_t max_reference_users = 100000;
+  int32_t max_reference_users = 1000000;
   int32_t exact_scan_max_users = 5000;
   // Users whose serving belief (re-priored posterior, neighbour blend) is cached.
   int32_t belief_cache_users = 16384;
