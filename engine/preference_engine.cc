@@ -503,11 +503,13 @@ std::shared_ptr<const PreferenceEngine::Blend> PreferenceEngine::BlendFor(
       it->second.last_used = ++stripe.blend_clock;
       const std::shared_ptr<const Blend>& cached = it->second.blend;
       if (cached->entry_serial == entry.serial && cached->knowledge_version == knowledge.version) {
+        blend_hits_.fetch_add(1, std::memory_order_relaxed);
         return cached;
       }
       previous = cached;
     }
   }
+  blend_misses_.fetch_add(1, std::memory_order_relaxed);
   auto blend = std::make_shared<Blend>(Blend{
       entry.serial, knowledge.version,
       model::Reprior(entry.posterior.Unpack(), base_information_, knowledge.prior_information),
@@ -892,6 +894,9 @@ EngineStats PreferenceEngine::Stats() const {
   stats.reference_users = static_cast<uint64_t>(knowledge->reference->size());
   stats.indexed_users =
       knowledge->index == nullptr ? 0 : static_cast<uint64_t>(knowledge->index->size());
+  stats.belief_cache_hits = blend_hits_.load(std::memory_order_relaxed);
+  stats.belief_cache_misses = blend_misses_.load(std::memory_order_relaxed);
+  stats.refresh_period_seconds = absl::ToDoubleSeconds(options_.refresh_period);
   stats.index_rebuilds = index_rebuilds_.load();
   stats.index_changes = index_changes_.load();
   stats.last_refresh_seconds = last_refresh_seconds_.load();

@@ -98,6 +98,10 @@ struct EngineStats {
   uint64_t indexed_users = 0;   // reference users in the HNSW index (0: exact scan)
   uint64_t index_rebuilds = 0;  // HNSW graphs built from scratch
   uint64_t index_changes = 0;   // points set or removed in place by refreshes
+  // Serving beliefs found in the cache for the user's entry and knowledge, and computed.
+  uint64_t belief_cache_hits = 0;
+  uint64_t belief_cache_misses = 0;
+  double refresh_period_seconds = 0;  // 0: knowledge fitted once at startup
   uint64_t rebuilt_states = 0;
   double last_refresh_seconds = 0;  // wall time of the last population/reference refresh
   uint64_t knowledge_version = 0;
@@ -301,6 +305,8 @@ class PreferenceEngine {
   // The reference set and its graph, carried from refresh to refresh.
   ReferencePool reference_pool_ ABSL_GUARDED_BY(refresh_work_mu_);
   std::atomic<uint64_t> index_rebuilds_{0};
+  std::atomic<uint64_t> blend_hits_{0};
+  std::atomic<uint64_t> blend_misses_{0};
   std::atomic<uint64_t> index_changes_{0};
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;

@@ -1,11 +1,13 @@
 #include "server/metrics.h"
 
 #include <dirent.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cmath>
 #include <exception>
 #include <fstream>
+#include <limits>
 #include <mutex>
 #include <sstream>
 #include <utility>
@@ -14,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "server/version.h"
+#include "server/work_queue.h"
 
 namespace tailor::server {
 namespace {
@@ -28,10 +31,11 @@ constexpr std::array<const char*, 17> kCodeNames = {
     "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
     "DATA_LOSS", "UNAUTHENTICATED"};
 
-// Sub-millisecond work dominates: buckets from 25 us to 1 s.
+// Rankings and reads take microseconds, commits with fsync milliseconds, a stalled disk
+// seconds: buckets from 5 us to 10 s, at least two per decade.
 const prometheus::Histogram::BucketBoundaries kLatencyBuckets = {
-    0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
-    0.005,    0.01,    0.025,  0.05,    0.1,    0.25,  1.0};
+    0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+    0.01,     0.025,   0.05,     0.1,     0.25,   0.5,     1.0,    2.5,   5.0,    10.0};
 
 prometheus::MetricFamily Family(const char* name, const char* help, prometheus::MetricType type,
                                 double value) {
@@ -103,6 +107,7 @@ struct ProcessStats {
   double resident_bytes = 0;
   double start_time_seconds = 0;
   double open_fds = 0;
+  double max_fds = 0;
 };
 
 // Linux /proc, the same numbers as the standard process_* metrics of other clients.
@@ -130,6 +135,11 @@ ProcessStats ReadProcessStats() {
       stats.start_time_seconds = boot + start / ticks;
     }
   }
+  struct rlimit limit;
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0) {
+    stats.max_fds =
+        limit.rlim_cur == RLIM_INFINITY ? INFINITY : static_cast<double>(limit.rlim_cur);
+  }
   if (DIR* dir = ::opendir("/proc/self/fd")) {
     while (::readdir(dir) != nullptr) stats.open_fds += 1;
     ::closedir(dir);
@@ -138,17 +148,40 @@ ProcessStats ReadProcessStats() {
   return stats;
 }
 
+// The store's commit latency as a Prometheus histogram (cumulative buckets).
+prometheus::MetricFamily CommitLatencyFamily(const storage::StoreStats& s) {
+  prometheus::MetricFamily family{"tailor_storage_commit_seconds",
+                                  "Latency of one durable commit (a WriteBatch to the WAL, and "
+                                  "its fsync with --sync).",
+                                  prometheus::MetricType::Histogram,
+                                  {}};
+  prometheus::ClientMetric metric;
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < storage::kCommitLatencyBounds.size(); ++i) {
+    cumulative += s.commit_latency_counts[i];
+    metric.histogram.bucket.push_back({cumulative, storage::kCommitLatencyBounds[i]});
+  }
+  cumulative += s.commit_latency_counts.back();
+  metric.histogram.bucket.push_back({cumulative, std::numeric_limits<double>::infinity()});
+  metric.histogram.sample_count = cumulative;
+  metric.histogram.sample_sum = s.commit_latency_seconds_sum;
+  family.metric.push_back(std::move(metric));
+  return family;
+}
+
 }  // namespace
 
 // Reads the engine at scrape time. A scrape already running when the server stops still
 // holds this object, so the engine pointer is detached under a lock before the engine goes.
 class EngineCollector final : public prometheus::Collectable {
  public:
-  explicit EngineCollector(engine::PreferenceEngine& engine) : engine_(&engine) {}
+  EngineCollector(engine::PreferenceEngine& engine, const WorkQueue& queue)
+      : engine_(&engine), queue_(&queue) {}
 
   void Detach() {
     std::lock_guard<std::mutex> lock(mu_);
     engine_ = nullptr;
+    queue_ = nullptr;
   }
 
   std::vector<prometheus::MetricFamily> Collect() const override {
@@ -160,6 +193,14 @@ class EngineCollector final : public prometheus::Collectable {
     const ProcessStats p = ReadProcessStats();
     const auto d = [](uint64_t v) { return static_cast<double>(v); };
     std::vector<prometheus::MetricFamily> families = TrustFamilies(engine_->Trust());
+    families.push_back(CommitLatencyFamily(s));
+    if (e.knowledge_as_of_micros > 0) {
+      families.push_back(Family(
+          "tailor_knowledge_age_seconds",
+          "Seconds since the refresh that computed the served knowledge read the users.",
+          MetricType::Gauge,
+          absl::ToDoubleSeconds(absl::Now() - absl::FromUnixMicros(e.knowledge_as_of_micros))));
+    }
     for (prometheus::MetricFamily& family : std::vector<prometheus::MetricFamily>{
              Family("tailor_users", "Users with at least one feedback event.", MetricType::Gauge,
                     d(e.users)),
@@ -188,6 +229,25 @@ class EngineCollector final : public prometheus::Collectable {
                  "tailor_knowledge_refresh_seconds",
                  "Wall time of the last refresh of the population prior, reference set and index.",
                  MetricType::Gauge, e.last_refresh_seconds),
+             Family("tailor_knowledge_refresh_period_seconds",
+                    "Configured period of the knowledge refresh (0: fitted once at startup).",
+                    MetricType::Gauge, e.refresh_period_seconds),
+             Family("tailor_belief_cache_hits_total",
+                    "Serving beliefs found in the belief cache (size it with "
+                    "--belief_cache_users / --belief_cache_mb).",
+                    MetricType::Counter, d(e.belief_cache_hits)),
+             Family("tailor_belief_cache_misses_total",
+                    "Serving beliefs computed: not cached, evicted, or stale after the user's "
+                    "feedback or a refresh.",
+                    MetricType::Counter, d(e.belief_cache_misses)),
+             Family("tailor_work_queue_depth",
+                    "Tasks (feedback commits, exports, deletes, checkpoints) waiting for a worker.",
+                    MetricType::Gauge, queue_ == nullptr ? 0.0 : d(queue_->depth())),
+             Family("tailor_disk_free_bytes",
+                    "Bytes available to tailord on the data directory's file system.",
+                    MetricType::Gauge, d(s.disk_free_bytes)),
+             Family("tailor_disk_capacity_bytes", "Size of the data directory's file system.",
+                    MetricType::Gauge, d(s.disk_capacity_bytes)),
              Family("tailor_states_rebuilt_total",
                     "User states rebuilt from history at startup (missing or unreadable).",
                     MetricType::Counter, d(e.rebuilt_states)),
@@ -211,6 +271,8 @@ class EngineCollector final : public prometheus::Collectable {
              Family("process_resident_memory_bytes", "Resident memory size.", MetricType::Gauge,
                     p.resident_bytes),
              Family("process_open_fds", "Open file descriptors.", MetricType::Gauge, p.open_fds),
+             Family("process_max_fds", "Limit on open file descriptors (RLIMIT_NOFILE).",
+                    MetricType::Gauge, p.max_fds),
              Family("process_start_time_seconds", "Start time since the Unix epoch.",
                     MetricType::Gauge, p.start_time_seconds),
          }) {
@@ -222,6 +284,7 @@ class EngineCollector final : public prometheus::Collectable {
  private:
   mutable std::mutex mu_;
   engine::PreferenceEngine* engine_;  // guarded by mu_
+  const WorkQueue* queue_;            // guarded by mu_
 };
 
 int ExperienceBucket(uint64_t pairs_before) {
@@ -247,7 +310,7 @@ absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Start(const std::string& liste
       .Name("tailor_build_info")
       .Help("Always 1; the labels say which build is running.")
       .Register(r)
-      .Add({{"version", kTailorVersion}})
+      .Add({{"version", kTailorVersion}, {"revision", kTailorRevision}})
       .Set(1);
 
   auto& requests = prometheus::BuildCounter()
@@ -256,16 +319,37 @@ absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Start(const std::string& liste
                        .Register(r);
   auto& latency = prometheus::BuildHistogram()
                       .Name("tailor_rpc_latency_seconds")
-                      .Help("Server-side RPC latency (streams: the whole stream).")
+                      .Help(
+                          "Server-side latency of unary RPCs (StreamFeedback: see "
+                          "tailor_feedback_ack_latency_seconds).")
                       .Register(r);
   for (int i = 0; i < kRpcCount; ++i) {
     for (size_t c = 0; c < kCodeNames.size(); ++c) {
       m->requests_[static_cast<size_t>(i)][c] =
           &requests.Add({{"method", kRpcNames[static_cast<size_t>(i)]}, {"code", kCodeNames[c]}});
     }
-    m->latency_[static_cast<size_t>(i)] =
-        &latency.Add({{"method", kRpcNames[static_cast<size_t>(i)]}}, kLatencyBuckets);
+    if (static_cast<Rpc>(i) != Rpc::kStreamFeedback) {
+      m->latency_[static_cast<size_t>(i)] =
+          &latency.Add({{"method", kRpcNames[static_cast<size_t>(i)]}}, kLatencyBuckets);
+    }
   }
+  m->ack_latency_ = &prometheus::BuildHistogram()
+                         .Name("tailor_feedback_ack_latency_seconds")
+                         .Help(
+                             "StreamFeedback: per event, from being read off the stream to its "
+                             "durable outcome (the ack follows).")
+                         .Register(r)
+                         .Add({}, kLatencyBuckets);
+  auto& refusals = prometheus::BuildCounter()
+                       .Name("tailor_routing_refusals_total")
+                       .Help(
+                           "Calls refused for their x-user-id routing header (INVALID_ARGUMENT, "
+                           "also counted in tailor_rpc_requests_total): missing where required, "
+                           "not the message's user, or malformed.")
+                       .Register(r);
+  m->routing_refusals_ = {&refusals.Add({{"reason", "missing"}}),
+                          &refusals.Add({{"reason", "mismatch"}}),
+                          &refusals.Add({{"reason", "malformed"}})};
   auto& outcomes = prometheus::BuildCounter()
                        .Name("tailor_feedback_events_total")
                        .Help("Feedback events received, by outcome.")
@@ -352,7 +436,15 @@ void Metrics::RecordRpc(Rpc rpc, grpc::StatusCode code, absl::Duration latency) 
   const auto i = static_cast<size_t>(rpc);
   const auto c = static_cast<size_t>(code);
   if (c < kCodeNames.size()) requests_[i][c]->Increment();
-  latency_[i]->Observe(absl::ToDoubleSeconds(latency));
+  if (latency_[i] != nullptr) latency_[i]->Observe(absl::ToDoubleSeconds(latency));
+}
+
+void Metrics::RecordAckLatency(absl::Duration latency) {
+  ack_latency_->Observe(absl::ToDoubleSeconds(latency));
+}
+
+void Metrics::RecordRoutingRefusal(RoutingRefusal reason) {
+  routing_refusals_[static_cast<size_t>(reason)]->Increment();
 }
 
 void Metrics::RecordFeedback(const v1::FeedbackAck& ack) {
@@ -362,7 +454,8 @@ void Metrics::RecordFeedback(const v1::FeedbackAck& ack) {
       const auto b = static_cast<size_t>(ExperienceBucket(ack.user_feedback_count() - 1));
       const double p = ack.predicted_chosen_probability();
       predictions_[b]->Increment();
-      if (p > 0.5) predictions_correct_[b]->Increment();
+      // A coin flip (a new shard before its first refresh predicts exactly 0.5) is half right.
+      if (p >= 0.5) predictions_correct_[b]->Increment(p > 0.5 ? 1.0 : 0.5);
       prediction_log_loss_[b]->Increment(-std::log(std::max(p, 1e-12)));
       break;
     }
@@ -401,8 +494,8 @@ void Metrics::RecordRanking(v1::KnowledgeSource source) {
 
 Metrics::Metrics() = default;
 
-void Metrics::Watch(engine::PreferenceEngine& engine) {
-  engine_collector_ = std::make_shared<EngineCollector>(engine);
+void Metrics::Watch(engine::PreferenceEngine& engine, const WorkQueue& queue) {
+  engine_collector_ = std::make_shared<EngineCollector>(engine, queue);
   exposer_->RegisterCollectable(engine_collector_);
 }
 

@@ -23,6 +23,10 @@
 namespace tailor::server {
 
 class EngineCollector;
+class WorkQueue;
+
+// Why a call's routing header was refused (INVALID_ARGUMENT, counted apart from bad input).
+enum class RoutingRefusal { kMissing, kMismatch, kMalformed };
 
 enum class Rpc {
   kRankResponses,
@@ -50,7 +54,12 @@ class Metrics {
 
   int port() const { return port_; }
 
+  // A finished call: its status, and for unary calls its latency (a stream's duration says
+  // nothing about the service; its events' ack latencies do).
   void RecordRpc(Rpc rpc, grpc::StatusCode code, absl::Duration latency);
+  // A streamed feedback event: from being read off the stream to its durable outcome.
+  void RecordAckLatency(absl::Duration latency);
+  void RecordRoutingRefusal(RoutingRefusal reason);
   // Outcome counts, and for applied events the progressive-validation counters.
   void RecordFeedback(const v1::FeedbackAck& ack);
   void RecordRanking(v1::KnowledgeSource source);
@@ -63,7 +72,7 @@ class Metrics {
 
   // Exposes the engine's, the store's and the process's gauges, read at each scrape.
   // Unwatch() before the engine goes away.
-  void Watch(engine::PreferenceEngine& engine);
+  void Watch(engine::PreferenceEngine& engine, const WorkQueue& queue);
   void Unwatch();
 
  private:
@@ -75,7 +84,9 @@ class Metrics {
   int port_ = 0;
 
   std::array<std::array<prometheus::Counter*, 17>, kRpcCount> requests_{};
-  std::array<prometheus::Histogram*, kRpcCount> latency_{};
+  std::array<prometheus::Histogram*, kRpcCount> latency_{};  // null for StreamFeedback
+  prometheus::Histogram* ack_latency_ = nullptr;
+  std::array<prometheus::Counter*, 3> routing_refusals_{};   // RoutingRefusal order
   std::array<prometheus::Counter*, 3> feedback_outcomes_{};  // applied, duplicate, rejected
   std::array<prometheus::Counter*, 3> rankings_{};           // personal, neighbours, population
   std::array<prometheus::Counter*, kExperienceBuckets> predictions_{};

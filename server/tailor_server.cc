@@ -129,7 +129,7 @@ absl::StatusOr<std::unique_ptr<TailorServer>> TailorServer::Start(const ServerCo
   server->metrics_ = *std::move(metrics);
 
   server->queue_ = std::make_unique<WorkQueue>(kWorkThreads);
-  server->metrics_->Watch(*server->engine_);
+  server->metrics_->Watch(*server->engine_, *server->queue_);
   server->service_ = std::make_unique<TailorService>(
       *server->engine_, *server->queue_, *server->metrics_, server->config_, server->auth_.get());
   server->admin_ = std::make_unique<TailorAdminService>(

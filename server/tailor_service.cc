@@ -139,7 +139,7 @@ grpc::ServerUnaryReactor* Unary(
   auto messages = std::make_shared<std::pair<Request, Response>>();
   const CallRecord call{metrics, rpc, absl::Now(), &messages->second, reply, messages};
   if (absl::Status parsed = Parse(*request, messages->first); !parsed.ok()) {
-    absl::Status admitted = Admit(context, auth, config).status();
+    absl::Status admitted = Admit(context, auth, config, &metrics).status();
     return Done(call, context, admitted.ok() ? parsed : admitted);
   }
   return (service.*handler)(call, context, &messages->first, &messages->second);
@@ -179,6 +179,7 @@ class FeedbackStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
         reads_closed_ = true;
       } else {
         pending_.emplace_back().Swap(&incoming_);
+        received_at_.push_back(absl::Now());
         ++in_flight_;
         apply = !applying_;
         applying_ = true;
@@ -228,6 +229,7 @@ class FeedbackStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
     std::optional<grpc::Status> finish;
     for (;;) {
       std::deque<grpc::ByteBuffer> batch;
+      std::deque<absl::Time> received_at;
       {
         absl::MutexLock lock(&mu_);
         if (pending_.empty() || failure_.has_value()) {
@@ -236,6 +238,7 @@ class FeedbackStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
           break;
         }
         batch.swap(pending_);
+        received_at.swap(received_at_);
       }
       // The events that parse are applied together (one durable write for the batch); each
       // one that does not is answered in its place.
@@ -257,6 +260,12 @@ class FeedbackStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
       std::vector<v1::FeedbackAck> acks;
       if (absl::Status status = service_.ApplyFeedbackBatch(scope_, parsed, acks); !status.ok()) {
         failure = ToGrpc(status);  // a storage fault, not bad input: the stream ends here
+      } else {
+        // Each event's wait from being read off the stream to its durable outcome.
+        const absl::Time durable = absl::Now();
+        for (absl::Time received : received_at) {
+          service_.metrics().RecordAckLatency(durable - received);
+        }
       }
       for (size_t i = 0, next = 0; i < batch.size() && !failure.has_value(); ++i) {
         const v1::FeedbackAck& ack = unparsable[i].has_value() ? *unparsable[i] : acks[next++];
@@ -332,6 +341,7 @@ class FeedbackStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
 
   absl::Mutex mu_;
   std::deque<grpc::ByteBuffer> pending_ ABSL_GUARDED_BY(mu_);  // read, not yet applied
+  std::deque<absl::Time> received_at_ ABSL_GUARDED_BY(mu_);    // when each of them was read
   std::deque<grpc::ByteBuffer> acks_ ABSL_GUARDED_BY(mu_);     // front: being written if writing_
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;                     // read and neither acked nor dropped
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
@@ -454,11 +464,13 @@ std::string CallScope::StorageId(absl::string_view user_id) const {
 
 absl::Status CallScope::CheckRouting(absl::string_view user_id) const {
   if (routed_user.has_value() && *routed_user != user_id) {
+    if (metrics != nullptr) metrics->RecordRoutingRefusal(RoutingRefusal::kMismatch);
     return absl::InvalidArgumentError(
         absl::StrCat("x-user-id: metadata '", *routed_user, "' does not match user_id '", user_id,
                      "'; a router hashing the header would split this user across shards"));
   }
   if (!routed_user.has_value() && require_routed_user) {
+    if (metrics != nullptr) metrics->RecordRoutingRefusal(RoutingRefusal::kMissing);
     return absl::InvalidArgumentError(
         "x-user-id: metadata required (--require_user_header) so the router keeps each user "
         "on one shard");
@@ -467,8 +479,10 @@ absl::Status CallScope::CheckRouting(absl::string_view user_id) const {
 }
 
 absl::StatusOr<CallScope> Admit(const grpc::CallbackServerContext* context,
-                                const Authenticator* auth, const ServerConfig& config) {
+                                const Authenticator* auth, const ServerConfig& config,
+                                Metrics* metrics) {
   CallScope scope;
+  scope.metrics = metrics;
   if (auth != nullptr) {
     absl::StatusOr<Grant> grant =
         auth->Authenticate(Metadata(context, "authorization").value_or(""));
@@ -479,6 +493,7 @@ absl::StatusOr<CallScope> Admit(const grpc::CallbackServerContext* context,
   if (std::optional<absl::string_view> routed = Metadata(context, kRoutingHeader)) {
     scope.routed_user = DecodeRoutingHeader(*routed);
     if (!scope.routed_user.has_value()) {
+      if (metrics != nullptr) metrics->RecordRoutingRefusal(RoutingRefusal::kMalformed);
       return absl::InvalidArgumentError(
           "x-user-id: invalid percent-encoding (a '%' must be followed by two hex digits)");
     }
@@ -813,7 +828,7 @@ grpc::ServerUnaryReactor* TailorAdminService::Checkpoint(const CallRecord& call,
                                                          grpc::CallbackServerContext* context,
                                                          const v1::CreateCheckpointRequest* request,
                                                          v1::CreateCheckpointResponse* response) {
-  absl::StatusOr<CallScope> scope = Admit(context, auth_, config_);
+  absl::StatusOr<CallScope> scope = Admit(context, auth_, config_, &metrics_);
   if (!scope.ok()) return Done(call, context, scope.status());
   if (!scope->admin) {
     return Done(call, context,

@@ -26,6 +26,7 @@ struct CallScope {
   bool admin = true;                       // may call TailorAdmin
   std::optional<std::string> routed_user;  // the x-user-id metadata, if sent
   bool require_routed_user = false;
+  Metrics* metrics = nullptr;  // counts routing refusals, when set
 
   // The user's id in storage and the engine: tenants never share one.
   std::string StorageId(absl::string_view user_id) const;
@@ -35,8 +36,10 @@ struct CallScope {
 };
 
 // Authenticates a call (when `auth` is set) and reads its routing header.
+// Routing refusals are counted in `metrics` (when set), apart from other bad input.
 absl::StatusOr<CallScope> Admit(const grpc::CallbackServerContext* context,
-                                const Authenticator* auth, const ServerConfig& config);
+                                const Authenticator* auth, const ServerConfig& config,
+                                Metrics* metrics);
 
 // Every method is registered raw (bytes in, bytes out) and parsed in server/message_parsing.h,
 // so unparsable input gets INVALID_ARGUMENT "<field>: <rule>" (gRPC's own answer would be
@@ -101,7 +104,7 @@ class TailorService final : public TailorRawService {
   Metrics& metrics() { return metrics_; }
   std::atomic<int>& open_streams() { return open_streams_; }
   absl::StatusOr<CallScope> Admit(const grpc::CallbackServerContext* context) const {
-    return server::Admit(context, auth_, config_);
+    return server::Admit(context, auth_, config_, &metrics_);
   }
 
  private:

@@ -21,6 +21,11 @@ void WorkQueue::Post(std::function<void()> task) {
   tasks_.push_back(std::move(task));
 }
 
+size_t WorkQueue::depth() const {
+  absl::MutexLock lock(&mu_);
+  return tasks_.size();
+}
+
 void WorkQueue::Run() {
   for (;;) {
     std::function<void()> task;

@@ -22,11 +22,13 @@ class WorkQueue {
   WorkQueue& operator=(const WorkQueue&) = delete;
 
   void Post(std::function<void()> task);
+  // Tasks posted and not yet started.
+  size_t depth() const;
 
  private:
   void Run();
 
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;

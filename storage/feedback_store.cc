@@ -3,6 +3,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <system_error>
@@ -284,7 +285,15 @@ absl::Status FeedbackStore::Commit(std::span<const UserCommit> commits) {
 #if defined(__SANITIZE_THREAD__)
   std::lock_guard<std::mutex> serialize(tsan_write_mu_);
 #endif
+  const auto started = std::chrono::steady_clock::now();
   const rocksdb::Status written = db_->Write(write, &batch);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  const size_t bucket = static_cast<size_t>(
+      std::lower_bound(kCommitLatencyBounds.begin(), kCommitLatencyBounds.end(), seconds) -
+      kCommitLatencyBounds.begin());
+  commit_latency_counts_[bucket].fetch_add(1, std::memory_order_relaxed);
+  commit_latency_nanos_.fetch_add(static_cast<uint64_t>(seconds * 1e9), std::memory_order_relaxed);
   if (written.IsNoSpace()) needs_resume_.store(true, std::memory_order_relaxed);
   return FromRocks(written, "commit");
 }
@@ -485,6 +494,16 @@ StoreStats FeedbackStore::Stats() const {
   }
   stats.stall_micros = statistics_->getTickerCount(rocksdb::STALL_MICROS);
   stats.corrupt_records = corrupt_records_.load(std::memory_order_relaxed);
+  struct statvfs fs;
+  if (::statvfs(options_.path.c_str(), &fs) == 0) {
+    stats.disk_free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+    stats.disk_capacity_bytes = static_cast<uint64_t>(fs.f_blocks) * fs.f_frsize;
+  }
+  for (size_t i = 0; i < commit_latency_counts_.size(); ++i) {
+    stats.commit_latency_counts[i] = commit_latency_counts_[i].load(std::memory_order_relaxed);
+  }
+  stats.commit_latency_seconds_sum =
+      static_cast<double>(commit_latency_nanos_.load(std::memory_order_relaxed)) / 1e9;
   return stats;
 }
 

@@ -3,6 +3,7 @@
 #ifndef TAILOR_STORAGE_FEEDBACK_STORE_H_
 #define TAILOR_STORAGE_FEEDBACK_STORE_H_
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -79,6 +80,12 @@ struct UserExport {
   std::vector<records::FeedbackRecord> history;
 };
 
+// Upper bounds (seconds) of the commit latency histogram: one WriteBatch to the WAL (and its
+// fsync with sync_wal).
+inline constexpr std::array<double, 15> kCommitLatencyBounds = {
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+    0.005,   0.01,     0.025,   0.05,   0.1,     0.25,   1.0};
+
 struct StoreStats {
   uint64_t live_sst_bytes = 0;
   uint64_t memtable_bytes = 0;
@@ -86,6 +93,13 @@ struct StoreStats {
   uint64_t running_compactions = 0;
   uint64_t stall_micros = 0;
   uint64_t corrupt_records = 0;
+  // The data directory's file system: bytes available to tailord, and its size.
+  uint64_t disk_free_bytes = 0;
+  uint64_t disk_capacity_bytes = 0;
+  // Commits by latency: counts per kCommitLatencyBounds bucket (not cumulative), then above
+  // the last bound; and the latencies' sum.
+  std::array<uint64_t, kCommitLatencyBounds.size() + 1> commit_latency_counts{};
+  double commit_latency_seconds_sum = 0;
 };
 
 class FeedbackStore {
@@ -169,6 +183,8 @@ class FeedbackStore {
   std::atomic<uint64_t> corrupt_records_{0};
   // The last free-space measurement and when it was taken (steady clock, microseconds).
   std::atomic<uint64_t> free_bytes_{UINT64_MAX};
+  std::array<std::atomic<uint64_t>, kCommitLatencyBounds.size() + 1> commit_latency_counts_{};
+  std::atomic<uint64_t> commit_latency_nanos_{0};
   std::atomic<int64_t> free_checked_micros_{INT64_MIN / 2};  // "long ago", without overflow
   // A write met a full disk anyway: RocksDB needs Resume() before it writes again.
   std::atomic<bool> needs_resume_{false};

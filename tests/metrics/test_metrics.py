@@ -105,9 +105,21 @@ class MetricsTest(unittest.TestCase):
         for name in ["tailor_rpc_requests_total", "tailor_rpc_latency_seconds_bucket",
                      "tailor_feedback_events_total", "tailor_predictions_total",
                      "tailor_rankings_total", "tailor_users", "tailor_rocksdb_live_sst_bytes",
-                     "process_resident_memory_bytes", "tailor_build_info"]:
+                     "process_resident_memory_bytes", "tailor_build_info",
+                     "tailor_feedback_ack_latency_seconds_bucket",
+                     "tailor_storage_commit_seconds_bucket", "tailor_knowledge_age_seconds",
+                     "tailor_belief_cache_hits_total", "tailor_work_queue_depth",
+                     "tailor_disk_free_bytes", "tailor_routing_refusals_total",
+                     "process_max_fds"]:
             self.assertIn(name, body)
         self.assertNotIn("sim-", body, "a user id leaked into a label")
+        # A stream's duration is not a latency: its events' ack latencies are.
+        self.assertNotIn('tailor_rpc_latency_seconds_count{method="StreamFeedback"}', body)
+        acks = re.search(r"^tailor_feedback_ack_latency_seconds_count (\S+)$", body, re.M)
+        self.assertIsNotNone(acks)
+        self.assertGreater(float(acks.group(1)), 0)
+        # Buckets fine enough to tell a 10 us ranking from a 20 us one.
+        self.assertIn('tailor_rpc_latency_seconds_bucket{method="RankResponses",le="1e-05"}', body)
         check = subprocess.run(["promtool", "check", "metrics"], input=body,
                                capture_output=True, text=True)
         self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
@@ -120,6 +132,8 @@ class MetricsTest(unittest.TestCase):
         shipped = open(os.path.join(ROOT, "deploy", "prometheus", "prometheus.yml")).read()
         shipped = shipped.replace('"localhost:9464"', f'"127.0.0.1:{self.server.metrics_port}"')
         shipped = re.sub(r"scrape_interval: \S+", "scrape_interval: 1s", shipped)
+        shipped = shipped.replace("- rules/*.yml",
+                                  f"- {os.path.join(ROOT, 'deploy', 'prometheus', 'rules')}/*.yml")
         open(config, "w").write(shipped)
         prometheus = subprocess.Popen(
             ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={workdir}/data",
@@ -152,6 +166,28 @@ class MetricsTest(unittest.TestCase):
             prometheus.terminate()
             prometheus.wait(timeout=30)
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+class FreshShardTest(unittest.TestCase):
+    def test_a_coin_flip_counts_as_half_right(self):
+        # Before any refresh a new shard predicts every event at exactly 0.5: neither right
+        # nor wrong, so the learning curve's first bucket reads 50%, not 0%.
+        server = TailordServer(["--refresh_ms=0"])
+        client = TailorClient(f"127.0.0.1:{server.port}")
+        try:
+            schema = client.server_info().schema.features
+            client.feedback("ev-1", "new-user", ("a", [f.mean + f.sd for f in schema]),
+                            ("b", [f.mean - f.sd for f in schema]))
+            body = http_get(f"http://127.0.0.1:{server.metrics_port}/metrics")
+            def value(name):
+                match = re.search(rf'^{name}{{experience="0"}} (\S+)$', body, re.M)
+                self.assertIsNotNone(match, name)
+                return float(match.group(1))
+            self.assertEqual(value("tailor_predictions_total"), 1)
+            self.assertEqual(value("tailor_predictions_correct_total"), 0.5)
+        finally:
+            client.close()
+            self.assertEqual(server.stop(), 0)
 
 
 if __name__ == "__main__":
