@@ -36,14 +36,17 @@ def http_get(url, timeout=5):
         return response.read().decode()
 
 
-def dashboard_exprs():
+def dashboard_exprs(rate_interval="1m"):
+    """Every panel's PromQL, with the dashboard's variables as Grafana would fill them for the
+    job "tailor", all shards, and a $__rate_interval of `rate_interval`."""
     exprs = []
     def walk(panels):
         for panel in panels:
             exprs.extend(t["expr"] for t in panel.get("targets", []) if t.get("expr"))
             walk(panel.get("panels", []))
     walk(json.load(open(DASHBOARD))["panels"])
-    return exprs
+    return [e.replace("$__rate_interval", rate_interval).replace("$job", "tailor")
+             .replace("$instance", ".*") for e in exprs]
 
 
 class Traffic(threading.Thread):
