@@ -28,33 +28,41 @@ class DockerfileAndCompose(unittest.TestCase):
             self.dockerfile = f.read()
         (self.compose,) = load("compose/docker-compose.yml")
 
-    def test_image_serves_the_ports_compose_publishes(self):
+    def test_image_serves_the_ports_compose_publishes_on_loopback_by_default(self):
         self.assertIn("EXPOSE 50051 9464", self.dockerfile)
         self.assertIn("--listen=0.0.0.0:50051", self.dockerfile)
         self.assertIn("--metrics_listen=0.0.0.0:9464", self.dockerfile)
-        ports = self.compose["services"]["tailord"]["ports"]
-        for port in ("50051:50051", "9464:9464", "9090:9090", "3000:3000"):
-            self.assertIn(port, ports)
+        published = {"tailord": ("50051", "9464"), "prometheus": ("9090",), "grafana": ("3000",)}
+        for name, ports in published.items():
+            mapped = self.compose["services"][name]["ports"]
+            for port in ports:
+                self.assertIn(f"${{TAILOR_PUBLISH_ADDRESS:-127.0.0.1}}:{port}:{port}", mapped)
 
-    def test_prometheus_and_grafana_use_the_shipped_configs_in_tailords_namespace(self):
+    def test_prometheus_and_grafana_survive_tailord_restarts(self):
         services = self.compose["services"]
         compose_dir = os.path.join(DEPLOY, "compose")
         for name in ("prometheus", "grafana"):
-            self.assertEqual(services[name]["network_mode"], "service:tailord")
+            # Their own network namespace: a tailord restart does not take them down.
+            self.assertNotIn("network_mode", services[name])
             for volume in services[name]["volumes"]:
                 source = volume.split(":")[0]
                 if source.startswith("."):
                     self.assertTrue(os.path.exists(os.path.join(compose_dir, source)), source)
-        # The shipped Prometheus config scrapes localhost:9464, which in tailord's namespace
-        # is tailord; the Grafana datasource is Prometheus's listen address.
-        (prometheus,) = load("prometheus/prometheus.yml")
+        # Compose's Prometheus scrapes tailord by service name, with the shipped job and rules;
+        # the Grafana datasource is Prometheus by service name.
+        (prometheus,) = load("compose/prometheus.yml")
+        self.assertEqual(prometheus["scrape_configs"][0]["job_name"], "tailor")
         targets = prometheus["scrape_configs"][0]["static_configs"][0]["targets"]
-        self.assertEqual(targets, ["localhost:9464"])
+        self.assertEqual(targets, ["tailord:9464"])
+        self.assertIn("../prometheus/rules:/etc/prometheus/rules:ro",
+                      services["prometheus"]["volumes"])
+        self.assertEqual(prometheus["rule_files"], ["/etc/prometheus/rules/*.yml"])
         self.assertIn("--web.listen-address=0.0.0.0:9090", services["prometheus"]["command"])
-        (datasources,) = load("grafana/provisioning/datasources/prometheus.yml")
-        self.assertEqual(datasources["datasources"][0]["url"], "http://localhost:9090")
+        (datasources,) = load("compose/grafana-datasources/prometheus.yml")
+        self.assertEqual(datasources["datasources"][0]["url"], "http://prometheus:9090")
         (providers,) = load("grafana/provisioning/dashboards/tailor.yml")
-        dashboards_mount = [v for v in services["grafana"]["volumes"] if "dashboards:" in v]
+        dashboards_mount = [v for v in services["grafana"]["volumes"]
+                            if v.startswith("../grafana/dashboards:")]
         self.assertEqual(dashboards_mount[0].split(":")[1],
                          providers["providers"][0]["options"]["path"])
 
