@@ -82,21 +82,31 @@ storage::records::SchemaRecord ToRecord(const model::FeatureSchema& schema) {
 
 absl::StatusOr<std::unique_ptr<PreferenceEngine>> PreferenceEngine::Open(
     model::FeatureSchema schema, storage::FeedbackStore& store, EngineOptions options) {
+  absl::StatusOr<std::unique_ptr<PreferenceEngine>> engine =
+      Create(std::move(schema), store, std::move(options));
+  if (!engine.ok()) return engine;
+  if (absl::Status loaded = (*engine)->Load(); !loaded.ok()) return loaded;
+  return engine;
+}
+
+absl::StatusOr<std::unique_ptr<PreferenceEngine>> PreferenceEngine::Create(
+    model::FeatureSchema schema, storage::FeedbackStore& store, EngineOptions options) {
   if (absl::Status bound = store.BindSchema(ToRecord(schema)); !bound.ok()) return bound;
-  std::unique_ptr<PreferenceEngine> engine(
+  return std::unique_ptr<PreferenceEngine>(
       new PreferenceEngine(std::move(schema), store, std::move(options)));
-  if (absl::Status loaded = engine->LoadUsers(); !loaded.ok()) return loaded;
-  if (engine->options_.refresh_period > absl::ZeroDuration()) {
+}
+
+absl::Status PreferenceEngine::Load() {
+  if (absl::Status loaded = LoadUsers(); !loaded.ok()) return loaded;
+  if (options_.refresh_period > absl::ZeroDuration()) {
     // Serve soon: a reference set small enough to scan (no index to build) now, the full one
     // from the background thread, which starts with it.
-    engine->Refresh(/*quick=*/true);
+    Refresh(/*quick=*/true);
+    refresher_ = std::thread([this] { RefreshLoop(); });
   } else {
-    engine->RefreshKnowledge();
+    RefreshKnowledge();
   }
-  if (engine->options_.refresh_period > absl::ZeroDuration()) {
-    engine->refresher_ = std::thread([e = engine.get()] { e->RefreshLoop(); });
-  }
-  return engine;
+  return absl::OkStatus();
 }
 
 PreferenceEngine::PreferenceEngine(model::FeatureSchema schema, storage::FeedbackStore& store,
@@ -198,6 +208,7 @@ absl::Status PreferenceEngine::LoadUsers() {
         std::optional<model::Posterior> posterior;
         if (state.ok()) posterior = FromState(*state, schema_.dimension());
         // Cold users' recent pairs live only in history: rebuild them from it too.
+        users_loaded_.fetch_add(1, std::memory_order_relaxed);
         if (!posterior.has_value() ||
             state->feedback_count() < static_cast<uint64_t>(options_.handover_pairs)) {
           to_rebuild.emplace_back(user_id);
@@ -901,6 +912,7 @@ EngineStats PreferenceEngine::Stats() const {
   stats.index_changes = index_changes_.load();
   stats.last_refresh_seconds = last_refresh_seconds_.load();
   stats.rebuilt_states = rebuilt_states_.load();
+  stats.users_loaded = users_loaded_.load(std::memory_order_relaxed);
   stats.knowledge_version = knowledge->version;
   stats.knowledge_as_of_micros = knowledge_as_of_micros_.load();
   return stats;

@@ -103,6 +103,7 @@ struct EngineStats {
   uint64_t belief_cache_misses = 0;
   double refresh_period_seconds = 0;  // 0: knowledge fitted once at startup
   uint64_t rebuilt_states = 0;
+  uint64_t users_loaded = 0;        // so far, while Load runs (then all of them)
   double last_refresh_seconds = 0;  // wall time of the last population/reference refresh
   uint64_t knowledge_version = 0;
   int64_t knowledge_as_of_micros = 0;  // the last refresh read the users as of this time
@@ -185,6 +186,13 @@ class PreferenceEngine {
   static absl::StatusOr<std::unique_ptr<PreferenceEngine>> Open(model::FeatureSchema schema,
                                                                 storage::FeedbackStore& store,
                                                                 EngineOptions options = {});
+  // Open in two steps, for a server that reports its startup while the users load: Create
+  // binds the schema and returns an engine with no users (Stats() and Trust() may be read
+  // from then on, nothing else); Load loads them and fits the knowledge (Open's work).
+  static absl::StatusOr<std::unique_ptr<PreferenceEngine>> Create(model::FeatureSchema schema,
+                                                                  storage::FeedbackStore& store,
+                                                                  EngineOptions options = {});
+  absl::Status Load();
   ~PreferenceEngine();
 
   // Candidates must each have schema().dimension() finite features (INVALID_ARGUMENT if not).
@@ -294,6 +302,7 @@ class PreferenceEngine {
   std::atomic<uint64_t> established_users_{0};
   std::atomic<uint64_t> feedback_events_{0};
   std::atomic<uint64_t> rebuilt_states_{0};
+  std::atomic<uint64_t> users_loaded_{0};
   std::atomic<uint64_t> next_serial_{1};  // UserEntry::serial
   std::atomic<double> last_refresh_seconds_{0};
   std::atomic<int64_t> knowledge_as_of_micros_{0};

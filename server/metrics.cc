@@ -248,6 +248,9 @@ class EngineCollector final : public prometheus::Collectable {
                     MetricType::Gauge, d(s.disk_free_bytes)),
              Family("tailor_disk_capacity_bytes", "Size of the data directory's file system.",
                     MetricType::Gauge, d(s.disk_capacity_bytes)),
+             Family("tailor_startup_users_loaded",
+                    "Users whose stored state has been read so far at startup (then all).",
+                    MetricType::Gauge, d(e.users_loaded)),
              Family("tailor_states_rebuilt_total",
                     "User states rebuilt from history at startup (missing or unreadable).",
                     MetricType::Counter, d(e.rebuilt_states)),
@@ -411,6 +414,13 @@ absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Start(const std::string& liste
       m->source_correct_[s][i] = &source_correct.Add(labels);
     }
   }
+  m->starting_ = &prometheus::BuildGauge()
+                      .Name("tailor_starting")
+                      .Help(
+                          "1 while tailord loads its users (health NOT_SERVING, calls "
+                          "UNAVAILABLE), then 0.")
+                      .Register(r)
+                      .Add({});
   m->open_streams_ = &prometheus::BuildGauge()
                           .Name("tailor_feedback_streams_open")
                           .Help("StreamFeedback calls in progress.")

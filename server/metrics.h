@@ -68,6 +68,8 @@ class Metrics {
   void RecordSources(uint64_t pairs_before,
                      const std::array<double, engine::kPredictionSources>& p_chosen);
   void StreamOpened() { open_streams_->Increment(); }
+  // While the server loads its users (tailor_starting = 1).
+  void SetStarting(bool starting) { starting_->Set(starting ? 1 : 0); }
   void StreamClosed() { open_streams_->Decrement(); }
 
   // Exposes the engine's, the store's and the process's gauges, read at each scrape.
@@ -89,6 +91,7 @@ class Metrics {
   std::array<prometheus::Counter*, 3> routing_refusals_{};   // RoutingRefusal order
   std::array<prometheus::Counter*, 3> feedback_outcomes_{};  // applied, duplicate, rejected
   std::array<prometheus::Counter*, 3> rankings_{};           // personal, neighbours, population
+  prometheus::Gauge* starting_ = nullptr;
   std::array<prometheus::Counter*, kExperienceBuckets> predictions_{};
   std::array<prometheus::Counter*, kExperienceBuckets> predictions_correct_{};
   std::array<prometheus::Counter*, kExperienceBuckets> prediction_log_loss_{};

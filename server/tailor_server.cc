@@ -1,5 +1,6 @@
 #include "server/tailor_server.h"
 
+#include <array>
 #include <chrono>
 #include <fstream>
 #include <sstream>
@@ -108,6 +109,13 @@ absl::StatusOr<std::unique_ptr<TailorServer>> TailorServer::Start(const ServerCo
       ServerCredentialsFor(config);
   if (!credentials.ok()) return credentials.status();
 
+  // Metrics first: a large data directory takes a while to load, and its progress shows there
+  // (tailor_starting, tailor_startup_users_loaded) instead of a port that does not answer.
+  absl::StatusOr<std::unique_ptr<Metrics>> metrics = Metrics::Start(config.metrics_listen);
+  if (!metrics.ok()) return metrics.status();
+  server->metrics_ = *std::move(metrics);
+  server->metrics_->SetStarting(true);
+
   storage::StoreOptions store_options;
   store_options.path = config.data_dir;
   store_options.sync_wal = config.sync_wal;
@@ -120,20 +128,19 @@ absl::StatusOr<std::unique_ptr<TailorServer>> TailorServer::Start(const ServerCo
   server->store_ = *std::move(store);
 
   absl::StatusOr<std::unique_ptr<engine::PreferenceEngine>> engine =
-      engine::PreferenceEngine::Open(*std::move(schema), *server->store_, EngineOptionsFor(config));
+      engine::PreferenceEngine::Create(*std::move(schema), *server->store_,
+                                       EngineOptionsFor(config));
   if (!engine.ok()) return engine.status();
   server->engine_ = *std::move(engine);
 
-  absl::StatusOr<std::unique_ptr<Metrics>> metrics = Metrics::Start(config.metrics_listen);
-  if (!metrics.ok()) return metrics.status();
-  server->metrics_ = *std::move(metrics);
-
   server->queue_ = std::make_unique<WorkQueue>(kWorkThreads);
   server->metrics_->Watch(*server->engine_, *server->queue_);
-  server->service_ = std::make_unique<TailorService>(
-      *server->engine_, *server->queue_, *server->metrics_, server->config_, server->auth_.get());
-  server->admin_ = std::make_unique<TailorAdminService>(
-      *server->engine_, *server->queue_, *server->metrics_, server->config_, server->auth_.get());
+  server->service_ =
+      std::make_unique<TailorService>(*server->engine_, *server->queue_, *server->metrics_,
+                                      server->config_, server->auth_.get(), server->ready_);
+  server->admin_ =
+      std::make_unique<TailorAdminService>(*server->engine_, *server->queue_, *server->metrics_,
+                                           server->config_, server->auth_.get(), server->ready_);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -148,13 +155,19 @@ absl::StatusOr<std::unique_ptr<TailorServer>> TailorServer::Start(const ServerCo
     return absl::UnavailableError(absl::StrCat("--listen: cannot serve gRPC on ", config.listen,
                                                " (address in use or not local?)"));
   }
-  // Probes may ask for the server ("") or name a service; both answer SERVING until shutdown.
+  // Probes may ask for the server ("") or name a service: NOT_SERVING while the users load
+  // (calls are refused UNAVAILABLE meanwhile), then SERVING until shutdown.
   grpc::HealthCheckServiceInterface* health = server->grpc_server_->GetHealthCheckService();
-  for (const char* service :
-       {v1::Tailor::service_full_name(), v1::TailorAdmin::service_full_name()}) {
-    health->SetServingStatus(service, true);
-  }
-  health->SetServingStatus(true);
+  const std::array<const char*, 3> names = {"", v1::Tailor::service_full_name(),
+                                            v1::TailorAdmin::service_full_name()};
+  for (const char* service : names) health->SetServingStatus(service, false);
+  Log(LogLevel::kInfo, absl::StrCat("tailord loading users grpc_port=", server->grpc_port_,
+                                    " metrics_port=", server->metrics_->port(),
+                                    " (health NOT_SERVING, calls UNAVAILABLE until loaded)"));
+  if (absl::Status loaded = server->engine_->Load(); !loaded.ok()) return loaded;
+  server->ready_ = true;
+  server->metrics_->SetStarting(false);
+  for (const char* service : names) health->SetServingStatus(service, true);
   return server;
 }
 

@@ -3,6 +3,7 @@
 #ifndef TAILOR_SERVER_TAILOR_SERVER_H_
 #define TAILOR_SERVER_TAILOR_SERVER_H_
 
+#include <atomic>
 #include <memory>
 
 #include "absl/status/statusor.h"
@@ -43,6 +44,7 @@ class TailorServer {
   std::unique_ptr<engine::PreferenceEngine> engine_;
   std::unique_ptr<WorkQueue> queue_;
   std::unique_ptr<Authenticator> auth_;  // null without --auth_tokens_file
+  std::atomic<bool> ready_{false};       // users loaded: calls are admitted
   std::unique_ptr<TailorService> service_;
   std::unique_ptr<TailorAdminService> admin_;
   std::unique_ptr<grpc::Server> grpc_server_;

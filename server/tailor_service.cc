@@ -139,7 +139,7 @@ grpc::ServerUnaryReactor* Unary(
   auto messages = std::make_shared<std::pair<Request, Response>>();
   const CallRecord call{metrics, rpc, absl::Now(), &messages->second, reply, messages};
   if (absl::Status parsed = Parse(*request, messages->first); !parsed.ok()) {
-    absl::Status admitted = Admit(context, auth, config, &metrics).status();
+    absl::Status admitted = Admit(context, auth, config, &metrics, service.ready()).status();
     return Done(call, context, admitted.ok() ? parsed : admitted);
   }
   return (service.*handler)(call, context, &messages->first, &messages->second);
@@ -480,7 +480,12 @@ absl::Status CallScope::CheckRouting(absl::string_view user_id) const {
 
 absl::StatusOr<CallScope> Admit(const grpc::CallbackServerContext* context,
                                 const Authenticator* auth, const ServerConfig& config,
-                                Metrics* metrics) {
+                                Metrics* metrics, bool ready) {
+  if (!ready) {
+    return absl::UnavailableError(
+        "starting: tailord is loading its users (see tailor_startup_users_loaded); retry "
+        "shortly");
+  }
   CallScope scope;
   scope.metrics = metrics;
   if (auth != nullptr) {
@@ -503,8 +508,14 @@ absl::StatusOr<CallScope> Admit(const grpc::CallbackServerContext* context,
 }
 
 TailorService::TailorService(engine::PreferenceEngine& engine, WorkQueue& queue, Metrics& metrics,
-                             const ServerConfig& config, const Authenticator* auth)
-    : engine_(engine), queue_(queue), metrics_(metrics), config_(config), auth_(auth) {}
+                             const ServerConfig& config, const Authenticator* auth,
+                             const std::atomic<bool>& ready)
+    : engine_(engine),
+      queue_(queue),
+      metrics_(metrics),
+      config_(config),
+      auth_(auth),
+      ready_(ready) {}
 
 grpc::ServerUnaryReactor* TailorService::RankResponses(grpc::CallbackServerContext* context,
                                                        const grpc::ByteBuffer* request,
@@ -814,8 +825,13 @@ grpc::ServerUnaryReactor* TailorService::Info(const CallRecord& call,
 
 TailorAdminService::TailorAdminService(engine::PreferenceEngine& engine, WorkQueue& queue,
                                        Metrics& metrics, const ServerConfig& config,
-                                       const Authenticator* auth)
-    : engine_(engine), queue_(queue), metrics_(metrics), config_(config), auth_(auth) {}
+                                       const Authenticator* auth, const std::atomic<bool>& ready)
+    : engine_(engine),
+      queue_(queue),
+      metrics_(metrics),
+      config_(config),
+      auth_(auth),
+      ready_(ready) {}
 
 grpc::ServerUnaryReactor* TailorAdminService::CreateCheckpoint(grpc::CallbackServerContext* context,
                                                                const grpc::ByteBuffer* request,
@@ -828,7 +844,7 @@ grpc::ServerUnaryReactor* TailorAdminService::Checkpoint(const CallRecord& call,
                                                          grpc::CallbackServerContext* context,
                                                          const v1::CreateCheckpointRequest* request,
                                                          v1::CreateCheckpointResponse* response) {
-  absl::StatusOr<CallScope> scope = Admit(context, auth_, config_, &metrics_);
+  absl::StatusOr<CallScope> scope = Admit(context, auth_, config_, &metrics_, ready_.load());
   if (!scope.ok()) return Done(call, context, scope.status());
   if (!scope->admin) {
     return Done(call, context,

@@ -36,10 +36,11 @@ struct CallScope {
 };
 
 // Authenticates a call (when `auth` is set) and reads its routing header.
-// Routing refusals are counted in `metrics` (when set), apart from other bad input.
+// UNAVAILABLE until the server is `ready` (its users loaded). Routing refusals are counted in
+// `metrics` (when set), apart from other bad input.
 absl::StatusOr<CallScope> Admit(const grpc::CallbackServerContext* context,
                                 const Authenticator* auth, const ServerConfig& config,
-                                Metrics* metrics);
+                                Metrics* metrics, bool ready);
 
 // Every method is registered raw (bytes in, bytes out) and parsed in server/message_parsing.h,
 // so unparsable input gets INVALID_ARGUMENT "<field>: <rule>" (gRPC's own answer would be
@@ -61,9 +62,10 @@ struct CallRecord;
 
 class TailorService final : public TailorRawService {
  public:
-  // `auth` may be null (no authentication).
+  // `auth` may be null (no authentication). Calls are refused UNAVAILABLE until `ready`.
   TailorService(engine::PreferenceEngine& engine, WorkQueue& queue, Metrics& metrics,
-                const ServerConfig& config, const Authenticator* auth);
+                const ServerConfig& config, const Authenticator* auth,
+                const std::atomic<bool>& ready);
 
   grpc::ServerUnaryReactor* RankResponses(grpc::CallbackServerContext* context,
                                           const grpc::ByteBuffer* request,
@@ -100,11 +102,12 @@ class TailorService final : public TailorRawService {
                                   std::vector<v1::FeedbackAck>& acks);
 
   WorkQueue& queue() { return queue_; }
+  bool ready() const { return ready_.load(); }
   engine::PreferenceEngine& engine() { return engine_; }
   Metrics& metrics() { return metrics_; }
   std::atomic<int>& open_streams() { return open_streams_; }
   absl::StatusOr<CallScope> Admit(const grpc::CallbackServerContext* context) const {
-    return server::Admit(context, auth_, config_, &metrics_);
+    return server::Admit(context, auth_, config_, &metrics_, ready_.load());
   }
 
  private:
@@ -135,16 +138,19 @@ class TailorService final : public TailorRawService {
   Metrics& metrics_;
   const ServerConfig& config_;
   const Authenticator* auth_;
+  const std::atomic<bool>& ready_;
   std::atomic<int> open_streams_{0};
 };
 
 class TailorAdminService final : public TailorAdminRawService {
  public:
   TailorAdminService(engine::PreferenceEngine& engine, WorkQueue& queue, Metrics& metrics,
-                     const ServerConfig& config, const Authenticator* auth);
+                     const ServerConfig& config, const Authenticator* auth,
+                     const std::atomic<bool>& ready);
   grpc::ServerUnaryReactor* CreateCheckpoint(grpc::CallbackServerContext* context,
                                              const grpc::ByteBuffer* request,
                                              grpc::ByteBuffer* reply) override;
+  bool ready() const { return ready_.load(); }
 
  private:
   grpc::ServerUnaryReactor* Checkpoint(const CallRecord& call, grpc::CallbackServerContext* context,
@@ -156,6 +162,7 @@ class TailorAdminService final : public TailorAdminRawService {
   Metrics& metrics_;
   const ServerConfig& config_;
   const Authenticator* auth_;
+  const std::atomic<bool>& ready_;
 };
 
 }  // namespace tailor::server

@@ -86,6 +86,12 @@ class Kubernetes(unittest.TestCase):
         self.assertEqual(ports, {"grpc": 50051, "metrics": 9464})
         self.assertEqual(container["readinessProbe"]["grpc"]["port"], 50051)
         self.assertEqual(container["livenessProbe"]["grpc"]["port"], 50051)
+        # Loading users can take minutes (health NOT_SERVING meanwhile): a startup probe
+        # holds the liveness probe off, which then needs no initial delay.
+        self.assertEqual(container["startupProbe"]["grpc"]["port"], 50051)
+        startup = container["startupProbe"]
+        self.assertGreaterEqual(startup["periodSeconds"] * startup["failureThreshold"], 600)
+        self.assertNotIn("initialDelaySeconds", container["livenessProbe"])
         self.assertIn("requests", container["resources"])
         known = tailord_flags()
         self.assertIn("listen", known)

@@ -132,7 +132,8 @@ class MetricsTest(unittest.TestCase):
         port = free_port()
         config = os.path.join(workdir, "prometheus.yml")
         # The shipped config, pointed at this test's tailord and scraping every second.
-        shipped = open(os.path.join(ROOT, "deploy", "prometheus", "prometheus.yml")).read()
+        with open(os.path.join(ROOT, "deploy", "prometheus", "prometheus.yml")) as f:
+            shipped = f.read()
         shipped = shipped.replace('"localhost:9464"', f'"127.0.0.1:{self.server.metrics_port}"')
         shipped = re.sub(r"scrape_interval: \S+", "scrape_interval: 1s", shipped)
         shipped = shipped.replace("- rules/*.yml",

@@ -69,7 +69,8 @@ class Prometheus:
         self.dir = directory
         self.port = free_port()
         os.makedirs(directory)
-        shipped = open(os.path.join(ROOT, "deploy", "prometheus", "prometheus.yml")).read()
+        with open(os.path.join(ROOT, "deploy", "prometheus", "prometheus.yml")) as f:
+            shipped = f.read()
         assert "- rules/*.yml" in shipped, "the shipped config no longer loads the rules"
         config = shipped.replace("- rules/*.yml", f"- {RULES}/*.yml")
         config = config.replace('["localhost:9464"]', json.dumps(targets))
