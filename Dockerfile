@@ -3,7 +3,7 @@
 FROM debian:bookworm AS build
 WORKDIR /src
 COPY scripts/install-deps.sh scripts/install-deps.sh
-RUN scripts/install-deps.sh && rm -rf /var/lib/apt/lists/*
+RUN scripts/install-deps.sh --build && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN TAILOR_BUILD_DIR=/build scripts/build.sh -DTAILOR_BUILD_TESTS=OFF
 

@@ -23,7 +23,7 @@ scripts/build.sh
 if [ "${1:-}" != "--quick" ]; then
   echo "== build + test with ASan + UBSan (build-asan/)"
   TAILOR_BUILD_DIR=build-asan scripts/build.sh -DTAILOR_SANITIZE=ON
-  (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j "$jobs" -LE statistical)
+  (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j "$jobs" -LE "statistical|ops")
 
   echo "== engine concurrency tests with ThreadSanitizer (build-tsan/)"
   cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTAILOR_TSAN=ON

@@ -3,6 +3,7 @@ consistency with the ones that are exercised: the same config files, ports and f
 import os
 import re
 import subprocess
+import tempfile
 import unittest
 
 import yaml
@@ -107,7 +108,8 @@ class Kubernetes(unittest.TestCase):
         route = manager["route_config"]["virtual_hosts"][0]["routes"][0]["route"]
         self.assertEqual(route["hash_policy"], [{"header": {"header_name": "x-user-id"}}])
         self.assertNotIn("retry_policy", route)
-        cluster = self.envoy["static_resources"]["clusters"][0]
+        cluster = next(c for c in self.envoy["static_resources"]["clusters"]
+                       if c["name"] == "tailor_shards")
         self.assertEqual(cluster["lb_policy"], "RING_HASH")
         self.assertNotIn("health_checks", cluster)
         self.assertNotIn("outlier_detection", cluster)
@@ -120,6 +122,79 @@ class Kubernetes(unittest.TestCase):
             self.assertEqual(address["port_value"], 50051)
             self.assertEqual(endpoint["metadata"]["filter_metadata"]["envoy.lb"]["hash_key"],
                              f"tailor-{i}")
+
+
+    def test_envoy_admin_listens_on_loopback_and_only_stats_and_ready_are_exposed(self):
+        admin = self.envoy["admin"]["address"]["socket_address"]
+        self.assertEqual(admin["address"], "127.0.0.1")
+        stats = next(l for l in self.envoy["static_resources"]["listeners"]
+                     if l["name"] == "stats")
+        manager = stats["filter_chains"][0]["filters"][0]["typed_config"]
+        paths = [r["match"]["path"] for r in manager["route_config"]["virtual_hosts"][0]["routes"]]
+        self.assertEqual(sorted(paths), ["/ready", "/stats/prometheus"])
+        router = load("k8s/router.yaml")
+        deployment = next(d for d in router if d["kind"] == "Deployment")
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        self.assertEqual(annotations["prometheus.io/port"],
+                         str(stats["address"]["socket_address"]["port_value"]))
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        self.assertIn("livenessProbe", container)
+        self.assertIn("limits", container["resources"])
+
+    def test_disruption_budgets_spread_and_network_policies(self):
+        docs = load("k8s/tailor.yaml") + load("k8s/router.yaml")
+        budgets = {d["metadata"]["name"]: d["spec"] for d in docs
+                   if d["kind"] == "PodDisruptionBudget"}
+        self.assertEqual(budgets["tailor"]["maxUnavailable"], 1)
+        self.assertIn("tailor-router", budgets)
+        pod = self.statefulset["spec"]["template"]["spec"]
+        self.assertIn("podAntiAffinity", pod["affinity"])
+        self.assertTrue(pod["topologySpreadConstraints"])
+        policies = {d["metadata"]["name"]: d["spec"] for d in docs
+                    if d["kind"] == "NetworkPolicy"}
+        shard_grpc = policies["tailor"]["ingress"][0]
+        self.assertEqual(shard_grpc["from"], [{"podSelector": {"matchLabels": {"app": "tailor-router"}}}])
+        self.assertIn("tailor-router", policies)
+
+    def test_operator_monitoring_matches_the_shipped_rules_and_job(self):
+        pod_monitor, rule = load("k8s/monitoring.yaml")
+        self.assertEqual(pod_monitor["kind"], "PodMonitor")
+        # job = the pods' "app" label, "tailor": what the alerts and dashboard select.
+        self.assertEqual(pod_monitor["spec"]["jobLabel"], "app")
+        labels = self.statefulset["spec"]["template"]["metadata"]["labels"]
+        self.assertEqual(labels["app"], "tailor")
+        self.assertEqual(pod_monitor["spec"]["podMetricsEndpoints"][0]["port"], "metrics")
+        (shipped,) = load("prometheus/rules/tailor.yml")
+        self.assertEqual(rule["kind"], "PrometheusRule")
+        self.assertEqual(rule["spec"]["groups"], shipped["groups"])
+
+    def test_manifests_pass_the_api_schemas_and_the_restricted_pod_security_standard(self):
+        checker = os.path.join(ROOT, "tests", "deploy", "k8s-schemas", "validate.mjs")
+        manifests = [os.path.join(DEPLOY, "k8s", f) for f in sorted(os.listdir(
+            os.path.join(DEPLOY, "k8s"))) if f.endswith(".yaml")]
+        ok = subprocess.run(["node", checker, *manifests], capture_output=True, text=True)
+        self.assertEqual(ok.returncode, 0, ok.stdout + ok.stderr)
+        self.assertEqual(ok.stdout.count("documents checked"), len(manifests))
+        # The checker is not vacuous: a wrong type and a privileged container are caught.
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml") as bad:
+            bad.write("""apiVersion: apps/v1
+kind: Deployment
+metadata: {name: bad}
+spec:
+  replicas: "three"
+  selector: {matchLabels: {app: bad}}
+  template:
+    metadata: {labels: {app: bad}}
+    spec:
+      containers:
+        - {name: c, image: "nginx:latest", securityContext: {privileged: true}}
+""")
+            bad.flush()
+            caught = subprocess.run(["node", checker, bad.name], capture_output=True, text=True)
+        self.assertEqual(caught.returncode, 1)
+        self.assertIn("spec/replicas must be integer", caught.stdout)
+        self.assertIn("restricted PSS: container c is privileged", caught.stdout)
+        self.assertIn("not pinned", caught.stdout)
 
 
 class Nginx(unittest.TestCase):
