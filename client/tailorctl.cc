@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -27,6 +28,9 @@
 #include "google/protobuf/util/json_util.h"
 
 ABSL_FLAG(std::string, target, "localhost:50051", "tailord address (gRPC target)");
+ABSL_FLAG(std::vector<std::string>, all_shards, {},
+          "health, info, services, backup: run against each of these shard addresses (not a "
+          "router, which picks one shard per user), each answer headed by the shard's name");
 ABSL_FLAG(bool, json, false, "print machine-readable JSON");
 ABSL_FLAG(int32_t, deadline_ms, 5000, "deadline of each call, milliseconds");
 ABSL_FLAG(bool, explore, false, "rank: Thompson sampling instead of the posterior mean");
@@ -86,10 +90,11 @@ absl::Status ApplySecurityFlags(tailor::client::ClientOptions& options) {
   options.tls = std::move(tls);
   return absl::OkStatus();
 }
-constexpr char kUsage[] = R"(tailorctl [--target=host:port] [--json] COMMAND
+constexpr char kUsage[] =
+    R"(tailorctl [--target=host:port | --all_shards=a:p,b:p,...] [--json] COMMAND
 commands:
   health                      serving status (exit 0 only when SERVING)
-  info                        schema, limits, counts and version
+  info                        schema, limits, counts, version and the shard that answered
   services                    gRPC services listed by server reflection
   rank USER CANDIDATES.json   rank candidates for USER (--explore, --top_k=N)
   suggest USER CANDIDATES.json
@@ -100,7 +105,9 @@ commands:
                               rejected_id, then d chosen and d rejected feature columns
   feedback --event='{...}'    submit one event
   user get|export|delete USER profile, full export (JSON lines), or erasure
-  backup DIR                  online checkpoint into DIR on the server (absolute, new)
+  backup DIR                  online checkpoint into DIR on the server (absolute, new); names
+                              the shard. Through a router admin calls are refused: address
+                              a shard (--target) or every shard (--all_shards)
 CANDIDATES.json is a JSON array: [{"id": "a", "features": [1.5, ...]}, ...]
 Events use the proto's JSON names: {"event_id": "...", "user_id": "...", "chosen":
 {"id": "...", "features": [...]}, "rejected": {...}})";
@@ -140,7 +147,8 @@ int Info(tailor::client::TailorClient& client, bool json) {
     PrintJson(*info);
     return 0;
   }
-  std::printf("tailord %s  durability=%s\n", info->version().c_str(), info->durability().c_str());
+  std::printf("tailord %s  shard=%s  durability=%s\n", info->version().c_str(),
+              info->shard().c_str(), info->durability().c_str());
   std::printf("users=%llu established=%llu feedback_events=%llu\n",
               static_cast<unsigned long long>(info->users()),
               static_cast<unsigned long long>(info->established_users()),
@@ -358,10 +366,12 @@ int Backup(tailor::client::TailorClient& client, bool json, const std::string& d
   if (json) {
     PrintJson(*response);
   } else {
-    std::printf("checkpoint written to %s (sequence %llu); restore with tailord --data_dir=%s\n",
-                response->directory().c_str(),
-                static_cast<unsigned long long>(response->sequence_number()),
-                response->directory().c_str());
+    std::printf(
+        "checkpoint of shard %s written to %s on that shard (sequence %llu); restore with "
+        "tailord --data_dir=%s there\n",
+        response->shard().c_str(), response->directory().c_str(),
+        static_cast<unsigned long long>(response->sequence_number()),
+        response->directory().c_str());
   }
   return 0;
 }
@@ -393,20 +403,43 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tailorctl: %s\n", std::string(security.message()).c_str());
     return kUsageError;
   }
-  tailor::client::TailorClient client(options);
   const bool json = absl::GetFlag(FLAGS_json);
   const std::string command = args[1];
-  if (command == "health") return Health(client, json);
-  if (command == "info") return Info(client, json);
-  if (command == "services") return Services(client, json);
   auto arg = [&](size_t i) { return args.size() > i ? std::string(args[i]) : std::string(); };
+  // Server-wide commands: one server, or each shard of --all_shards in turn (a router would
+  // send each to a shard of its own choosing).
+  auto server_wide = [&](tailor::client::TailorClient& client) -> std::optional<int> {
+    if (command == "health") return Health(client, json);
+    if (command == "info") return Info(client, json);
+    if (command == "services") return Services(client, json);
+    if (command == "backup" && args.size() == 3) return Backup(client, json, arg(2));
+    return std::nullopt;
+  };
+  const std::vector<std::string> shards = absl::GetFlag(FLAGS_all_shards);
+  if (!shards.empty()) {
+    int worst = 0;
+    for (const std::string& shard : shards) {
+      options.target = shard;
+      tailor::client::TailorClient client(options);
+      if (!json) std::printf("== %s\n", shard.c_str());
+      std::fflush(stdout);
+      const std::optional<int> code = server_wide(client);
+      if (!code.has_value()) {
+        std::fprintf(stderr, "tailorctl: --all_shards takes health, info, services or backup\n");
+        return kUsageError;
+      }
+      if (*code != 0 && worst == 0) worst = *code;
+    }
+    return worst;
+  }
+  tailor::client::TailorClient client(options);
+  if (std::optional<int> code = server_wide(client)) return *code;
   if (command == "rank" && args.size() == 4) return Rank(client, json, arg(2), arg(3));
   if (command == "suggest" && args.size() == 4) return Suggest(client, json, arg(2), arg(3));
   if (command == "feedback" && (args.size() == 3 || !absl::GetFlag(FLAGS_event).empty())) {
     return Feedback(client, json, arg(2));
   }
   if (command == "user" && args.size() == 4) return User(client, json, arg(2), arg(3));
-  if (command == "backup" && args.size() == 3) return Backup(client, json, arg(2));
   std::fprintf(stderr, "tailorctl: unknown command or wrong arguments: '%s'\n%s\n", command.c_str(),
                kUsage);
   return kUsageError;

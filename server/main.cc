@@ -2,6 +2,7 @@
 // on SIGTERM or SIGINT. Nothing else happens here.
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -67,6 +68,9 @@ ABSL_FLAG(int32_t, belief_cache_users, kDefaults.belief_cache_users,
 ABSL_FLAG(int32_t, belief_cache_mb, kDefaults.belief_cache_mb,
           "memory the belief cache may hold, MiB (most of it cold users' neighbour tracks, which "
           "let a cold user's next pair cost one pass over the reference users)");
+ABSL_FLAG(std::string, shard_name, "",
+          "name reported as this server's shard in GetServerInfo and CreateCheckpoint answers "
+          "(default: the host name)");
 ABSL_FLAG(int32_t, shutdown_grace_ms, kDefaults.shutdown_grace_ms,
           "on SIGTERM, how long in-flight RPCs may run before being cancelled");
 
@@ -97,6 +101,11 @@ int main(int argc, char** argv) {
   config.belief_cache_users = absl::GetFlag(FLAGS_belief_cache_users);
   config.belief_cache_mb = absl::GetFlag(FLAGS_belief_cache_mb);
   config.shutdown_grace_ms = absl::GetFlag(FLAGS_shutdown_grace_ms);
+  config.shard_name = absl::GetFlag(FLAGS_shard_name);
+  if (config.shard_name.empty()) {
+    char host[256] = {};
+    if (::gethostname(host, sizeof(host) - 1) == 0) config.shard_name = host;
+  }
   config.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
   config.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
   config.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);

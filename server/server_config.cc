@@ -60,6 +60,9 @@ absl::Status ServerConfig::Validate() const {
            CheckRange("belief_cache_users", belief_cache_users, 0, 100000000),
            CheckRange("belief_cache_mb", belief_cache_mb, 1, 1 << 20),
            CheckRange("shutdown_grace_ms", shutdown_grace_ms, 0, 600000),
+           shard_name.size() > 64
+               ? absl::InvalidArgumentError("--shard_name: must be at most 64 bytes")
+               : absl::OkStatus(),
        }) {
     if (!s.ok()) return s;
   }

@@ -50,6 +50,9 @@ struct ServerConfig {
   int32_t belief_cache_mb = 64;
   // How long SIGTERM waits for in-flight RPCs before cancelling them.
   int32_t shutdown_grace_ms = 5000;
+  // The name this server reports as its shard (GetServerInfo, CreateCheckpoint); main.cc
+  // defaults it to the host name (a StatefulSet pod's name, e.g. tailor-0).
+  std::string shard_name;
 
   // TLS for the gRPC port: PEM certificate chain and private key (both or neither). With a
   // client CA, clients must present a certificate it signed (mutual TLS).

@@ -800,6 +800,7 @@ grpc::ServerUnaryReactor* TailorService::Info(const CallRecord& call,
     response->set_feedback_events(stats.feedback_events);
   }
   response->set_durability(engine_.store().sync_wal() ? "wal+fsync" : "wal");
+  response->set_shard(config_.shard_name);
   v1::Knowledge* knowledge = response->mutable_knowledge();
   knowledge->set_version(stats.knowledge_version);
   knowledge->set_as_of_micros(stats.knowledge_as_of_micros);
@@ -855,6 +856,7 @@ grpc::ServerUnaryReactor* TailorAdminService::Checkpoint(const CallRecord& call,
     if (!sequence.ok()) return sequence.status();
     response->set_directory(request->directory());
     response->set_sequence_number(*sequence);
+    response->set_shard(config_.shard_name);
     return absl::OkStatus();
   });
 }

@@ -105,7 +105,14 @@ class Kubernetes(unittest.TestCase):
     def test_router_hashes_the_user_header_over_every_shard_and_never_fails_over(self):
         listener = self.envoy["static_resources"]["listeners"][0]
         manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
-        route = manager["route_config"]["virtual_hosts"][0]["routes"][0]["route"]
+        routes = manager["route_config"]["virtual_hosts"][0]["routes"]
+        route = next(r["route"] for r in routes if r["match"] == {"prefix": "/"})
+        # Admin calls are refused, not hashed to an arbitrary shard (as nginx does).
+        admin = next(r for r in routes if r["match"] == {"prefix": "/tailor.v1.TailorAdmin/"})
+        self.assertLess(routes.index(admin), routes.index(next(r for r in routes
+                                                               if r["match"] == {"prefix": "/"})))
+        headers = {h["header"]["key"]: h["header"]["value"] for h in admin["response_headers_to_add"]}
+        self.assertEqual(headers["grpc-status"], "9")
         self.assertEqual(route["hash_policy"], [{"header": {"header_name": "x-user-id"}}])
         self.assertNotIn("retry_policy", route)
         cluster = next(c for c in self.envoy["static_resources"]["clusters"]

@@ -5,6 +5,7 @@ work on each shard, restarting a shard must lose nothing, and a stopped shard mu
 its own users."""
 import os
 import random
+import re
 import shutil
 import socket
 import subprocess
@@ -19,7 +20,7 @@ ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 sys.path.insert(0, os.path.join(ROOT, "client", "python"))
 sys.path.insert(0, os.path.join(ROOT, "client", "python", "tests"))
 from tailor_client import TailorClient, TailorError, tailor_pb2  # noqa: E402
-from test_client import TailordServer  # noqa: E402
+from test_client import TAILORD, TailordServer  # noqa: E402
 
 import grpc  # noqa: E402
 
@@ -97,7 +98,8 @@ class Shards:
             self.start(i)
 
     def start(self, i):
-        self.servers[i] = TailordServer(SHARD_ARGS, data_dir=self.dirs[i], port=self.ports[i])
+        self.servers[i] = TailordServer((*SHARD_ARGS, f"--shard_name=shard-{i}"),
+                                        data_dir=self.dirs[i], port=self.ports[i])
 
     def stop(self, i):
         assert self.servers[i].stop() == 0
@@ -248,6 +250,37 @@ class ScaleOutTest(unittest.TestCase):
         finally:
             self.shards.start(2)
         self.assertEqual(self.owners(victim), [(2, self.event_count[victim])])
+
+    def test_5_admin_calls_reach_the_shards_they_name(self):
+        tailorctl = os.path.join(os.path.dirname(TAILORD), "tailorctl")
+        def run(*args):
+            return subprocess.run([tailorctl, *args], capture_output=True, text=True, timeout=60)
+        # Through the router a checkpoint would land on an arbitrary shard: refused.
+        through = run(f"--target=127.0.0.1:{self.nginx.port}", "backup",
+                      os.path.join(self.tmp, "via-router"))
+        self.assertEqual(through.returncode, 9, through.stdout + through.stderr)  # FAILED_PRECONDITION
+        self.assertIn("--all_shards", through.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "via-router")))
+        # A server-wide read through the router names the shard that answered.
+        info = run(f"--target=127.0.0.1:{self.nginx.port}", "info")
+        self.assertEqual(info.returncode, 0, info.stderr)
+        self.assertRegex(info.stdout, r"shard=shard-[0-2]")
+        # Every shard, each answer headed by its address and naming its shard.
+        shards = ",".join(f"127.0.0.1:{p}" for p in self.shards.ports)
+        every = run(f"--all_shards={shards}", "info")
+        self.assertEqual(every.returncode, 0, every.stderr)
+        self.assertEqual(sorted(re.findall(r"shard=(shard-\d)", every.stdout)),
+                         [f"shard-{i}" for i in range(SHARDS)])
+        backups = run(f"--all_shards={shards}", "backup", os.path.join(self.tmp, "backup"))
+        self.assertNotEqual(backups.returncode, 0)  # one directory cannot be new three times
+        backup_dirs = []
+        for i in range(SHARDS):
+            target = os.path.join(self.tmp, f"backup-{i}")
+            one = run(f"--target=127.0.0.1:{self.shards.ports[i]}", "backup", target)
+            self.assertEqual(one.returncode, 0, one.stderr)
+            self.assertIn(f"checkpoint of shard shard-{i}", one.stdout)
+            backup_dirs.append(target)
+        self.assertTrue(all(os.path.isdir(d) for d in backup_dirs))
 
 
 if __name__ == "__main__":
