@@ -70,6 +70,28 @@ class NeighbourIndexTest : public ::testing::Test {
     return static_cast<int>(best);
   }
 
+  // The picks two mixtures' means make on random held-out prompts: how often they agree, and
+  // each one's top-1 against the user's true favourite.
+  struct Picks {
+    int agree = 0, exact_right = 0, index_right = 0, total = 0;
+    void Score(const User& user, const Eigen::VectorXd& exact, const Eigen::VectorXd& approx,
+               int prompts, std::mt19937_64& rng) {
+      for (int e = 0; e < prompts; ++e) {
+        const int prompt = std::uniform_int_distribution<int>(0, 599)(rng);
+        const int truth = Favourite(user.truth, prompt);
+        const int a = Favourite(exact, prompt);
+        const int b = Favourite(approx, prompt);
+        agree += a == b;
+        exact_right += a == truth;
+        index_right += b == truth;
+        ++total;
+      }
+    }
+    double Agreement() const { return 1.0 * agree / total; }
+    double ExactTop1() const { return 1.0 * exact_right / total; }
+    double IndexTop1() const { return 1.0 * index_right / total; }
+  };
+
   static bench::Catalogue* catalogue_;
   static std::vector<int> prompts_;
   static ReferenceSet* reference_;
@@ -94,29 +116,19 @@ TEST_F(NeighbourIndexTest, RanksLikeTheExactScan) {
   const NeighbourOptions options{1.0, 256};
   for (int k : {0, 1, 2, 4, 8, 16, 32}) {
     std::mt19937_64 rng(1000 + k);
-    int agree = 0, exact_right = 0, index_right = 0, total = 0;
+    Picks picks;
     double evidence_gap = 0;
     for (int u = 0; u < 150; ++u) {
       const User user = MakeUser(k, rng);
       const NeighbourMixture exact = MixNeighbours(user.diffs, *reference_, -1, options);
       const NeighbourMixture approx = index_->Mix(user.diffs, -1, options, rng);
       evidence_gap += std::abs(exact.log_evidence - approx.log_evidence);
-      for (int e = 0; e < 50; ++e) {
-        const int prompt = std::uniform_int_distribution<int>(0, 599)(rng);
-        const int truth = Favourite(user.truth, prompt);
-        const int a = Favourite(exact.mean, prompt);
-        const int b = Favourite(approx.mean, prompt);
-        agree += a == b;
-        exact_right += a == truth;
-        index_right += b == truth;
-        ++total;
-      }
+      picks.Score(user, exact.mean, approx.mean, 50, rng);
     }
     std::printf("k=%2d  agreement %.3f  top-1 exact %.3f index %.3f  |evidence gap| %.3f\n", k,
-                1.0 * agree / total, 1.0 * exact_right / total, 1.0 * index_right / total,
-                evidence_gap / 150);
-    EXPECT_GE(1.0 * agree / total, 0.95) << "k=" << k;
-    EXPECT_GE(1.0 * index_right / total, 1.0 * exact_right / total - 0.01) << "k=" << k;
+                picks.Agreement(), picks.ExactTop1(), picks.IndexTop1(), evidence_gap / 150);
+    EXPECT_GE(picks.Agreement(), 0.95) << "k=" << k;
+    EXPECT_GE(picks.IndexTop1(), picks.ExactTop1() - 0.01) << "k=" << k;
     // The evidence only sets the hand-over's log-odds (whose prior is -6): 0.25 moves it little.
     EXPECT_LT(evidence_gap / 150, 0.25) << "k=" << k;
   }
@@ -195,7 +207,8 @@ TEST_F(NeighbourIndexTest, TrackFollowsTheMixturePairByPair) {
   const NeighbourOptions options{0.7, 256};
   std::mt19937_64 rng(77);
   double worst_exact = 0, index_error = 0;
-  int agree = 0, exact_right = 0, index_right = 0, total = 0, compared = 0;
+  int compared = 0;
+  Picks picks;
   for (int u = 0; u < 20; ++u) {
     const User user = MakeUser(40, rng);
     const std::span<const Eigen::VectorXd> all(user.diffs);
@@ -213,26 +226,16 @@ TEST_F(NeighbourIndexTest, TrackFollowsTheMixturePairByPair) {
       const NeighbourMixture approx = indexed.Mixture(*reference_, options);
       index_error += (approx.mean - scan.mean).norm() / scan.mean.norm();
       ++compared;
-      for (int e = 0; e < 10; ++e) {
-        const int prompt = std::uniform_int_distribution<int>(0, 599)(rng);
-        const int truth = Favourite(user.truth, prompt);
-        const int a = Favourite(scan.mean, prompt);
-        const int b = Favourite(approx.mean, prompt);
-        agree += a == b;
-        exact_right += a == truth;
-        index_right += b == truth;
-        ++total;
-      }
+      picks.Score(user, scan.mean, approx.mean, 10, rng);
     }
   }
   std::printf(
       "track: worst relative error of the mean, exact %.2g; through the index: mean "
       "relative error %.3f, same pick as the scan %.3f, top-1 %.3f against %.3f\n",
-      worst_exact, index_error / compared, 1.0 * agree / total, 1.0 * index_right / total,
-      1.0 * exact_right / total);
+      worst_exact, index_error / compared, picks.Agreement(), picks.IndexTop1(), picks.ExactTop1());
   EXPECT_LT(worst_exact, 1e-4);
-  EXPECT_GE(1.0 * agree / total, 0.95);
-  EXPECT_GE(1.0 * index_right / total, 1.0 * exact_right / total - 0.01);
+  EXPECT_GE(picks.Agreement(), 0.95);
+  EXPECT_GE(picks.IndexTop1(), picks.ExactTop1() - 0.01);
 }
 
 // Started from a user's pairs or extended pair by pair from the same pairs: the same track,
@@ -345,24 +348,15 @@ TEST_F(NeighbourIndexTest, GraphChangedInPlaceFindsWhatARebuiltOneFinds) {
 
   const NeighbourIndex index(moved, updated);
   const NeighbourOptions options{1.0, 256};
-  int agree = 0, exact_right = 0, index_right = 0, total = 0;
+  Picks picks;
   for (int u = 0; u < 100; ++u) {
     const User user = MakeUser(8, rng);
     const NeighbourMixture exact = MixNeighbours(user.diffs, moved, -1, options);
     const NeighbourMixture approx = index.Mix(user.diffs, -1, options, rng);
-    for (int e = 0; e < 50; ++e) {
-      const int prompt = std::uniform_int_distribution<int>(0, 599)(rng);
-      const int truth = Favourite(user.truth, prompt);
-      const int a = Favourite(exact.mean, prompt);
-      const int b = Favourite(approx.mean, prompt);
-      agree += a == b;
-      exact_right += a == truth;
-      index_right += b == truth;
-      ++total;
-    }
+    picks.Score(user, exact.mean, approx.mean, 50, rng);
   }
-  EXPECT_GE(1.0 * agree / total, 0.95);
-  EXPECT_GE(1.0 * index_right / total, 1.0 * exact_right / total - 0.01);
+  EXPECT_GE(picks.Agreement(), 0.95);
+  EXPECT_GE(picks.IndexTop1(), picks.ExactTop1() - 0.01);
 }
 
 // A population that has moved away from the one the graph whitens by drifts (KL); the same
