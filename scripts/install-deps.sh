@@ -10,14 +10,15 @@ build_packages=(
   build-essential cmake ninja-build pkg-config git
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libeigen3-dev librocksdb-dev prometheus-cpp-dev libhnswlib-dev
-  libgtest-dev libgmock-dev clang-format
+  libgtest-dev libgmock-dev clang-format libnats-dev
 )
 # Real components the tests start: Prometheus (promtool), nginx, openssl for test
-# certificates, and Debian's Python with gRPC for the Python client.
+# certificates, nats-server (JetStream) for cluster mode, and Debian's Python with gRPC for
+# the Python client.
 test_packages=(
   prometheus nginx-light openssl procps python3-yaml
   python3 python3-grpcio python3-protobuf python3-numpy
-  clang-14 libfuzzer-14-dev
+  clang-14 libfuzzer-14-dev nats-server
 )
 runtime_packages=(
   libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 librocksdb7.8

@@ -1,0 +1,209 @@
+#include "cluster/feedback_log.h"
+
+#include <nats/nats.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "model/stable_hash.h"
+
+namespace tailor::cluster {
+namespace {
+
+constexpr uint64_t kPartitionSeed = 0x9a57;
+// JetStream's "no message found" error (JSNoMessageFoundErr): an empty partition.
+constexpr jsErrCode kNoMessageFound = static_cast<jsErrCode>(10037);
+constexpr int kReplayBatch = 256;
+
+absl::Status FromNats(natsStatus status, jsErrCode code, absl::string_view what) {
+  if (status == NATS_OK) return absl::OkStatus();
+  std::string text = absl::StrCat("nats: ", what, ": ", natsStatus_GetText(status));
+  if (code != 0) absl::StrAppend(&text, " (JetStream error ", static_cast<int>(code), ")");
+  if (const char* last = nats_GetLastError(nullptr); last != nullptr && *last != '\0') {
+    absl::StrAppend(&text, ": ", last);
+  }
+  switch (status) {
+    case NATS_TIMEOUT:
+      return absl::DeadlineExceededError(text);
+    case NATS_NO_SERVER:
+    case NATS_CONNECTION_CLOSED:
+    case NATS_CONNECTION_DISCONNECTED:
+    case NATS_NO_RESPONDERS:
+      return absl::UnavailableError(text);
+    default:
+      return absl::InternalError(text);
+  }
+}
+
+}  // namespace
+
+// libnats objects, owned here and destroyed in reverse order.
+struct FeedbackLog::Nats {
+  natsOptions* options = nullptr;
+  natsConnection* connection = nullptr;
+  jsCtx* js = nullptr;
+  ~Nats() {
+    if (js != nullptr) jsCtx_Destroy(js);
+    if (connection != nullptr) natsConnection_Destroy(connection);
+    if (options != nullptr) natsOptions_Destroy(options);
+  }
+};
+
+FeedbackLog::FeedbackLog(FeedbackLogOptions options, std::unique_ptr<Nats> nats)
+    : options_(std::move(options)), nats_(std::move(nats)) {}
+
+FeedbackLog::~FeedbackLog() = default;
+
+int FeedbackLog::PartitionOf(absl::string_view tenant, absl::string_view user_id, int partitions) {
+  return static_cast<int>(model::StableHash({tenant, user_id}, kPartitionSeed) %
+                          static_cast<uint64_t>(partitions));
+}
+
+std::string FeedbackLog::SubjectOf(int partition) const {
+  return absl::StrCat(options_.subject_prefix, ".", partition);
+}
+
+absl::StatusOr<std::unique_ptr<FeedbackLog>> FeedbackLog::Open(const FeedbackLogOptions& options) {
+  if (options.partitions < 1) return absl::InvalidArgumentError("partitions: must be at least 1");
+  if (options.replicas < 1) return absl::InvalidArgumentError("replicas: must be at least 1");
+  auto nats = std::make_unique<Nats>();
+  const auto timeout_ms = absl::ToInt64Milliseconds(options.timeout);
+  natsStatus s = natsOptions_Create(&nats->options);
+  if (s == NATS_OK) s = natsOptions_SetURL(nats->options, options.url.c_str());
+  if (s == NATS_OK) s = natsOptions_SetTimeout(nats->options, timeout_ms);
+  if (s == NATS_OK) s = natsConnection_Connect(&nats->connection, nats->options);
+  if (s != NATS_OK) return FromNats(s, static_cast<jsErrCode>(0), "connect to " + options.url);
+  jsOptions js_options;
+  jsOptions_Init(&js_options);
+  js_options.Wait = timeout_ms;
+  s = natsConnection_JetStream(&nats->js, nats->connection, &js_options);
+  if (s != NATS_OK) return FromNats(s, static_cast<jsErrCode>(0), "JetStream context");
+
+  const std::string wildcard = absl::StrCat(options.subject_prefix, ".*");
+  // The partition count is part of the log's identity: another count would hash users to
+  // other partitions. It is kept in the stream's description.
+  const std::string description =
+      absl::StrCat("Tailor feedback log, partitions=", options.partitions);
+  jsErrCode code = static_cast<jsErrCode>(0);
+  jsStreamInfo* info = nullptr;
+  s = js_GetStreamInfo(&info, nats->js, options.stream.c_str(), nullptr, &code);
+  if (s == NATS_OK) {
+    const bool same = info->Config->SubjectsLen == 1 && wildcard == info->Config->Subjects[0] &&
+                      info->Config->Description != nullptr &&
+                      description == info->Config->Description;
+    const std::string found = info->Config->Description == nullptr ? "" : info->Config->Description;
+    jsStreamInfo_Destroy(info);
+    if (!same) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("nats: stream ", options.stream, " exists as '", found,
+                       "' on other subjects or partitions than ", wildcard, " and ",
+                       options.partitions, " partitions"));
+    }
+  } else if (s == NATS_NOT_FOUND) {
+    jsStreamConfig config;
+    jsStreamConfig_Init(&config);
+    config.Name = options.stream.c_str();
+    config.Description = description.c_str();
+    const char* subjects[] = {wildcard.c_str()};
+    config.Subjects = subjects;
+    config.SubjectsLen = 1;
+    config.Storage = js_FileStorage;
+    config.Replicas = options.replicas;
+    config.Duplicates = absl::ToInt64Nanoseconds(options.duplicate_window);
+    s = js_AddStream(nullptr, nats->js, &config, nullptr, &code);
+    if (s != NATS_OK) return FromNats(s, code, "create stream " + options.stream);
+  } else {
+    return FromNats(s, code, "stream info of " + options.stream);
+  }
+  return std::unique_ptr<FeedbackLog>(new FeedbackLog(options, std::move(nats)));
+}
+
+absl::StatusOr<FeedbackLog::Appended> FeedbackLog::Append(int partition,
+                                                          absl::string_view message_id,
+                                                          absl::string_view payload) {
+  if (partition < 0 || partition >= options_.partitions) {
+    return absl::InvalidArgumentError(absl::StrCat("partition: ", partition, " is out of range"));
+  }
+  const std::string id(message_id);
+  jsPubOptions publish;
+  jsPubOptions_Init(&publish);
+  publish.MsgId = id.c_str();
+  publish.ExpectStream = options_.stream.c_str();
+  jsPubAck* ack = nullptr;
+  jsErrCode code = static_cast<jsErrCode>(0);
+  const natsStatus s = js_Publish(&ack, nats_->js, SubjectOf(partition).c_str(), payload.data(),
+                                  static_cast<int>(payload.size()), &publish, &code);
+  if (s != NATS_OK) return FromNats(s, code, "append");
+  Appended appended{ack->Sequence, ack->Duplicate};
+  jsPubAck_Destroy(ack);
+  return appended;
+}
+
+absl::Status FeedbackLog::Replay(
+    int partition, uint64_t after,
+    absl::FunctionRef<bool(uint64_t sequence, absl::string_view payload)> visit) {
+  if (partition < 0 || partition >= options_.partitions) {
+    return absl::InvalidArgumentError(absl::StrCat("partition: ", partition, " is out of range"));
+  }
+  const std::string subject = SubjectOf(partition);
+  // Where the partition ends now: replay stops there.
+  natsMsg* last = nullptr;
+  jsErrCode code = static_cast<jsErrCode>(0);
+  natsStatus s =
+      js_GetLastMsg(&last, nats_->js, options_.stream.c_str(), subject.c_str(), nullptr, &code);
+  if (s == NATS_NOT_FOUND || code == kNoMessageFound) return absl::OkStatus();  // empty
+  if (s != NATS_OK) return FromNats(s, code, "last event of " + subject);
+  const uint64_t end = natsMsg_GetSequence(last);
+  natsMsg_Destroy(last);
+  if (end <= after) return absl::OkStatus();
+
+  // An ephemeral pull consumer over the partition, from `after` on, without acks.
+  jsSubOptions sub_options;
+  jsSubOptions_Init(&sub_options);
+  sub_options.Stream = options_.stream.c_str();
+  sub_options.Config.DeliverPolicy = js_DeliverByStartSequence;
+  sub_options.Config.OptStartSeq = after + 1;
+  sub_options.Config.AckPolicy = js_AckNone;
+  sub_options.Config.FilterSubject = subject.c_str();
+  sub_options.Config.InactiveThreshold = absl::ToInt64Nanoseconds(absl::Minutes(1));
+  natsSubscription* sub = nullptr;
+  s = js_PullSubscribe(&sub, nats_->js, subject.c_str(), nullptr, nullptr, &sub_options, &code);
+  if (s != NATS_OK) return FromNats(s, code, "replay consumer for " + subject);
+  absl::Status result;
+  uint64_t at = after;
+  bool more = true;
+  while (more && at < end) {
+    natsMsgList list{nullptr, 0};
+    s = natsSubscription_Fetch(&list, sub, kReplayBatch,
+                               absl::ToInt64Milliseconds(options_.timeout), &code);
+    if (s != NATS_OK) {
+      result = FromNats(s, code, "replay " + subject);
+      break;
+    }
+    for (int i = 0; i < list.Count && more; ++i) {
+      jsMsgMetaData* meta = nullptr;
+      if (natsMsg_GetMetaData(&meta, list.Msgs[i]) != NATS_OK) {
+        result = absl::InternalError(absl::StrCat("nats: replay ", subject, ": no metadata"));
+        more = false;
+        break;
+      }
+      at = meta->Sequence.Stream;
+      jsMsgMetaData_Destroy(meta);
+      if (at > end) {
+        more = false;  // appended after the replay started
+        break;
+      }
+      more = visit(at, absl::string_view(natsMsg_GetData(list.Msgs[i]),
+                                         static_cast<size_t>(natsMsg_GetDataLength(list.Msgs[i]))));
+    }
+    natsMsgList_Destroy(&list);
+    if (!result.ok()) break;
+  }
+  natsSubscription_Unsubscribe(sub);
+  natsSubscription_Destroy(sub);
+  return result;
+}
+
+}  // namespace tailor::cluster
