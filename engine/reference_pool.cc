@@ -46,9 +46,10 @@ ReferenceChanges ReferencePool::Update() {
   offered_total_ = offering_;
   offering_ = 0;
 
-  // The sample: the `capacity` offered users whose ids hash lowest.
+  // The sample: the `capacity` offered users whose ids hash lowest (with no capacity, nobody:
+  // `stays` and the set's size below see to that).
   uint64_t threshold = std::numeric_limits<uint64_t>::max();
-  if (offered_total_ > static_cast<uint64_t>(options_.capacity)) {
+  if (options_.capacity > 0 && offered_total_ > static_cast<uint64_t>(options_.capacity)) {
     std::vector<uint64_t> hashes;
     hashes.reserve(offered_total_);
     for (int row = 0; row < members; ++row) {
@@ -56,14 +57,9 @@ ReferenceChanges ReferencePool::Update() {
         hashes.push_back(hash_[static_cast<size_t>(row)]);
     }
     for (const Newcomer& newcomer : newcomers_) hashes.push_back(newcomer.hash);
-    if (options_.capacity <= 0) {
-      threshold = 0;
-      hashes.clear();
-    } else {
-      auto kth = hashes.begin() + (options_.capacity - 1);
-      std::nth_element(hashes.begin(), kth, hashes.end());
-      threshold = *kth;
-    }
+    auto kth = hashes.begin() + (options_.capacity - 1);
+    std::nth_element(hashes.begin(), kth, hashes.end());
+    threshold = *kth;
   }
   auto stays = [&](int row) {
     return offered_[static_cast<size_t>(row)] != 0 &&

@@ -29,7 +29,8 @@ using ReferenceRows = absl::flat_hash_map<std::string, int>;
 
 struct ReferencePoolOptions {
   int capacity = 1000000;
-  // Sets up to this size are weighed exactly: they get no graph.
+  // Whether the set gets a graph at all (off without neighbour cold start), and the size up
+  // to which it is weighed exactly instead (no graph).
   bool index = true;
   int exact_scan_max_users = 5000;
   model::NeighbourIndexOptions neighbour_index;
