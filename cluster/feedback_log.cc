@@ -15,6 +15,7 @@ namespace {
 constexpr uint64_t kPartitionSeed = 0x9a57;
 // JetStream's "no message found" error (JSNoMessageFoundErr): an empty partition.
 constexpr jsErrCode kNoMessageFound = static_cast<jsErrCode>(10037);
+constexpr char kExpectedLastSubjectSequence[] = "Nats-Expected-Last-Subject-Sequence";
 constexpr int kReplayBatch = 256;
 
 absl::Status FromNats(natsStatus status, jsErrCode code, absl::string_view what) {
@@ -56,8 +57,8 @@ FeedbackLog::FeedbackLog(FeedbackLogOptions options, std::unique_ptr<Nats> nats)
 
 FeedbackLog::~FeedbackLog() = default;
 
-int FeedbackLog::PartitionOf(absl::string_view tenant, absl::string_view user_id, int partitions) {
-  return static_cast<int>(model::StableHash({tenant, user_id}, kPartitionSeed) %
+int FeedbackLog::PartitionOf(absl::string_view storage_id, int partitions) {
+  return static_cast<int>(model::StableHash({storage_id}, kPartitionSeed) %
                           static_cast<uint64_t>(partitions));
 }
 
@@ -122,7 +123,8 @@ absl::StatusOr<std::unique_ptr<FeedbackLog>> FeedbackLog::Open(const FeedbackLog
 
 absl::StatusOr<FeedbackLog::Appended> FeedbackLog::Append(int partition,
                                                           absl::string_view message_id,
-                                                          absl::string_view payload) {
+                                                          absl::string_view payload,
+                                                          std::optional<uint64_t> expected_last) {
   if (partition < 0 || partition >= options_.partitions) {
     return absl::InvalidArgumentError(absl::StrCat("partition: ", partition, " is out of range"));
   }
@@ -131,14 +133,53 @@ absl::StatusOr<FeedbackLog::Appended> FeedbackLog::Append(int partition,
   jsPubOptions_Init(&publish);
   publish.MsgId = id.c_str();
   publish.ExpectStream = options_.stream.c_str();
+  natsMsg* msg = nullptr;
+  natsStatus s = natsMsg_Create(&msg, SubjectOf(partition).c_str(), nullptr, payload.data(),
+                                static_cast<int>(payload.size()));
+  if (s != NATS_OK) return FromNats(s, static_cast<jsErrCode>(0), "append");
+  // Set by hand: libnats' ExpectLastSubjectSeq option cannot say "0, the partition is empty".
+  if (expected_last.has_value()) {
+    s = natsMsgHeader_Set(msg, kExpectedLastSubjectSequence,
+                          std::to_string(*expected_last).c_str());
+  }
   jsPubAck* ack = nullptr;
   jsErrCode code = static_cast<jsErrCode>(0);
-  const natsStatus s = js_Publish(&ack, nats_->js, SubjectOf(partition).c_str(), payload.data(),
-                                  static_cast<int>(payload.size()), &publish, &code);
+  if (s == NATS_OK) s = js_PublishMsg(&ack, nats_->js, msg, &publish, &code);
+  natsMsg_Destroy(msg);
+  if (code == JSStreamWrongLastSequenceErr) {
+    return absl::AbortedError(absl::StrCat("nats: append to partition ", partition,
+                                           ": its last sequence is no longer ",
+                                           expected_last.value_or(0)));
+  }
   if (s != NATS_OK) return FromNats(s, code, "append");
   Appended appended{ack->Sequence, ack->Duplicate};
   jsPubAck_Destroy(ack);
   return appended;
+}
+
+absl::StatusOr<uint64_t> FeedbackLog::LastSequence(int partition) {
+  if (partition < 0 || partition >= options_.partitions) {
+    return absl::InvalidArgumentError(absl::StrCat("partition: ", partition, " is out of range"));
+  }
+  const std::string subject = SubjectOf(partition);
+  natsMsg* last = nullptr;
+  jsErrCode code = static_cast<jsErrCode>(0);
+  natsStatus s =
+      js_GetLastMsg(&last, nats_->js, options_.stream.c_str(), subject.c_str(), nullptr, &code);
+  if (s == NATS_NOT_FOUND || code == kNoMessageFound) return 0;  // empty
+  if (s != NATS_OK) return FromNats(s, code, "last event of " + subject);
+  const uint64_t sequence = natsMsg_GetSequence(last);
+  natsMsg_Destroy(last);
+  return sequence;
+}
+
+absl::Status FeedbackLog::Erase(uint64_t sequence) {
+  jsErrCode code = static_cast<jsErrCode>(0);
+  const natsStatus s = js_EraseMsg(nats_->js, options_.stream.c_str(), sequence, nullptr, &code);
+  if (s == NATS_NOT_FOUND || code == kNoMessageFound || code == JSSequenceNotFoundErr) {
+    return absl::NotFoundError(absl::StrCat("nats: no event ", sequence, " in the log"));
+  }
+  return FromNats(s, code, absl::StrCat("erase event ", sequence));
 }
 
 absl::Status FeedbackLog::Replay(
@@ -149,15 +190,12 @@ absl::Status FeedbackLog::Replay(
   }
   const std::string subject = SubjectOf(partition);
   // Where the partition ends now: replay stops there.
-  natsMsg* last = nullptr;
-  jsErrCode code = static_cast<jsErrCode>(0);
-  natsStatus s =
-      js_GetLastMsg(&last, nats_->js, options_.stream.c_str(), subject.c_str(), nullptr, &code);
-  if (s == NATS_NOT_FOUND || code == kNoMessageFound) return absl::OkStatus();  // empty
-  if (s != NATS_OK) return FromNats(s, code, "last event of " + subject);
-  const uint64_t end = natsMsg_GetSequence(last);
-  natsMsg_Destroy(last);
+  absl::StatusOr<uint64_t> last = LastSequence(partition);
+  if (!last.ok()) return last.status();
+  const uint64_t end = *last;
   if (end <= after) return absl::OkStatus();
+  jsErrCode code = static_cast<jsErrCode>(0);
+  natsStatus s = NATS_OK;
 
   // An ephemeral pull consumer over the partition, from `after` on, without acks.
   jsSubOptions sub_options;

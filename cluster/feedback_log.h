@@ -5,13 +5,15 @@
 // move a partition). Appends carry a message id, which JetStream de-duplicates within its
 // window, so a resent event is appended once.
 //
-// This is the first building block of cluster mode (issue #18): the log itself. Ownership,
-// materialization and moving partitions are not built yet, and tailord does not use it.
+// Appends can be conditional on the partition's last sequence (JetStream's expected last
+// subject sequence): a writer that has not applied everything before cannot append, which is
+// how cluster/shard.h fences a partition's old owner.
 #ifndef TAILOR_CLUSTER_FEEDBACK_LOG_H_
 #define TAILOR_CLUSTER_FEEDBACK_LOG_H_
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/functional/function_ref.h"
@@ -43,16 +45,28 @@ class FeedbackLog {
   FeedbackLog(const FeedbackLog&) = delete;
   FeedbackLog& operator=(const FeedbackLog&) = delete;
 
-  // The partition of a user: the same in every process and build.
-  static int PartitionOf(absl::string_view tenant, absl::string_view user_id, int partitions);
+  // The partition of a user (by storage id, "tenant/user"): the same in every process and
+  // build.
+  static int PartitionOf(absl::string_view storage_id, int partitions);
 
   struct Appended {
     uint64_t sequence = 0;   // the event's position in the stream
     bool duplicate = false;  // the message id was appended before (within the window)
   };
-  // Appends `payload` to `partition` once JetStream has stored it on its replicas.
+  // Appends `payload` to `partition` once JetStream has stored it on its replicas. With
+  // `expected_last` (0 = the partition is empty), only if that is the partition's last
+  // sequence: else ABORTED, and nothing is appended. A duplicate message id is answered with
+  // the first append's sequence before any expectation is checked.
   absl::StatusOr<Appended> Append(int partition, absl::string_view message_id,
-                                  absl::string_view payload);
+                                  absl::string_view payload,
+                                  std::optional<uint64_t> expected_last = std::nullopt);
+
+  // The partition's last sequence now (0: it has never had an event).
+  absl::StatusOr<uint64_t> LastSequence(int partition);
+
+  // Erases one event: JetStream overwrites it on every replica and forgets it. NOT_FOUND if
+  // there is no such sequence.
+  absl::Status Erase(uint64_t sequence);
 
   // Calls `visit` with each event of `partition` after stream sequence `after`, in order, up
   // to the partition's last event when the call starts; stops early when `visit` returns

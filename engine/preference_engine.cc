@@ -628,8 +628,27 @@ absl::StatusOr<FeedbackResult> PreferenceEngine::RecordFeedback(const FeedbackIn
   return std::move(RecordFeedbackBatch({&event, 1}).front());
 }
 
+absl::StatusOr<Eigen::VectorXd> PreferenceEngine::PairOf(const FeedbackInput& event) const {
+  if (absl::Status s = CheckFeatures("chosen.features", event.chosen.features); !s.ok()) return s;
+  if (absl::Status s = CheckFeatures("rejected.features", event.rejected.features); !s.ok()) {
+    return s;
+  }
+  Eigen::VectorXd diff =
+      schema_.Normalize(event.chosen.features) - schema_.Normalize(event.rejected.features);
+  if (diff.cwiseAbs().maxCoeff() == 0) {
+    return absl::InvalidArgumentError(
+        "rejected.features: must differ from chosen.features (an identical pair teaches "
+        "nothing)");
+  }
+  return diff;
+}
+
+absl::Status PreferenceEngine::CheckFeedback(const FeedbackInput& event) const {
+  return PairOf(event).status();
+}
+
 std::vector<absl::StatusOr<FeedbackResult>> PreferenceEngine::RecordFeedbackBatch(
-    std::span<const FeedbackInput> events) {
+    std::span<const FeedbackInput> events, std::optional<storage::LogPosition> position) {
   std::vector<absl::StatusOr<FeedbackResult>> results(events.size(),
                                                       absl::InternalError("feedback: not applied"));
   // Each event's pair, or its INVALID_ARGUMENT.
@@ -637,25 +656,14 @@ std::vector<absl::StatusOr<FeedbackResult>> PreferenceEngine::RecordFeedbackBatc
   std::vector<bool> valid(events.size(), false);
   std::vector<size_t> stripes;
   for (size_t i = 0; i < events.size(); ++i) {
-    const FeedbackInput& event = events[i];
-    if (absl::Status s = CheckFeatures("chosen.features", event.chosen.features); !s.ok()) {
-      results[i] = s;
+    absl::StatusOr<Eigen::VectorXd> pair = PairOf(events[i]);
+    if (!pair.ok()) {
+      results[i] = pair.status();
       continue;
     }
-    if (absl::Status s = CheckFeatures("rejected.features", event.rejected.features); !s.ok()) {
-      results[i] = s;
-      continue;
-    }
-    diffs[i] =
-        schema_.Normalize(event.chosen.features) - schema_.Normalize(event.rejected.features);
-    if (diffs[i].cwiseAbs().maxCoeff() == 0) {
-      results[i] = absl::InvalidArgumentError(
-          "rejected.features: must differ from chosen.features (an identical pair teaches "
-          "nothing)");
-      continue;
-    }
+    diffs[i] = *std::move(pair);
     valid[i] = true;
-    stripes.push_back(StripeIndex(event.user_id));
+    stripes.push_back(StripeIndex(events[i].user_id));
   }
   // Every user's stripe, locked in ascending order (as every batch does: no deadlock) and held
   // across the one commit.
@@ -765,6 +773,7 @@ std::vector<absl::StatusOr<FeedbackResult>> PreferenceEngine::RecordFeedbackBatc
     record.set_timestamp_micros(when);
     record.set_applied_micros(now);
     record.set_predicted_chosen_probability(predicted);
+    if (position.has_value()) record.set_log_sequence(position->sequence);
     stored.idempotency.set_sequence(next->count);
     stored.idempotency.set_user_feedback_count(next->count);
     stored.idempotency.set_predicted_chosen_probability(predicted);
@@ -781,7 +790,7 @@ std::vector<absl::StatusOr<FeedbackResult>> PreferenceEngine::RecordFeedbackBatc
   }
 
   if (!commits.empty()) {
-    if (absl::Status s = store_.Commit(commits); !s.ok()) {
+    if (absl::Status s = store_.Commit(commits, position); !s.ok()) {
       for (const Applied& a : applied) results[a.event] = s;
       for (const auto& [event, earlier] : repeats) results[event] = s;
       return results;
@@ -832,10 +841,20 @@ absl::StatusOr<UserExport> PreferenceEngine::ExportUser(absl::string_view user_i
   return UserExport{*std::move(profile), std::move(stored->history)};
 }
 
-absl::StatusOr<storage::DeletedUser> PreferenceEngine::DeleteUser(absl::string_view user_id) {
+std::vector<std::string> PreferenceEngine::UserIds() const {
+  std::vector<std::string> ids;
+  for (const Stripe& stripe : stripes_) {
+    MutexLock lock(&stripe.map_mu);
+    for (const auto& [user_id, entry] : stripe.users) ids.push_back(user_id);
+  }
+  return ids;
+}
+
+absl::StatusOr<storage::DeletedUser> PreferenceEngine::DeleteUser(
+    absl::string_view user_id, std::optional<storage::LogPosition> position) {
   Stripe& stripe = StripeFor(user_id);
   MutexLock write_lock(&stripe.write_mu);
-  absl::StatusOr<storage::DeletedUser> deleted = store_.DeleteUser(user_id);
+  absl::StatusOr<storage::DeletedUser> deleted = store_.DeleteUser(user_id, position);
   if (!deleted.ok()) return deleted;
   std::shared_ptr<const UserEntry> removed;
   {

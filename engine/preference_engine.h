@@ -207,14 +207,24 @@ class PreferenceEngine {
   // with bad input get their INVALID_ARGUMENT and the rest go on; if the write fails, every
   // event that was to be applied gets that error and nothing of the batch is stored. An event
   // repeated within the batch is a duplicate of its first occurrence.
+  //
+  // Cluster mode passes the log `position` the events come from: it is stored in the same
+  // write, and each applied event's record carries its sequence.
   std::vector<absl::StatusOr<FeedbackResult>> RecordFeedbackBatch(
-      std::span<const FeedbackInput> events);
+      std::span<const FeedbackInput> events,
+      std::optional<storage::LogPosition> position = std::nullopt);
+  // RecordFeedback's INVALID_ARGUMENT for the event, or OK, without applying it.
+  absl::Status CheckFeedback(const FeedbackInput& event) const;
 
   // NOT_FOUND for a user without feedback.
   absl::StatusOr<UserProfile> GetUser(absl::string_view user_id);
   absl::StatusOr<UserExport> ExportUser(absl::string_view user_id);
   // Erases everything stored about the user, and their place in the neighbour reference set.
-  absl::StatusOr<storage::DeletedUser> DeleteUser(absl::string_view user_id);
+  // With a log `position`, it is stored in the same write.
+  absl::StatusOr<storage::DeletedUser> DeleteUser(
+      absl::string_view user_id, std::optional<storage::LogPosition> position = std::nullopt);
+  // The ids of every user with feedback (a copy: users may come and go meanwhile).
+  std::vector<std::string> UserIds() const;
 
   // Refits the population prior and rebuilds the neighbour reference set now.
   void RefreshKnowledge();
@@ -229,8 +239,8 @@ class PreferenceEngine {
   struct UserEntry;
   struct Blend;
   struct Stripe {
-    Mutex write_mu;  // serializes writers of the stripe's users, held across commit
-    Mutex map_mu;    // guards `users`; held only to copy or swap a pointer
+    Mutex write_mu;        // serializes writers of the stripe's users, held across commit
+    mutable Mutex map_mu;  // guards `users`; held only to copy or swap a pointer
     absl::flat_hash_map<std::string, std::shared_ptr<const UserEntry>> users
         ABSL_GUARDED_BY(map_mu);
     // Serving beliefs of the stripe's recently served users (bounded; see blend_cache_users),
@@ -254,6 +264,8 @@ class PreferenceEngine {
   std::shared_ptr<const UserEntry> Find(absl::string_view user_id);
   std::shared_ptr<const Knowledge> CurrentKnowledge() const;
   absl::Status CheckFeatures(absl::string_view field, std::span<const float> features) const;
+  // The event's normalized pair (chosen minus rejected), or its INVALID_ARGUMENT.
+  absl::StatusOr<Eigen::VectorXd> PairOf(const FeedbackInput& event) const;
   absl::StatusOr<Eigen::MatrixXd> Normalize(std::span<const CandidateInput> candidates) const;
   // What a belief is for: predictions need its mean only; Thompson draws (exploration) and
   // suggestions also the heaviest neighbours; suggestions for a user with no pairs yet the

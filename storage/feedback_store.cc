@@ -28,6 +28,12 @@ namespace {
 constexpr char kFormatVersionKey[] = "format_version";
 constexpr char kSchemaKey[] = "schema";
 constexpr char kPopulationKey[] = "population";
+// + big-endian u32 partition: that partition's applied log sequence (big-endian u64).
+constexpr char kLogPositionPrefix[] = "log_position/";
+
+std::string LogPositionKey(int partition) {
+  return absl::StrCat(kLogPositionPrefix, BigEndian(static_cast<uint32_t>(partition), 4));
+}
 
 // rocksdb::Status -> absl::Status, once, at this boundary.
 absl::Status FromRocks(const rocksdb::Status& s, absl::string_view context) {
@@ -263,9 +269,13 @@ absl::Status FeedbackStore::CheckFreeSpace() {
       " MiB reserve (--min_free_disk_mb); writes resume by themselves once space is freed"));
 }
 
-absl::Status FeedbackStore::Commit(std::span<const UserCommit> commits) {
+absl::Status FeedbackStore::Commit(std::span<const UserCommit> commits,
+                                   std::optional<LogPosition> position) {
   if (absl::Status space = CheckFreeSpace(); !space.ok()) return space;
   rocksdb::WriteBatch batch;
+  if (position.has_value()) {
+    batch.Put(meta(), LogPositionKey(position->partition), BigEndian(position->sequence, 8));
+  }
   std::string buffer;
   for (const UserCommit& commit : commits) {
     if (commit.user_id.size() > kMaxEncodedUserIdBytes) {
@@ -362,10 +372,14 @@ absl::StatusOr<UserExport> FeedbackStore::ExportUser(absl::string_view user_id) 
   return result;
 }
 
-absl::StatusOr<DeletedUser> FeedbackStore::DeleteUser(absl::string_view user_id) {
+absl::StatusOr<DeletedUser> FeedbackStore::DeleteUser(absl::string_view user_id,
+                                                      std::optional<LogPosition> position) {
   const std::string state_key = UserPrefix(user_id);
   DeletedUser deleted;
   rocksdb::WriteBatch batch;
+  if (position.has_value()) {
+    batch.Put(meta(), LogPositionKey(position->partition), BigEndian(position->sequence, 8));
+  }
 
   std::string ignored;
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), state(), state_key, &ignored);
@@ -395,6 +409,36 @@ absl::StatusOr<DeletedUser> FeedbackStore::DeleteUser(absl::string_view user_id)
 #endif
   if (absl::Status w = FromRocks(db_->Write(write, &batch), "delete"); !w.ok()) return w;
   return deleted;
+}
+
+absl::StatusOr<std::map<int, uint64_t>> FeedbackStore::ReadLogPositions() {
+  std::map<int, uint64_t> positions;
+  const std::string upper = PrefixSuccessor(kLogPositionPrefix);
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions read;
+  read.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read, meta()));
+  const size_t prefix = sizeof(kLogPositionPrefix) - 1;
+  for (it->Seek(kLogPositionPrefix); it->Valid(); it->Next()) {
+    if (it->key().size() != prefix + 4 || it->value().size() != 8) {
+      corrupt_records_.fetch_add(1, std::memory_order_relaxed);
+      return absl::DataLossError("storage: malformed log position record");
+    }
+    const auto partition =
+        static_cast<int>(FromBigEndian(absl::string_view(it->key().data() + prefix, 4)));
+    positions[partition] = FromBigEndian(absl::string_view(it->value().data(), 8));
+  }
+  if (absl::Status s = FromRocks(it->status(), "log position scan"); !s.ok()) return s;
+  return positions;
+}
+
+absl::Status FeedbackStore::WriteLogPosition(LogPosition position) {
+  if (absl::Status space = CheckFreeSpace(); !space.ok()) return space;
+  rocksdb::WriteOptions write;
+  write.sync = options_.sync_wal;
+  const std::string key = LogPositionKey(position.partition);
+  if (position.sequence == 0) return FromRocks(db_->Delete(write, meta(), key), "log position");
+  return FromRocks(db_->Put(write, meta(), key, BigEndian(position.sequence, 8)), "log position");
 }
 
 absl::Status FeedbackStore::ScanStates(

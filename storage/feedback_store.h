@@ -6,6 +6,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -68,6 +69,13 @@ struct UserCommit {
   records::UserState state;
 };
 
+// Cluster mode: how far a shard has applied one partition of the replicated feedback log
+// (cluster/feedback_log.h), stored in the same WriteBatch as the state it produced.
+struct LogPosition {
+  int partition = 0;
+  uint64_t sequence = 0;
+};
+
 struct DeletedUser {
   bool existed = false;
   uint64_t history_records = 0;
@@ -121,8 +129,16 @@ class FeedbackStore {
 
   // Writes all commits (history records, idempotency keys, states) in one WriteBatch: after a
   // crash either all of it is present or none.
-  absl::Status Commit(std::span<const UserCommit> commits);
+  // With a `position`, the partition's applied log position is written in the same batch.
+  absl::Status Commit(std::span<const UserCommit> commits,
+                      std::optional<LogPosition> position = std::nullopt);
   absl::Status Commit(const UserCommit& commit) { return Commit(std::span(&commit, 1)); }
+
+  // Cluster mode: the applied position of every partition this store has one for.
+  absl::StatusOr<std::map<int, uint64_t>> ReadLogPositions();
+  // Sets a partition's applied position (when a log entry changed nothing else), or with
+  // sequence 0 forgets it.
+  absl::Status WriteLogPosition(LogPosition position);
 
   // Calls `visit` for each of the user's history records in sequence order until it returns
   // false. A record that cannot be decoded stops the scan with DATA_LOSS (and is counted).
@@ -132,8 +148,10 @@ class FeedbackStore {
   // State and full history of one user from a single snapshot.
   absl::StatusOr<UserExport> ExportUser(absl::string_view user_id);
 
-  // Removes the user's state, history and idempotency keys in one WriteBatch.
-  absl::StatusOr<DeletedUser> DeleteUser(absl::string_view user_id);
+  // Removes the user's state, history and idempotency keys in one WriteBatch (with the
+  // partition's applied log `position`, if given).
+  absl::StatusOr<DeletedUser> DeleteUser(absl::string_view user_id,
+                                         std::optional<LogPosition> position = std::nullopt);
 
   // Visits every user's state record. A record that cannot be decoded is passed as a
   // DATA_LOSS status (and counted) so the caller can rebuild it from history.

@@ -4,6 +4,20 @@
 
 namespace tailor::storage {
 
+std::string BigEndian(uint64_t value, int bytes) {
+  std::string out(static_cast<size_t>(bytes), '\0');
+  for (int i = bytes - 1; i >= 0; --i, value >>= 8) {
+    out[static_cast<size_t>(i)] = static_cast<char>(value & 0xFF);
+  }
+  return out;
+}
+
+uint64_t FromBigEndian(absl::string_view bytes) {
+  uint64_t value = 0;
+  for (char c : bytes) value = (value << 8) | static_cast<unsigned char>(c);
+  return value;
+}
+
 std::string UserPrefix(absl::string_view user_id) {
   std::string key;
   key.reserve(2 + user_id.size() + 8);
@@ -14,11 +28,7 @@ std::string UserPrefix(absl::string_view user_id) {
 }
 
 std::string HistoryKey(absl::string_view user_id, uint64_t sequence) {
-  std::string key = UserPrefix(user_id);
-  for (int shift = 56; shift >= 0; shift -= 8) {
-    key.push_back(static_cast<char>((sequence >> shift) & 0xFF));
-  }
-  return key;
+  return UserPrefix(user_id) + BigEndian(sequence, 8);
 }
 
 std::string IdempotencyKey(absl::string_view user_id, absl::string_view event_id) {

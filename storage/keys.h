@@ -15,6 +15,10 @@ namespace tailor::storage {
 // User ids longer than this cannot be encoded (the API limit is far lower).
 inline constexpr size_t kMaxEncodedUserIdBytes = 0xFFFF;
 
+// `value`'s low `bytes` bytes, most significant first (so keys sort as numbers), and back.
+std::string BigEndian(uint64_t value, int bytes);
+uint64_t FromBigEndian(absl::string_view bytes);
+
 // [u16 big-endian length][user id bytes]. Also the state key.
 std::string UserPrefix(absl::string_view user_id);
 // UserPrefix + [u64 big-endian sequence].

@@ -4,89 +4,22 @@
 // partition count is refused.
 #include "cluster/feedback_log.h"
 
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <chrono>
-#include <cstdio>
 #include <map>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "tests/testing/nats_server.h"
 #include "tests/testing/temp_dir.h"
 
 namespace tailor::cluster {
 namespace {
 
-int FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-  socklen_t length = sizeof(address);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  ::close(fd);
-  return ntohs(address.sin_port);
-}
-
-bool Accepts(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
-  ::close(fd);
-  return ok;
-}
-
-// A nats-server child process with JetStream, storing under `store`.
-class NatsServer {
- public:
-  NatsServer(std::string store, int port) : store_(std::move(store)), port_(port) { Start(); }
-  ~NatsServer() { Stop(); }
-
-  void Start() {
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      // Its log goes beside its store, for a failing test's reader.
-      const std::string log = store_ + ".log";
-      if (std::FILE* out = std::freopen(log.c_str(), "a", stderr)) ::dup2(::fileno(out), 1);
-      const std::string port = std::to_string(port_);
-      ::execlp("nats-server", "nats-server", "-a", "127.0.0.1", "-p", port.c_str(), "-js", "-sd",
-               store_.c_str(), static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
-    for (int i = 0; i < 200 && !Accepts(port_); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-  }
-  void Stop() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGTERM);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-  }
-  std::string url() const { return absl::StrCat("nats://127.0.0.1:", port_); }
-
- private:
-  std::string store_;
-  int port_;
-  pid_t pid_ = -1;
-};
-
 class FeedbackLogTest : public ::testing::Test {
  protected:
-  FeedbackLogTest() : nats_(dir_.Sub("nats"), FreePort()) {}
+  FeedbackLogTest() : nats_(dir_.Sub("nats"), testing::FreePort()) {}
 
   FeedbackLogOptions Options(int partitions = 8) const {
     FeedbackLogOptions options;
@@ -110,7 +43,7 @@ class FeedbackLogTest : public ::testing::Test {
   }
 
   testing::TempDir dir_;
-  NatsServer nats_;
+  testing::NatsServer nats_;
 };
 
 TEST_F(FeedbackLogTest, AppendsOnceAndReplaysEachPartitionInOrder) {
@@ -119,7 +52,7 @@ TEST_F(FeedbackLogTest, AppendsOnceAndReplaysEachPartitionInOrder) {
   std::map<int, std::vector<std::pair<uint64_t, std::string>>> expected;
   for (int i = 0; i < 60; ++i) {
     const std::string user = absl::StrCat("user-", i % 12);
-    const int partition = FeedbackLog::PartitionOf("tenant", user, 8);
+    const int partition = FeedbackLog::PartitionOf("tenant/" + user, 8);
     const std::string payload = absl::StrCat(user, "/event-", i);
     absl::StatusOr<FeedbackLog::Appended> appended =
         (*log)->Append(partition, absl::StrCat("tenant/", user, "/", i), payload);
@@ -128,7 +61,7 @@ TEST_F(FeedbackLogTest, AppendsOnceAndReplaysEachPartitionInOrder) {
     expected[partition].emplace_back(appended->sequence, payload);
   }
   // A resent event (same message id) is not appended again.
-  const int partition = FeedbackLog::PartitionOf("tenant", "user-3", 8);
+  const int partition = FeedbackLog::PartitionOf("tenant/user-3", 8);
   absl::StatusOr<FeedbackLog::Appended> again =
       (*log)->Append(partition, "tenant/user-3/3", "user-3/event-3");
   ASSERT_TRUE(again.ok()) << again.status();
@@ -182,12 +115,51 @@ TEST_F(FeedbackLogTest, ALogWithAnotherPartitionCountIsRefused) {
   EXPECT_NE(other.status().message().find("partitions=8"), std::string::npos) << other.status();
 }
 
+TEST_F(FeedbackLogTest, AnAppendExpectingAnotherLastSequenceIsRefused) {
+  absl::StatusOr<std::unique_ptr<FeedbackLog>> log = FeedbackLog::Open(Options());
+  ASSERT_TRUE(log.ok()) << log.status();
+  FeedbackLog& l = **log;
+  EXPECT_EQ(*l.LastSequence(2), 0u);
+  // 0: the partition must be empty.
+  absl::StatusOr<FeedbackLog::Appended> first = l.Append(2, "a", "first", 0);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(*l.LastSequence(2), first->sequence);
+  // Another partition's appends do not count.
+  ASSERT_TRUE(l.Append(3, "b", "elsewhere").ok());
+  absl::StatusOr<FeedbackLog::Appended> stale = l.Append(2, "c", "stale", 0);
+  EXPECT_EQ(stale.status().code(), absl::StatusCode::kAborted) << stale.status();
+  absl::StatusOr<FeedbackLog::Appended> second = l.Append(2, "c", "second", first->sequence);
+  ASSERT_TRUE(second.ok()) << second.status();
+  // A resend is answered as a duplicate whatever it expects.
+  absl::StatusOr<FeedbackLog::Appended> resent = l.Append(2, "a", "first", 0);
+  ASSERT_TRUE(resent.ok()) << resent.status();
+  EXPECT_TRUE(resent->duplicate);
+  EXPECT_EQ(resent->sequence, first->sequence);
+  EXPECT_EQ(ReplayAll(l, 2), (std::vector<std::pair<uint64_t, std::string>>{
+                                 {first->sequence, "first"}, {second->sequence, "second"}}));
+}
+
+TEST_F(FeedbackLogTest, AnErasedEventIsGoneFromReplays) {
+  absl::StatusOr<std::unique_ptr<FeedbackLog>> log = FeedbackLog::Open(Options());
+  ASSERT_TRUE(log.ok()) << log.status();
+  std::vector<uint64_t> sequences;
+  for (int i = 0; i < 3; ++i) {
+    sequences.push_back(
+        (*log)->Append(1, absl::StrCat("e", i), absl::StrCat("event-", i))->sequence);
+  }
+  ASSERT_TRUE((*log)->Erase(sequences[1]).ok());
+  EXPECT_EQ(ReplayAll(**log, 1), (std::vector<std::pair<uint64_t, std::string>>{
+                                     {sequences[0], "event-0"}, {sequences[2], "event-2"}}));
+  const absl::Status again = (*log)->Erase(sequences[1]);
+  EXPECT_EQ(again.code(), absl::StatusCode::kNotFound) << again;
+}
+
 TEST(FeedbackLogPartitionTest, PartitionsAreStableAndSpread) {
-  EXPECT_EQ(FeedbackLog::PartitionOf("t", "alice", 64), FeedbackLog::PartitionOf("t", "alice", 64));
-  EXPECT_NE(FeedbackLog::PartitionOf("", "ab", 1 << 20),
-            FeedbackLog::PartitionOf("a", "b", 1 << 20));
+  EXPECT_EQ(FeedbackLog::PartitionOf("t/alice", 64), FeedbackLog::PartitionOf("t/alice", 64));
+  EXPECT_NE(FeedbackLog::PartitionOf("t/alice", 1 << 20),
+            FeedbackLog::PartitionOf("u/alice", 1 << 20));
   std::vector<int> counts(16, 0);
-  for (int u = 0; u < 16000; ++u) ++counts[FeedbackLog::PartitionOf("t", absl::StrCat("u", u), 16)];
+  for (int u = 0; u < 16000; ++u) ++counts[FeedbackLog::PartitionOf(absl::StrCat("t/u", u), 16)];
   for (int c : counts) {
     EXPECT_GT(c, 800);  // 1,000 expected each; ±20% is far beyond chance for a good hash
     EXPECT_LT(c, 1200);
@@ -196,7 +168,7 @@ TEST(FeedbackLogPartitionTest, PartitionsAreStableAndSpread) {
 
 TEST(FeedbackLogOpenTest, AnUnreachableServerIsUnavailable) {
   FeedbackLogOptions options;
-  options.url = absl::StrCat("nats://127.0.0.1:", FreePort());
+  options.url = absl::StrCat("nats://127.0.0.1:", testing::FreePort());
   options.timeout = absl::Seconds(1);
   absl::StatusOr<std::unique_ptr<FeedbackLog>> log = FeedbackLog::Open(options);
   ASSERT_FALSE(log.ok());

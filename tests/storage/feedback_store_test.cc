@@ -242,6 +242,27 @@ TEST(FeedbackStoreTest, DeleteRemovesEveryKeyOfThatUserAndNothingElse) {
   EXPECT_EQ(again->history_records, 0u);
 }
 
+TEST(FeedbackStoreTest, LogPositionsAreWrittenWithTheStateTheyProducedAndSurviveReopen) {
+  TempDir dir;
+  {
+    auto store = OpenStore(dir.Sub("db"));
+    ASSERT_NE(store, nullptr);
+    EXPECT_TRUE(store->ReadLogPositions()->empty());
+    const UserCommit a = MakeCommit("a", 1);
+    const UserCommit b = MakeCommit("b", 1);
+    ASSERT_TRUE(store->Commit(std::span(&a, 1), LogPosition{3, 17}).ok());
+    ASSERT_TRUE(store->Commit(std::span(&b, 1), LogPosition{300, 18}).ok());
+    ASSERT_TRUE(store->Commit(MakeCommit("c", 1)).ok());  // no position: none written
+    ASSERT_TRUE(store->DeleteUser("a", LogPosition{3, 19}).ok());
+    ASSERT_TRUE(store->WriteLogPosition({7, 5}).ok());
+  }
+  auto store = OpenStore(dir.Sub("db"));
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(*store->ReadLogPositions(), (std::map<int, uint64_t>{{3, 19}, {7, 5}, {300, 18}}));
+  ASSERT_TRUE(store->WriteLogPosition({7, 0}).ok());  // forgotten
+  EXPECT_EQ(*store->ReadLogPositions(), (std::map<int, uint64_t>{{3, 19}, {300, 18}}));
+}
+
 TEST(FeedbackStoreTest, SchemaGuardRefusesAnotherSchema) {
   TempDir dir;
   {
