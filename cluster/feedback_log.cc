@@ -7,52 +7,19 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "cluster/nats_connection.h"
 #include "model/stable_hash.h"
 
 namespace tailor::cluster {
 namespace {
 
 constexpr uint64_t kPartitionSeed = 0x9a57;
-// JetStream's "no message found" error (JSNoMessageFoundErr): an empty partition.
-constexpr jsErrCode kNoMessageFound = static_cast<jsErrCode>(10037);
 constexpr char kExpectedLastSubjectSequence[] = "Nats-Expected-Last-Subject-Sequence";
 constexpr int kReplayBatch = 256;
 
-absl::Status FromNats(natsStatus status, jsErrCode code, absl::string_view what) {
-  if (status == NATS_OK) return absl::OkStatus();
-  std::string text = absl::StrCat("nats: ", what, ": ", natsStatus_GetText(status));
-  if (code != 0) absl::StrAppend(&text, " (JetStream error ", static_cast<int>(code), ")");
-  if (const char* last = nats_GetLastError(nullptr); last != nullptr && *last != '\0') {
-    absl::StrAppend(&text, ": ", last);
-  }
-  switch (status) {
-    case NATS_TIMEOUT:
-      return absl::DeadlineExceededError(text);
-    case NATS_NO_SERVER:
-    case NATS_CONNECTION_CLOSED:
-    case NATS_CONNECTION_DISCONNECTED:
-    case NATS_NO_RESPONDERS:
-      return absl::UnavailableError(text);
-    default:
-      return absl::InternalError(text);
-  }
-}
-
 }  // namespace
 
-// libnats objects, owned here and destroyed in reverse order.
-struct FeedbackLog::Nats {
-  natsOptions* options = nullptr;
-  natsConnection* connection = nullptr;
-  jsCtx* js = nullptr;
-  ~Nats() {
-    if (js != nullptr) jsCtx_Destroy(js);
-    if (connection != nullptr) natsConnection_Destroy(connection);
-    if (options != nullptr) natsOptions_Destroy(options);
-  }
-};
-
-FeedbackLog::FeedbackLog(FeedbackLogOptions options, std::unique_ptr<Nats> nats)
+FeedbackLog::FeedbackLog(FeedbackLogOptions options, std::shared_ptr<NatsConnection> nats)
     : options_(std::move(options)), nats_(std::move(nats)) {}
 
 FeedbackLog::~FeedbackLog() = default;
@@ -67,20 +34,17 @@ std::string FeedbackLog::SubjectOf(int partition) const {
 }
 
 absl::StatusOr<std::unique_ptr<FeedbackLog>> FeedbackLog::Open(const FeedbackLogOptions& options) {
+  absl::StatusOr<std::unique_ptr<NatsConnection>> connection =
+      NatsConnection::Connect(options.url, options.timeout);
+  if (!connection.ok()) return connection.status();
+  return Open(options, *std::move(connection));
+}
+
+absl::StatusOr<std::unique_ptr<FeedbackLog>> FeedbackLog::Open(
+    const FeedbackLogOptions& options, std::shared_ptr<NatsConnection> nats) {
   if (options.partitions < 1) return absl::InvalidArgumentError("partitions: must be at least 1");
   if (options.replicas < 1) return absl::InvalidArgumentError("replicas: must be at least 1");
-  auto nats = std::make_unique<Nats>();
-  const auto timeout_ms = absl::ToInt64Milliseconds(options.timeout);
-  natsStatus s = natsOptions_Create(&nats->options);
-  if (s == NATS_OK) s = natsOptions_SetURL(nats->options, options.url.c_str());
-  if (s == NATS_OK) s = natsOptions_SetTimeout(nats->options, timeout_ms);
-  if (s == NATS_OK) s = natsConnection_Connect(&nats->connection, nats->options);
-  if (s != NATS_OK) return FromNats(s, static_cast<jsErrCode>(0), "connect to " + options.url);
-  jsOptions js_options;
-  jsOptions_Init(&js_options);
-  js_options.Wait = timeout_ms;
-  s = natsConnection_JetStream(&nats->js, nats->connection, &js_options);
-  if (s != NATS_OK) return FromNats(s, static_cast<jsErrCode>(0), "JetStream context");
+  natsStatus s = NATS_OK;
 
   const std::string wildcard = absl::StrCat(options.subject_prefix, ".*");
   // The partition count is part of the log's identity: another count would hash users to
@@ -89,7 +53,7 @@ absl::StatusOr<std::unique_ptr<FeedbackLog>> FeedbackLog::Open(const FeedbackLog
       absl::StrCat("Tailor feedback log, partitions=", options.partitions);
   jsErrCode code = static_cast<jsErrCode>(0);
   jsStreamInfo* info = nullptr;
-  s = js_GetStreamInfo(&info, nats->js, options.stream.c_str(), nullptr, &code);
+  s = js_GetStreamInfo(&info, nats->js(), options.stream.c_str(), nullptr, &code);
   if (s == NATS_OK) {
     const bool same = info->Config->SubjectsLen == 1 && wildcard == info->Config->Subjects[0] &&
                       info->Config->Description != nullptr &&
@@ -113,7 +77,7 @@ absl::StatusOr<std::unique_ptr<FeedbackLog>> FeedbackLog::Open(const FeedbackLog
     config.Storage = js_FileStorage;
     config.Replicas = options.replicas;
     config.Duplicates = absl::ToInt64Nanoseconds(options.duplicate_window);
-    s = js_AddStream(nullptr, nats->js, &config, nullptr, &code);
+    s = js_AddStream(nullptr, nats->js(), &config, nullptr, &code);
     if (s != NATS_OK) return FromNats(s, code, "create stream " + options.stream);
   } else {
     return FromNats(s, code, "stream info of " + options.stream);
@@ -144,7 +108,7 @@ absl::StatusOr<FeedbackLog::Appended> FeedbackLog::Append(int partition,
   }
   jsPubAck* ack = nullptr;
   jsErrCode code = static_cast<jsErrCode>(0);
-  if (s == NATS_OK) s = js_PublishMsg(&ack, nats_->js, msg, &publish, &code);
+  if (s == NATS_OK) s = js_PublishMsg(&ack, nats_->js(), msg, &publish, &code);
   natsMsg_Destroy(msg);
   if (code == JSStreamWrongLastSequenceErr) {
     return absl::AbortedError(absl::StrCat("nats: append to partition ", partition,
@@ -165,7 +129,7 @@ absl::StatusOr<uint64_t> FeedbackLog::LastSequence(int partition) {
   natsMsg* last = nullptr;
   jsErrCode code = static_cast<jsErrCode>(0);
   natsStatus s =
-      js_GetLastMsg(&last, nats_->js, options_.stream.c_str(), subject.c_str(), nullptr, &code);
+      js_GetLastMsg(&last, nats_->js(), options_.stream.c_str(), subject.c_str(), nullptr, &code);
   if (s == NATS_NOT_FOUND || code == kNoMessageFound) return 0;  // empty
   if (s != NATS_OK) return FromNats(s, code, "last event of " + subject);
   const uint64_t sequence = natsMsg_GetSequence(last);
@@ -175,7 +139,7 @@ absl::StatusOr<uint64_t> FeedbackLog::LastSequence(int partition) {
 
 absl::Status FeedbackLog::Erase(uint64_t sequence) {
   jsErrCode code = static_cast<jsErrCode>(0);
-  const natsStatus s = js_EraseMsg(nats_->js, options_.stream.c_str(), sequence, nullptr, &code);
+  const natsStatus s = js_EraseMsg(nats_->js(), options_.stream.c_str(), sequence, nullptr, &code);
   if (s == NATS_NOT_FOUND || code == kNoMessageFound || code == JSSequenceNotFoundErr) {
     return absl::NotFoundError(absl::StrCat("nats: no event ", sequence, " in the log"));
   }
@@ -207,7 +171,7 @@ absl::Status FeedbackLog::Replay(
   sub_options.Config.FilterSubject = subject.c_str();
   sub_options.Config.InactiveThreshold = absl::ToInt64Nanoseconds(absl::Minutes(1));
   natsSubscription* sub = nullptr;
-  s = js_PullSubscribe(&sub, nats_->js, subject.c_str(), nullptr, nullptr, &sub_options, &code);
+  s = js_PullSubscribe(&sub, nats_->js(), subject.c_str(), nullptr, nullptr, &sub_options, &code);
   if (s != NATS_OK) return FromNats(s, code, "replay consumer for " + subject);
   absl::Status result;
   uint64_t at = after;
@@ -215,7 +179,7 @@ absl::Status FeedbackLog::Replay(
   while (more && at < end) {
     natsMsgList list{nullptr, 0};
     s = natsSubscription_Fetch(&list, sub, kReplayBatch,
-                               absl::ToInt64Milliseconds(options_.timeout), &code);
+                               absl::ToInt64Milliseconds(nats_->timeout()), &code);
     if (s != NATS_OK) {
       result = FromNats(s, code, "replay " + subject);
       break;

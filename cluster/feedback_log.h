@@ -23,6 +23,8 @@
 
 namespace tailor::cluster {
 
+class NatsConnection;
+
 struct FeedbackLogOptions {
   std::string url = "nats://127.0.0.1:4222";  // one or more, comma-separated
   std::string stream = "TAILOR_FEEDBACK";
@@ -41,6 +43,9 @@ class FeedbackLog {
   // same subjects (a different partition count would send users elsewhere): else
   // FAILED_PRECONDITION.
   static absl::StatusOr<std::unique_ptr<FeedbackLog>> Open(const FeedbackLogOptions& options);
+  // The same on an existing connection (options.url and options.timeout are then unused).
+  static absl::StatusOr<std::unique_ptr<FeedbackLog>> Open(const FeedbackLogOptions& options,
+                                                           std::shared_ptr<NatsConnection> nats);
   ~FeedbackLog();
   FeedbackLog(const FeedbackLog&) = delete;
   FeedbackLog& operator=(const FeedbackLog&) = delete;
@@ -77,12 +82,11 @@ class FeedbackLog {
   const FeedbackLogOptions& options() const { return options_; }
 
  private:
-  struct Nats;
-  FeedbackLog(FeedbackLogOptions options, std::unique_ptr<Nats> nats);
+  FeedbackLog(FeedbackLogOptions options, std::shared_ptr<NatsConnection> nats);
   std::string SubjectOf(int partition) const;
 
   const FeedbackLogOptions options_;
-  std::unique_ptr<Nats> nats_;
+  std::shared_ptr<NatsConnection> nats_;
 };
 
 }  // namespace tailor::cluster

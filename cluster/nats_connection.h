@@ -1,0 +1,48 @@
+// NatsConnection: one connection to a NATS cluster with its JetStream context, shared by the
+// feedback log and the partition directory; and libnats' status codes as absl::Status, once,
+// at this boundary.
+#ifndef TAILOR_CLUSTER_NATS_CONNECTION_H_
+#define TAILOR_CLUSTER_NATS_CONNECTION_H_
+
+#include <nats/nats.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace tailor::cluster {
+
+// JetStream's "no message found" error (JSNoMessageFoundErr), which libnats 3.4 does not name.
+inline constexpr jsErrCode kNoMessageFound = static_cast<jsErrCode>(10037);
+
+// libnats' status (and JetStream error code, 0 if none) as a status naming `what` failed:
+// UNAVAILABLE when no server answers, DEADLINE_EXCEEDED on a timeout, else INTERNAL.
+absl::Status FromNats(natsStatus status, jsErrCode code, absl::string_view what);
+
+class NatsConnection {
+ public:
+  // `url`: one or more servers, comma-separated; the client reconnects to any of them.
+  static absl::StatusOr<std::unique_ptr<NatsConnection>> Connect(const std::string& url,
+                                                                 absl::Duration timeout);
+  ~NatsConnection();
+  NatsConnection(const NatsConnection&) = delete;
+  NatsConnection& operator=(const NatsConnection&) = delete;
+
+  jsCtx* js() const { return js_; }
+  absl::Duration timeout() const { return timeout_; }
+
+ private:
+  NatsConnection() = default;
+  natsOptions* options_ = nullptr;
+  natsConnection* connection_ = nullptr;
+  jsCtx* js_ = nullptr;
+  absl::Duration timeout_;
+};
+
+}  // namespace tailor::cluster
+
+#endif  // TAILOR_CLUSTER_NATS_CONNECTION_H_

@@ -1,0 +1,322 @@
+// Cluster shards against a real nats-server (JetStream, one node here; tests/cluster/
+// test_cluster.py runs three): writes go through the log, an empty disk is rebuilt from it, a
+// partition moves to a new owner (catch-up, then flip) and fences the old one off, and a
+// deleted user leaves nothing in the log. Partition plans are checked on their own.
+#include "cluster/shard.h"
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "cluster/nats_connection.h"
+#include "cluster/partition_plan.h"
+#include "gtest/gtest.h"
+#include "tests/testing/engine_inputs.h"
+#include "tests/testing/nats_server.h"
+#include "tests/testing/temp_dir.h"
+
+namespace tailor::cluster {
+namespace {
+
+constexpr int kPartitions = 8;
+constexpr int kDimension = 4;
+
+// One shard: its store, engine, NATS clients and ClusterShard, closed in reverse order.
+struct Shard {
+  ~Shard() {
+    cluster.reset();
+    engine.reset();
+  }
+  std::unique_ptr<storage::FeedbackStore> store;
+  std::unique_ptr<engine::PreferenceEngine> engine;
+  std::unique_ptr<FeedbackLog> log;
+  std::unique_ptr<PartitionDirectory> directory;
+  std::unique_ptr<ClusterShard> cluster;
+};
+
+class ClusterShardTest : public ::testing::Test {
+ protected:
+  ClusterShardTest() : nats_(dir_.Sub("nats"), testing::FreePort()) {}
+
+  std::shared_ptr<NatsConnection> Connect() {
+    auto connection = NatsConnection::Connect(nats_.url(), absl::Seconds(5));
+    EXPECT_TRUE(connection.ok()) << connection.status();
+    return *std::move(connection);
+  }
+  std::unique_ptr<PartitionDirectory> Directory() {
+    DirectoryOptions options;
+    options.replicas = 1;
+    auto directory = PartitionDirectory::Open(options, Connect());
+    EXPECT_TRUE(directory.ok()) << directory.status();
+    return *std::move(directory);
+  }
+
+  // Opens shard `name` on data directory `data`; `map_poll` long = a shard that does not notice
+  // map changes by itself.
+  std::unique_ptr<Shard> Open(const std::string& name, const std::string& data,
+                              absl::Duration map_poll = absl::Milliseconds(20)) {
+    auto owned = std::make_unique<Shard>();
+    Shard& shard = *owned;
+    storage::StoreOptions store_options;
+    store_options.path = data;
+    store_options.min_free_bytes = 0;
+    shard.store = *storage::FeedbackStore::Open(store_options);
+    engine::EngineOptions engine_options;
+    engine_options.refresh_period = absl::ZeroDuration();
+    shard.engine = *engine::PreferenceEngine::Open(testing::IdentitySchema(kDimension),
+                                                   *shard.store, engine_options);
+    FeedbackLogOptions log_options;
+    log_options.partitions = kPartitions;
+    log_options.replicas = 1;
+    auto log = FeedbackLog::Open(log_options, Connect());
+    EXPECT_TRUE(log.ok()) << log.status();
+    shard.log = *std::move(log);
+    shard.directory = Directory();
+    ShardOptions options;
+    options.name = name;
+    options.address = absl::StrCat(name, ":1");
+    options.map_poll = map_poll;
+    options.slow_poll = absl::Milliseconds(50);
+    auto cluster = ClusterShard::Start(*shard.engine, *shard.log, *shard.directory, options);
+    EXPECT_TRUE(cluster.ok()) << cluster.status();
+    if (cluster.ok()) shard.cluster = *std::move(cluster);
+    return owned;
+  }
+
+  // Writes the map that rebalancing over `shards` asks for.
+  void Rebalance(const std::vector<std::string>& shards) {
+    auto directory = Directory();
+    MapVersion current = *directory->ReadMap();
+    absl::StatusOr<v1::PartitionMap> plan = cluster::Rebalance(current.map, kPartitions, shards);
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    ASSERT_TRUE(directory->CompareAndSetMap(*plan, current.revision).ok());
+  }
+
+  // Waits until `done` holds (the shards' loops act within tens of milliseconds).
+  template <typename Done>
+  static bool Eventually(Done done) {
+    for (int i = 0; i < 400; ++i) {
+      if (done()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    return done();
+  }
+
+  // Event `i` of `user` (features drawn from a seed of both, so a resend is identical).
+  struct Event {
+    std::vector<float> chosen, rejected;
+    engine::FeedbackInput input;
+  };
+  static Event MakeEvent(const std::string& user, int i) {
+    Event e;
+    std::mt19937_64 rng(std::hash<std::string>()(user) + static_cast<uint64_t>(i));
+    e.chosen = testing::RandomFeatures(kDimension, rng);
+    e.rejected = testing::RandomFeatures(kDimension, rng);
+    e.input.user_id = user;
+    e.input.event_id = absl::StrCat("e", i);
+    e.input.chosen = {"a", e.chosen};
+    e.input.rejected = {"b", e.rejected};
+    return e;
+  }
+
+  static std::vector<std::string> Users(int n) {
+    std::vector<std::string> users;
+    for (int u = 0; u < n; ++u) users.push_back(absl::StrCat("tenant/user-", u));
+    return users;
+  }
+
+  // Feedback through whichever shard owns the user.
+  static void Write(std::vector<Shard*> shards, const std::string& user, int i) {
+    Event e = MakeEvent(user, i);
+    for (Shard* s : shards) {
+      absl::StatusOr<ClusterShard::Owner> owner = s->cluster->OwnerOf(user);
+      if (!owner.ok() || !owner->local) continue;
+      absl::StatusOr<engine::FeedbackResult> r = s->cluster->RecordFeedback(e.input);
+      ASSERT_TRUE(r.ok()) << r.status();
+      return;
+    }
+    FAIL() << "no shard owns " << user;
+  }
+
+  // event ids of the user's history on `shard` (empty: not there).
+  static std::vector<std::string> History(Shard& shard, const std::string& user) {
+    std::vector<std::string> ids;
+    absl::StatusOr<engine::UserExport> exported = shard.engine->ExportUser(user);
+    if (!exported.ok()) return ids;
+    for (const auto& r : exported->history) ids.push_back(r.event_id());
+    return ids;
+  }
+
+  testing::TempDir dir_;
+  testing::NatsServer nats_;
+};
+
+TEST_F(ClusterShardTest, WritesGoThroughTheLogAndAnEmptyDiskIsRebuiltFromIt) {
+  const std::vector<std::string> users = Users(12);
+  // The learned state (the served mix also depends on the live safety net, which learns from
+  // events in arrival order and starts afresh with every process).
+  std::map<std::string, storage::records::UserState> before;
+  {
+    std::unique_ptr<Shard> a = Open("a", dir_.Sub("a"));
+    // No map yet: nobody owns anything.
+    EXPECT_EQ(a->cluster->OwnerOf(users[0]).status().code(), absl::StatusCode::kUnavailable);
+    Rebalance({"a"});
+    ASSERT_TRUE(Eventually([&] { return a->cluster->Stats().owned == kPartitions; }));
+    for (int i = 0; i < 10; ++i) {
+      for (const std::string& u : users) Write({a.get()}, u, i);
+    }
+    // A resend is a duplicate, appended once.
+    Event again = MakeEvent(users[0], 3);
+    absl::StatusOr<engine::FeedbackResult> duplicate = a->cluster->RecordFeedback(again.input);
+    ASSERT_TRUE(duplicate.ok()) << duplicate.status();
+    EXPECT_TRUE(duplicate->duplicate);
+    // Invalid input is refused and never reaches the log.
+    Event bad = MakeEvent(users[1], 99);
+    bad.input.rejected = bad.input.chosen;
+    EXPECT_EQ(a->cluster->RecordFeedback(bad.input).status().code(),
+              absl::StatusCode::kInvalidArgument);
+    for (const std::string& u : users) before[u] = **a->store->ReadState(u);
+  }
+  std::filesystem::remove_all(dir_.Sub("a"));
+  std::unique_ptr<Shard> a = Open("a", dir_.Sub("a"));
+  for (const std::string& u : users) {
+    std::vector<std::string> expected;
+    for (int i = 0; i < 10; ++i) expected.push_back(absl::StrCat("e", i));
+    EXPECT_EQ(History(*a, u), expected) << u;
+    const storage::records::UserState after = **a->store->ReadState(u);
+    EXPECT_EQ(after.feedback_count(), 10u);
+    EXPECT_EQ(after.SerializeAsString(), before[u].SerializeAsString()) << u;
+  }
+  // Every entry was replayed: 120 events and the handoff.
+  EXPECT_GE(a->cluster->Stats().replayed_entries, 121u);
+}
+
+TEST_F(ClusterShardTest, APartitionMovesWithItsUsersAndTheOldOwnerIsFencedOff) {
+  const std::vector<std::string> users = Users(24);
+  // "a" reads the map once an hour: it only learns of the move from the log.
+  std::unique_ptr<Shard> a = Open("a", dir_.Sub("a"), absl::Hours(1));
+  Rebalance({"a"});
+  // Its first read of the map was before the map existed: take over by hand.
+  std::unique_ptr<Shard> b = Open("b", dir_.Sub("b"));
+  ASSERT_TRUE(a->cluster->Stats().owned == 0);
+  a.reset();
+  a = Open("a", dir_.Sub("a"), absl::Hours(1));
+  ASSERT_EQ(a->cluster->Stats().owned, kPartitions);
+  for (int i = 0; i < 6; ++i) {
+    for (const std::string& u : users) Write({a.get()}, u, i);
+  }
+  Rebalance({"a", "b"});
+  ASSERT_TRUE(Eventually([&] { return b->cluster->Stats().owned == kPartitions / 2; }));
+  auto directory = Directory();
+  const MapVersion map = *directory->ReadMap();
+  int moved_users = 0;
+  for (const std::string& u : users) {
+    const int p = FeedbackLog::PartitionOf(u, kPartitions);
+    EXPECT_TRUE(map.map.assignments(p).moving_to().empty());
+    if (map.map.assignments(p).owner() != "b") continue;
+    ++moved_users;
+    // The new owner has the whole history and the same estimate.
+    EXPECT_EQ(History(*b, u).size(), 6u) << u;
+    EXPECT_EQ((*b->store->ReadState(u))->SerializeAsString(),
+              (*a->store->ReadState(u))->SerializeAsString());
+    // The old owner has not noticed (its map is an hour old), but the log fences it off.
+    Event e = MakeEvent(u, 6);
+    absl::StatusOr<engine::FeedbackResult> refused = a->cluster->RecordFeedback(e.input);
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable) << refused.status();
+    absl::StatusOr<engine::FeedbackResult> accepted = b->cluster->RecordFeedback(e.input);
+    ASSERT_TRUE(accepted.ok()) << accepted.status();
+    EXPECT_FALSE(accepted->duplicate);
+    EXPECT_EQ(accepted->user_feedback_count, 7u);
+  }
+  EXPECT_GT(moved_users, 0);
+  // Once "a" reads the map, it drops what it gave away.
+  a.reset();
+  a = Open("a", dir_.Sub("a"));
+  for (const std::string& u : users) {
+    const bool on_b = map.map.assignments(FeedbackLog::PartitionOf(u, kPartitions)).owner() == "b";
+    EXPECT_EQ(History(*a, u).empty(), on_b) << u;
+  }
+}
+
+TEST_F(ClusterShardTest, ADeletedUserLeavesNothingInTheLog) {
+  std::unique_ptr<Shard> a = Open("a", dir_.Sub("a"));
+  Rebalance({"a"});
+  ASSERT_TRUE(Eventually([&] { return a->cluster->Stats().owned == kPartitions; }));
+  const std::vector<std::string> users = Users(6);
+  for (int i = 0; i < 5; ++i) {
+    for (const std::string& u : users) Write({a.get()}, u, i);
+  }
+  absl::StatusOr<storage::DeletedUser> deleted = a->cluster->DeleteUser(users[2]);
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  EXPECT_EQ(deleted->history_records, 5u);
+  std::map<std::string, int> logged;
+  for (int p = 0; p < kPartitions; ++p) {
+    ASSERT_TRUE(a->log
+                    ->Replay(p, 0,
+                             [&](uint64_t, absl::string_view payload) {
+                               v1::LogEntry entry;
+                               EXPECT_TRUE(entry.ParseFromArray(payload.data(),
+                                                                static_cast<int>(payload.size())));
+                               if (entry.has_feedback()) ++logged[entry.feedback().user_id()];
+                               EXPECT_EQ(std::string(payload).find("user-2"), std::string::npos);
+                               return true;
+                             })
+                    .ok());
+  }
+  EXPECT_EQ(logged.count(users[2]), 0u);
+  EXPECT_EQ(logged[users[3]], 5);
+  // A rebuilt shard does not bring the user back.
+  a.reset();
+  std::filesystem::remove_all(dir_.Sub("a"));
+  a = Open("a", dir_.Sub("a"));
+  EXPECT_TRUE(History(*a, users[2]).empty());
+  EXPECT_EQ(History(*a, users[3]).size(), 5u);
+}
+
+TEST(PartitionPlanTest, RebalancingSpreadsEvenlyAndMovesLittle) {
+  absl::StatusOr<v1::PartitionMap> three = Rebalance({}, 64, {"a", "b", "c"});
+  ASSERT_TRUE(three.ok()) << three.status();
+  std::map<std::string, int> owned;
+  for (const auto& a : three->assignments()) {
+    EXPECT_TRUE(a.moving_to().empty());  // nothing owned before: assigned directly
+    ++owned[a.owner()];
+  }
+  EXPECT_EQ(owned, (std::map<std::string, int>{{"a", 22}, {"b", 21}, {"c", 21}}));
+  // A fourth shard gets a quarter, each moving from a current owner.
+  absl::StatusOr<v1::PartitionMap> four = Rebalance(*three, 64, {"a", "b", "c", "d"});
+  ASSERT_TRUE(four.ok());
+  int moving = 0;
+  for (const auto& a : four->assignments()) {
+    if (a.moving_to().empty()) continue;
+    ++moving;
+    EXPECT_EQ(a.moving_to(), "d");
+  }
+  EXPECT_EQ(moving, 16);
+  // Draining "a" moves all it owns, to the others.
+  absl::StatusOr<v1::PartitionMap> drained = Drain(*three, 64, {"a", "b", "c"}, "a");
+  ASSERT_TRUE(drained.ok());
+  for (const auto& a : drained->assignments()) {
+    EXPECT_NE(a.moving_to(), "a");
+    if (a.owner() == "a") {
+      EXPECT_FALSE(a.moving_to().empty());
+    }
+  }
+  // A partition whose owner is gone for good is assigned directly.
+  absl::StatusOr<v1::PartitionMap> without_c = Rebalance(*three, 64, {"a", "b"});
+  ASSERT_TRUE(without_c.ok());
+  for (int p = 0; p < 64; ++p) {
+    if (three->assignments(p).owner() == "c") {
+      EXPECT_NE(without_c->assignments(p).owner(), "c");
+      EXPECT_TRUE(without_c->assignments(p).moving_to().empty());
+    }
+  }
+  EXPECT_FALSE(Rebalance(*drained, 64, {"a"}).ok());  // nobody left to own
+}
+
+}  // namespace
+}  // namespace tailor::cluster
