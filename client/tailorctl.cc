@@ -23,6 +23,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "client/cluster_commands.h"
 #include "client/feedback_csv.h"
 #include "client/tailor_client.h"
 #include "google/protobuf/util/json_util.h"
@@ -42,6 +43,12 @@ ABSL_FLAG(std::string, tls_ca_file, "",
           "TLS: PEM CA of the server's certificate (enables TLS); 'system' = system roots");
 ABSL_FLAG(std::string, tls_cert_file, "", "mutual TLS: this client's PEM certificate chain");
 ABSL_FLAG(std::string, tls_key_file, "", "mutual TLS: this client's PEM private key");
+
+ABSL_FLAG(std::string, nats, "nats://127.0.0.1:4222",
+          "cluster commands: NATS servers of the cluster (comma-separated URLs)");
+ABSL_FLAG(int32_t, partitions, 64, "cluster commands: partitions of the log, before any map");
+ABSL_FLAG(int32_t, replicas, 3, "cluster commands: replicas of the KV bucket if it is created");
+ABSL_FLAG(int32_t, wait_seconds, 120, "cluster wait: how long to wait for moves to finish");
 
 namespace {
 
@@ -105,6 +112,9 @@ commands:
                               rejected_id, then d chosen and d rejected feature columns
   feedback --event='{...}'    submit one event
   user get|export|delete USER profile, full export (JSON lines), or erasure
+  cluster status|rebalance|add-shard NAME|drain-shard NAME|remove-shard NAME|wait
+                              cluster mode's partition map, read and changed in NATS
+                              (--nats=URL; --partitions=N before the first rebalance)
   backup DIR                  online checkpoint into DIR on the server (absolute, new); names
                               the shard. Through a router admin calls are refused: address
                               a shard (--target) or every shard (--all_shards)
@@ -405,6 +415,15 @@ int main(int argc, char** argv) {
   }
   const bool json = absl::GetFlag(FLAGS_json);
   const std::string command = args[1];
+  if (command == "cluster") {
+    tailor::client::ClusterFlags flags;
+    flags.nats = absl::GetFlag(FLAGS_nats);
+    flags.partitions = absl::GetFlag(FLAGS_partitions);
+    flags.replicas = absl::GetFlag(FLAGS_replicas);
+    flags.wait_seconds = absl::GetFlag(FLAGS_wait_seconds);
+    flags.json = json;
+    return tailor::client::ClusterCommand({args.begin() + 2, args.end()}, flags);
+  }
   auto arg = [&](size_t i) { return args.size() > i ? std::string(args[i]) : std::string(); };
   // Server-wide commands: one server, or each shard of --all_shards in turn (a router would
   // send each to a shard of its own choosing).

@@ -170,6 +170,10 @@ absl::Status FeedbackLog::Replay(
   sub_options.Config.AckPolicy = js_AckNone;
   sub_options.Config.FilterSubject = subject.c_str();
   sub_options.Config.InactiveThreshold = absl::ToInt64Nanoseconds(absl::Minutes(1));
+  // One server, in memory: a replicated consumer would need its own Raft group, slow to form
+  // (seconds while a server of the cluster is down), for a read that is retried anyway.
+  sub_options.Config.Replicas = 1;
+  sub_options.Config.MemoryStorage = true;
   natsSubscription* sub = nullptr;
   s = js_PullSubscribe(&sub, nats_->js(), subject.c_str(), nullptr, nullptr, &sub_options, &code);
   if (s != NATS_OK) return FromNats(s, code, "replay consumer for " + subject);

@@ -1,6 +1,9 @@
 #include "cluster/nats_connection.h"
 
+#include <vector>
+
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace tailor::cluster {
 
@@ -29,8 +32,14 @@ absl::StatusOr<std::unique_ptr<NatsConnection>> NatsConnection::Connect(const st
   std::unique_ptr<NatsConnection> nats(new NatsConnection());
   nats->timeout_ = timeout;
   const auto timeout_ms = absl::ToInt64Milliseconds(timeout);
+  // libnats takes a list of servers apart from a single URL.
+  const std::vector<std::string> urls = absl::StrSplit(url, ',', absl::SkipWhitespace());
+  std::vector<const char*> servers;
+  for (const std::string& u : urls) servers.push_back(u.c_str());
   natsStatus s = natsOptions_Create(&nats->options_);
-  if (s == NATS_OK) s = natsOptions_SetURL(nats->options_, url.c_str());
+  if (s == NATS_OK) {
+    s = natsOptions_SetServers(nats->options_, servers.data(), static_cast<int>(servers.size()));
+  }
   if (s == NATS_OK) s = natsOptions_SetTimeout(nats->options_, timeout_ms);
   // Keep trying while a server of the cluster is down or restarting, without limit: a shard
   // must never give up on its log.

@@ -4,7 +4,6 @@
 
 #include <utility>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "cluster/nats_connection.h"
 
@@ -12,7 +11,7 @@ namespace tailor::cluster {
 namespace {
 
 constexpr char kMapKey[] = "map";
-constexpr char kShardPrefix[] = "shard.";
+constexpr char kShardsKey[] = "shards";
 
 }  // namespace
 
@@ -73,48 +72,53 @@ absl::StatusOr<uint64_t> PartitionDirectory::CompareAndSetMap(const v1::Partitio
   return FromNats(s, static_cast<jsErrCode>(0), "write the partition map");
 }
 
+absl::StatusOr<std::pair<v1::ShardDirectory, uint64_t>> PartitionDirectory::ReadShards() {
+  std::pair<v1::ShardDirectory, uint64_t> read;
+  kvEntry* entry = nullptr;
+  const natsStatus s = kvStore_Get(&entry, kv_, kShardsKey);
+  if (s == NATS_NOT_FOUND) return read;
+  if (s != NATS_OK) return FromNats(s, static_cast<jsErrCode>(0), "read the shard addresses");
+  read.second = kvEntry_Revision(entry);
+  const bool parsed = read.first.ParseFromArray(kvEntry_Value(entry), kvEntry_ValueLen(entry));
+  kvEntry_Destroy(entry);
+  if (!parsed) return absl::DataLossError("cluster: the shard addresses cannot be decoded");
+  return read;
+}
+
+absl::Status PartitionDirectory::ChangeShards(absl::FunctionRef<void(v1::ShardDirectory&)> change) {
+  // Shards register concurrently: read, change, compare-and-set, again on a conflict.
+  absl::Status status;
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    absl::StatusOr<std::pair<v1::ShardDirectory, uint64_t>> read = ReadShards();
+    if (!read.ok()) return read.status();
+    change(read->first);
+    const std::string value = read->first.SerializeAsString();
+    uint64_t written = 0;
+    const natsStatus s = read->second == 0
+                             ? kvStore_Create(&written, kv_, kShardsKey, value.data(),
+                                              static_cast<int>(value.size()))
+                             : kvStore_Update(&written, kv_, kShardsKey, value.data(),
+                                              static_cast<int>(value.size()), read->second);
+    if (s == NATS_OK) return absl::OkStatus();
+    status = FromNats(s, static_cast<jsErrCode>(0), "write the shard addresses");
+  }
+  return status;
+}
+
 absl::Status PartitionDirectory::RegisterShard(const std::string& name,
                                                const v1::ShardRecord& record) {
-  const std::string value = record.SerializeAsString();
-  uint64_t revision = 0;
-  return FromNats(kvStore_Put(&revision, kv_, absl::StrCat(kShardPrefix, name).c_str(),
-                              value.data(), static_cast<int>(value.size())),
-                  static_cast<jsErrCode>(0), "register shard " + name);
+  return ChangeShards([&](v1::ShardDirectory& d) { (*d.mutable_shards())[name] = record; });
 }
 
 absl::Status PartitionDirectory::ForgetShard(const std::string& name) {
-  return FromNats(kvStore_Purge(kv_, absl::StrCat(kShardPrefix, name).c_str(), nullptr),
-                  static_cast<jsErrCode>(0), "forget shard " + name);
+  return ChangeShards([&](v1::ShardDirectory& d) { d.mutable_shards()->erase(name); });
 }
 
 absl::StatusOr<std::map<std::string, v1::ShardRecord>> PartitionDirectory::Shards() {
-  std::map<std::string, v1::ShardRecord> shards;
-  kvKeysList keys{nullptr, 0};
-  natsStatus s = kvStore_Keys(&keys, kv_, nullptr);
-  if (s == NATS_NOT_FOUND) return shards;  // an empty bucket
-  if (s != NATS_OK) return FromNats(s, static_cast<jsErrCode>(0), "list shards");
-  absl::Status status;
-  for (int i = 0; i < keys.Count && status.ok(); ++i) {
-    const absl::string_view key = keys.Keys[i];
-    if (!absl::StartsWith(key, kShardPrefix)) continue;
-    kvEntry* entry = nullptr;
-    s = kvStore_Get(&entry, kv_, keys.Keys[i]);
-    if (s == NATS_NOT_FOUND) continue;  // forgotten meanwhile
-    if (s != NATS_OK) {
-      status = FromNats(s, static_cast<jsErrCode>(0), "read shard " + std::string(key));
-      break;
-    }
-    v1::ShardRecord record;
-    if (record.ParseFromArray(kvEntry_Value(entry), kvEntry_ValueLen(entry))) {
-      shards[std::string(key.substr(sizeof(kShardPrefix) - 1))] = std::move(record);
-    } else {
-      status = absl::DataLossError(absl::StrCat("cluster: ", key, " cannot be decoded"));
-    }
-    kvEntry_Destroy(entry);
-  }
-  kvKeysList_Destroy(&keys);
-  if (!status.ok()) return status;
-  return shards;
+  absl::StatusOr<std::pair<v1::ShardDirectory, uint64_t>> read = ReadShards();
+  if (!read.ok()) return read.status();
+  return std::map<std::string, v1::ShardRecord>(read->first.shards().begin(),
+                                                read->first.shards().end());
 }
 
 }  // namespace tailor::cluster

@@ -1,6 +1,7 @@
 // PartitionDirectory: cluster mode's shared directory in a JetStream KV bucket (replicated
 // like the log): the partition map (which shard owns each partition of the feedback log,
-// changed only by compare-and-set on the key's revision) and each shard's address.
+// changed only by compare-and-set on the key's revision) and each shard's address. Two keys,
+// read with direct gets: listing keys would need a consumer, slow while a server is down.
 #ifndef TAILOR_CLUSTER_PARTITION_DIRECTORY_H_
 #define TAILOR_CLUSTER_PARTITION_DIRECTORY_H_
 
@@ -8,7 +9,9 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "tailor/cluster/v1/cluster.pb.h"
@@ -50,6 +53,8 @@ class PartitionDirectory {
   absl::StatusOr<std::map<std::string, v1::ShardRecord>> Shards();
 
  private:
+  absl::StatusOr<std::pair<v1::ShardDirectory, uint64_t>> ReadShards();
+  absl::Status ChangeShards(absl::FunctionRef<void(v1::ShardDirectory&)> change);
   PartitionDirectory(std::shared_ptr<NatsConnection> nats, __kvStore* kv);
   std::shared_ptr<NatsConnection> nats_;
   __kvStore* kv_;

@@ -30,7 +30,7 @@ std::string MessageId(absl::string_view storage_id, absl::string_view event_id) 
 }
 
 absl::Status NotOwned(int partition) {
-  return absl::UnavailableError(
+  return absl::AbortedError(
       absl::StrCat("cluster: partition ", partition, " is not owned here; route the call again"));
 }
 

@@ -92,8 +92,8 @@ class ClusterShard {
   absl::StatusOr<Owner> OwnerOf(absl::string_view storage_id) const;
 
   // Feedback for a user whose partition this shard owns: appended, then applied; a resend is
-  // a duplicate. UNAVAILABLE "cluster: partition N is not owned here" when it is not (any
-  // more): route it again.
+  // a duplicate. ABORTED "cluster: partition N is not owned here" when it is not (any more):
+  // route it again.
   absl::StatusOr<engine::FeedbackResult> RecordFeedback(const engine::FeedbackInput& event);
   // Erases the user here and in the log (the same ownership rule).
   absl::StatusOr<storage::DeletedUser> DeleteUser(absl::string_view storage_id);

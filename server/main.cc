@@ -71,6 +71,18 @@ ABSL_FLAG(int32_t, belief_cache_mb, kDefaults.belief_cache_mb,
 ABSL_FLAG(std::string, shard_name, "",
           "name reported as this server's shard in GetServerInfo and CreateCheckpoint answers "
           "(default: the host name)");
+ABSL_FLAG(std::string, cluster_nats, "",
+          "cluster mode: NATS servers of the JetStream cluster holding the feedback log and "
+          "partition map, comma-separated nats:// URLs (empty: a single node, no NATS)");
+ABSL_FLAG(int32_t, cluster_partitions, kDefaults.cluster_partitions,
+          "cluster mode: partitions of the feedback log (fixed once the log exists)");
+ABSL_FLAG(int32_t, cluster_replicas, kDefaults.cluster_replicas,
+          "cluster mode: NATS servers storing each log event and the map (1 on a lone server)");
+ABSL_FLAG(std::string, cluster_advertise, "",
+          "cluster mode: host:port where other shards and clients reach this shard "
+          "(default: --shard_name and the gRPC port)");
+ABSL_FLAG(int32_t, cluster_join_timeout_s, kDefaults.cluster_join_timeout_s,
+          "cluster mode: how long startup keeps trying to reach NATS before it gives up");
 ABSL_FLAG(int32_t, shutdown_grace_ms, kDefaults.shutdown_grace_ms,
           "on SIGTERM, how long in-flight RPCs may run before being cancelled");
 
@@ -110,6 +122,11 @@ int main(int argc, char** argv) {
   config.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
   config.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
   config.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
+  config.cluster_nats = absl::GetFlag(FLAGS_cluster_nats);
+  config.cluster_partitions = absl::GetFlag(FLAGS_cluster_partitions);
+  config.cluster_replicas = absl::GetFlag(FLAGS_cluster_replicas);
+  config.cluster_advertise = absl::GetFlag(FLAGS_cluster_advertise);
+  config.cluster_join_timeout_s = absl::GetFlag(FLAGS_cluster_join_timeout_s);
   config.require_user_header = absl::GetFlag(FLAGS_require_user_header);
   if (absl::Status valid = config.Validate(); !valid.ok()) {
     std::fprintf(stderr, "tailord: %s\n", std::string(valid.message()).c_str());

@@ -148,25 +148,32 @@ ProcessStats ReadProcessStats() {
   return stats;
 }
 
-// The store's commit latency as a Prometheus histogram (cumulative buckets).
-prometheus::MetricFamily CommitLatencyFamily(const storage::StoreStats& s) {
-  prometheus::MetricFamily family{"tailor_storage_commit_seconds",
-                                  "Latency of one durable commit (a WriteBatch to the WAL, and "
-                                  "its fsync with --sync).",
-                                  prometheus::MetricType::Histogram,
-                                  {}};
+// A histogram from per-bucket counts (not cumulative; the last one above every bound).
+prometheus::MetricFamily HistogramFamily(const std::string& name, const std::string& help,
+                                         std::span<const double> bounds,
+                                         std::span<const uint64_t> counts, double sum) {
+  prometheus::MetricFamily family{name, help, prometheus::MetricType::Histogram, {}};
   prometheus::ClientMetric metric;
   uint64_t cumulative = 0;
-  for (size_t i = 0; i < storage::kCommitLatencyBounds.size(); ++i) {
-    cumulative += s.commit_latency_counts[i];
-    metric.histogram.bucket.push_back({cumulative, storage::kCommitLatencyBounds[i]});
+  for (size_t i = 0; i < bounds.size(); ++i) {
+    cumulative += counts[i];
+    metric.histogram.bucket.push_back({cumulative, bounds[i]});
   }
-  cumulative += s.commit_latency_counts.back();
+  cumulative += counts[bounds.size()];
   metric.histogram.bucket.push_back({cumulative, std::numeric_limits<double>::infinity()});
   metric.histogram.sample_count = cumulative;
-  metric.histogram.sample_sum = s.commit_latency_seconds_sum;
+  metric.histogram.sample_sum = sum;
   family.metric.push_back(std::move(metric));
   return family;
+}
+
+// The store's commit latency.
+prometheus::MetricFamily CommitLatencyFamily(const storage::StoreStats& s) {
+  return HistogramFamily("tailor_storage_commit_seconds",
+                         "Latency of one durable commit (a WriteBatch to the WAL, and its fsync "
+                         "with --sync).",
+                         storage::kCommitLatencyBounds, s.commit_latency_counts,
+                         s.commit_latency_seconds_sum);
 }
 
 }  // namespace
@@ -343,6 +350,16 @@ absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Start(const std::string& liste
                              "durable outcome (the ack follows).")
                          .Register(r)
                          .Add({}, kLatencyBuckets);
+  auto& forwarded = prometheus::BuildCounter()
+                        .Name("tailor_cluster_forwarded_total")
+                        .Help(
+                            "Calls forwarded to the shard that owns the user's partition "
+                            "(cluster mode), by method.")
+                        .Register(r);
+  for (int i = 0; i < kRpcCount; ++i) {
+    m->forwarded_[static_cast<size_t>(i)] =
+        &forwarded.Add({{"method", kRpcNames[static_cast<size_t>(i)]}});
+  }
   auto& refusals = prometheus::BuildCounter()
                        .Name("tailor_routing_refusals_total")
                        .Help(
@@ -499,6 +516,86 @@ void Metrics::RecordRanking(v1::KnowledgeSource source) {
     default:
       rankings_[2]->Increment();
       break;
+  }
+}
+
+// Reads the cluster shard at scrape time; detached like EngineCollector.
+class ClusterCollector final : public prometheus::Collectable {
+ public:
+  explicit ClusterCollector(const cluster::ClusterShard& shard) : shard_(&shard) {}
+
+  void Detach() {
+    std::lock_guard<std::mutex> lock(mu_);
+    shard_ = nullptr;
+  }
+
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    using prometheus::MetricType;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (shard_ == nullptr) return {};
+    const cluster::ClusterStats c = shard_->Stats();
+    const auto d = [](uint64_t v) { return static_cast<double>(v); };
+    std::vector<prometheus::MetricFamily> families = {
+        HistogramFamily("tailor_cluster_log_append_seconds",
+                        "Latency of one append to the replicated feedback log (stored on its "
+                        "JetStream replicas).",
+                        cluster::kAppendLatencyBounds, c.append_latency_counts,
+                        c.append_latency_seconds_sum),
+        Family("tailor_cluster_partitions", "Partitions of the feedback log.", MetricType::Gauge,
+               c.partitions),
+        Family("tailor_cluster_partitions_owned",
+               "Partitions this shard owns and serves (caught up).", MetricType::Gauge, c.owned),
+        Family("tailor_cluster_partitions_receiving",
+               "Partitions moving to this shard, being caught up from the log.", MetricType::Gauge,
+               c.receiving),
+        Family("tailor_cluster_partitions_unowned",
+               "Partitions the map gives to no shard (their users get UNAVAILABLE).",
+               MetricType::Gauge, c.unowned),
+        Family("tailor_cluster_map_revision", "Revision of the partition map this shard follows.",
+               MetricType::Gauge, d(c.map_revision)),
+        Family("tailor_cluster_partitions_taken_total",
+               "Partitions this shard took over (assigned, moved here, or at startup).",
+               MetricType::Counter, d(c.moves_completed)),
+        Family("tailor_cluster_partitions_dropped_total",
+               "Partitions this shard gave up, their users' local data deleted.",
+               MetricType::Counter, d(c.partitions_dropped)),
+        Family("tailor_cluster_log_entries_replayed_total",
+               "Log entries applied by catching up (startup, takeovers, moves).",
+               MetricType::Counter, d(c.replayed_entries)),
+    };
+    prometheus::MetricFamily lag{"tailor_cluster_partition_lag_sequences",
+                                 "Log sequences between the partition's last entry and the last "
+                                 "one this shard applied (0: caught up), per owned or receiving "
+                                 "partition.",
+                                 MetricType::Gauge,
+                                 {}};
+    for (const auto& [partition, behind] : c.lag) {
+      prometheus::ClientMetric metric;
+      metric.label.push_back({"partition", std::to_string(partition)});
+      metric.gauge.value = d(behind);
+      lag.metric.push_back(std::move(metric));
+    }
+    families.push_back(std::move(lag));
+    return families;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  const cluster::ClusterShard* shard_;
+};
+
+void Metrics::RecordForwarded(Rpc rpc) { forwarded_[static_cast<size_t>(rpc)]->Increment(); }
+
+void Metrics::WatchCluster(const cluster::ClusterShard& shard) {
+  cluster_collector_ = std::make_shared<ClusterCollector>(shard);
+  exposer_->RegisterCollectable(cluster_collector_);
+}
+
+void Metrics::UnwatchCluster() {
+  if (cluster_collector_ != nullptr) {
+    exposer_->RemoveCollectable(cluster_collector_);
+    cluster_collector_->Detach();
+    cluster_collector_.reset();
   }
 }
 

@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "cluster/shard.h"
 #include "engine/preference_engine.h"
 #include "grpcpp/support/status.h"
 #include "prometheus/counter.h"
@@ -22,6 +23,7 @@
 
 namespace tailor::server {
 
+class ClusterCollector;
 class EngineCollector;
 class WorkQueue;
 
@@ -76,6 +78,11 @@ class Metrics {
   // Unwatch() before the engine goes away.
   void Watch(engine::PreferenceEngine& engine, const WorkQueue& queue);
   void Unwatch();
+  // Cluster mode: the shard's partitions, lag and log appends, read at each scrape; and the
+  // calls forwarded to other shards.
+  void WatchCluster(const cluster::ClusterShard& shard);
+  void UnwatchCluster();
+  void RecordForwarded(Rpc rpc);
 
  private:
   Metrics();
@@ -83,6 +90,8 @@ class Metrics {
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::shared_ptr<EngineCollector> engine_collector_;
+  std::shared_ptr<ClusterCollector> cluster_collector_;
+  std::array<prometheus::Counter*, kRpcCount> forwarded_{};
   int port_ = 0;
 
   std::array<std::array<prometheus::Counter*, 17>, kRpcCount> requests_{};

@@ -66,6 +66,19 @@ absl::Status ServerConfig::Validate() const {
        }) {
     if (!s.ok()) return s;
   }
+  if (!cluster_nats.empty()) {
+    if (cluster_partitions < 1 || cluster_partitions > 4096) {
+      return absl::InvalidArgumentError("--cluster_partitions: must be 1..4096");
+    }
+    if (cluster_replicas < 1 || cluster_replicas > 5) {
+      return absl::InvalidArgumentError("--cluster_replicas: must be 1..5 (JetStream's limit)");
+    }
+    if (!tls_cert_file.empty()) {
+      return absl::InvalidArgumentError(
+          "--cluster_nats: cluster mode forwards calls between shards in plaintext; it cannot "
+          "be combined with --tls_cert_file yet");
+    }
+  }
   return absl::OkStatus();
 }
 

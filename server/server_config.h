@@ -65,6 +65,18 @@ struct ServerConfig {
   // hashes that header). A header that disagrees with the message is refused regardless.
   bool require_user_header = false;
 
+  // Cluster mode (cluster/shard.h): NATS servers of the JetStream cluster holding the feedback
+  // log and the partition map (comma-separated URLs); empty = a single node, no NATS.
+  std::string cluster_nats;
+  // Partitions of the log (fixed when the log is created) and the servers storing each event.
+  int32_t cluster_partitions = 64;
+  int32_t cluster_replicas = 3;
+  // Where other shards and clients reach this shard's gRPC API (host:port); empty = the host
+  // name (shard_name) and the gRPC port.
+  std::string cluster_advertise;
+  // How long startup keeps trying to reach NATS and join before it gives up.
+  int32_t cluster_join_timeout_s = 120;
+
   // Checks every field against its bounds; the error names the flag and the rule.
   absl::Status Validate() const;
 };

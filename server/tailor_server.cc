@@ -1,5 +1,6 @@
 #include "server/tailor_server.h"
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <fstream>
@@ -7,6 +8,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "cluster/nats_connection.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
@@ -165,10 +167,65 @@ absl::StatusOr<std::unique_ptr<TailorServer>> TailorServer::Start(const ServerCo
                                     " metrics_port=", server->metrics_->port(),
                                     " (health NOT_SERVING, calls UNAVAILABLE until loaded)"));
   if (absl::Status loaded = server->engine_->Load(); !loaded.ok()) return loaded;
+  if (!config.cluster_nats.empty()) {
+    // NATS may still be starting, or electing its JetStream leaders: keep trying for a while
+    // (NOT_SERVING meanwhile) rather than exit at once.
+    const absl::Time give_up = absl::Now() + absl::Seconds(config.cluster_join_timeout_s);
+    for (absl::Duration pause = absl::Milliseconds(250);;
+         pause = std::min(2 * pause, absl::Seconds(5))) {
+      absl::Status joined = server->JoinCluster();
+      if (joined.ok()) break;
+      if (absl::Now() + pause > give_up) return PrefixStatus("--cluster_nats: ", joined);
+      Log(LogLevel::kWarning,
+          absl::StrCat("cluster: cannot join yet, retrying: ", joined.message()));
+      absl::SleepFor(pause);
+    }
+  }
   server->ready_ = true;
   server->metrics_->SetStarting(false);
   for (const char* service : names) health->SetServingStatus(service, true);
   return server;
+}
+
+absl::Status TailorServer::JoinCluster() {
+  cluster_.reset();
+  directory_.reset();
+  log_.reset();
+  absl::StatusOr<std::unique_ptr<cluster::NatsConnection>> connected =
+      cluster::NatsConnection::Connect(config_.cluster_nats, absl::Seconds(5));
+  if (!connected.ok()) return connected.status();
+  std::shared_ptr<cluster::NatsConnection> nats = *std::move(connected);
+  cluster::FeedbackLogOptions log_options;
+  log_options.partitions = config_.cluster_partitions;
+  log_options.replicas = config_.cluster_replicas;
+  absl::StatusOr<std::unique_ptr<cluster::FeedbackLog>> log =
+      cluster::FeedbackLog::Open(log_options, nats);
+  if (!log.ok()) return log.status();
+  log_ = *std::move(log);
+  cluster::DirectoryOptions directory_options;
+  directory_options.replicas = config_.cluster_replicas;
+  absl::StatusOr<std::unique_ptr<cluster::PartitionDirectory>> directory =
+      cluster::PartitionDirectory::Open(directory_options, nats);
+  if (!directory.ok()) return directory.status();
+  directory_ = *std::move(directory);
+  cluster::ShardOptions options;
+  options.name = config_.shard_name;
+  options.address = config_.cluster_advertise.empty()
+                        ? absl::StrCat(config_.shard_name, ":", grpc_port_)
+                        : config_.cluster_advertise;
+  Log(LogLevel::kInfo, absl::StrCat("cluster: joining as shard ", options.name, " at ",
+                                    options.address, " (catching up owned partitions)"));
+  absl::StatusOr<std::unique_ptr<cluster::ClusterShard>> shard =
+      cluster::ClusterShard::Start(*engine_, *log_, *directory_, options);
+  if (!shard.ok()) return shard.status();
+  cluster_ = *std::move(shard);
+  service_->SetCluster(cluster_.get());
+  metrics_->WatchCluster(*cluster_);
+  const cluster::ClusterStats stats = cluster_->Stats();
+  Log(LogLevel::kInfo,
+      absl::StrCat("cluster: shard ", options.name, " owns ", stats.owned, " of ", stats.partitions,
+                   " partitions (map revision ", stats.map_revision, ")"));
+  return absl::OkStatus();
 }
 
 absl::Status TailorServer::ReloadTokens() {
@@ -185,8 +242,14 @@ void TailorServer::Shutdown() {
     grpc_server_->Wait();
     grpc_server_.reset();
   }
-  queue_.reset();  // runs what is queued: every reactor has finished before this returns
-  if (metrics_ != nullptr) metrics_->Unwatch();  // no scrape may read the engine from now on
+  queue_.reset();             // runs what is queued: every reactor has finished before this returns
+  if (metrics_ != nullptr) {  // no scrape may read the engine or the shard from now on
+    metrics_->Unwatch();
+    metrics_->UnwatchCluster();
+  }
+  cluster_.reset();  // stops following the map before the engine goes
+  directory_.reset();
+  log_.reset();
   admin_.reset();
   service_.reset();
   engine_.reset();

@@ -36,12 +36,18 @@ class TailorServer {
   void Shutdown();
 
  private:
+  // Cluster mode: connects to NATS, opens the log and the map, and catches up this shard.
+  absl::Status JoinCluster();
   explicit TailorServer(ServerConfig config);
 
   const ServerConfig config_;
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<storage::FeedbackStore> store_;
   std::unique_ptr<engine::PreferenceEngine> engine_;
+  // Cluster mode only (--cluster_nats): the log, the partition map, and this shard's part.
+  std::unique_ptr<cluster::FeedbackLog> log_;
+  std::unique_ptr<cluster::PartitionDirectory> directory_;
+  std::unique_ptr<cluster::ClusterShard> cluster_;
   std::unique_ptr<WorkQueue> queue_;
   std::unique_ptr<Authenticator> auth_;  // null without --auth_tokens_file
   std::atomic<bool> ready_{false};       // users loaded: calls are admitted

@@ -145,6 +145,26 @@ grpc::ServerUnaryReactor* Unary(
   return (service.*handler)(call, context, &messages->first, &messages->second);
 }
 
+// Cluster mode: a call for a user whose partition another shard owns is made there (on the
+// work queue: it waits for the owner). Returns the call's reactor when it went elsewhere (or
+// could not be routed), null to serve it here.
+template <typename Request, typename Response>
+grpc::ServerUnaryReactor* MaybeForward(
+    TailorService& service, const CallRecord& call, grpc::CallbackServerContext* context,
+    const CallScope& scope, const std::string& storage_id,
+    grpc::Status (v1::Tailor::Stub::*method)(grpc::ClientContext*, const Request&, Response*),
+    const Request* request, Response* response) {
+  absl::StatusOr<std::optional<std::string>> owner = service.OwnerAddress(scope, storage_id);
+  if (!owner.ok()) return Done(call, context, owner.status());
+  if (!owner->has_value()) return nullptr;
+  service.metrics().RecordForwarded(call.rpc);
+  return Deferred(service.queue(), call, context,
+                  [&service, forward = scope.forward, address = **owner, method, request,
+                   response]() -> absl::Status {
+                    return service.forwarder()->Unary(forward, address, method, *request, response);
+                  });
+}
+
 // One StreamFeedback call. Up to `window` events are read ahead of their acks: reading goes
 // on while earlier events are applied, and whatever arrived meanwhile is applied in the next
 // work-queue task, in order, and committed as one durable write (group commit: one WAL write
@@ -372,9 +392,29 @@ class ExportWriter final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
         return;
       }
     }
-    service.queue().Post([this, &service, storage_id = scope->StorageId(user_id_)] {
+    service.queue().Post([this, &service, scope = *scope, storage_id = scope->StorageId(user_id_)] {
       if (context_->IsCancelled()) {
         End(grpc::Status(grpc::StatusCode::CANCELLED, "abandoned: call cancelled"));
+        return;
+      }
+      absl::StatusOr<std::optional<std::string>> owner = service.OwnerAddress(scope, storage_id);
+      if (!owner.ok()) {
+        End(ToGrpc(owner.status()));
+        return;
+      }
+      if (owner->has_value()) {  // cluster mode: the owner's answer, message by message
+        service.metrics().RecordForwarded(Rpc::kExportUser);
+        v1::ExportUserRequest request;
+        request.set_user_id(user_id_);
+        if (absl::Status s =
+                service.forwarder()->Export(scope.forward, **owner, request, forwarded_);
+            !s.ok() || forwarded_.empty()) {
+          End(ToGrpc(s));
+          return;
+        }
+        remote_ = true;
+        message_ = forwarded_[next_++];
+        Write();
         return;
       }
       absl::StatusOr<engine::UserExport> exported = service.engine().ExportUser(storage_id);
@@ -391,6 +431,15 @@ class ExportWriter final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   void OnWriteDone(bool ok) override {
     if (!ok) {
       End(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+      return;
+    }
+    if (remote_) {
+      if (next_ == forwarded_.size()) {
+        End(grpc::Status::OK);
+      } else {
+        message_ = forwarded_[next_++];
+        Write();
+      }
       return;
     }
     if (next_ == export_.history.size()) {
@@ -437,6 +486,9 @@ class ExportWriter final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   grpc::CallbackServerContext* context_;
   std::string user_id_;  // as the caller names the user (not the storage id)
   engine::UserExport export_;
+  // Cluster mode: the owner's messages, when the user's partition is another shard's.
+  bool remote_ = false;
+  std::vector<v1::ExportUserResponse> forwarded_;
   size_t next_ = 0;
   v1::ExportUserResponse message_;
   grpc::ByteBuffer out_;  // message_, serialized for the write in progress
@@ -504,6 +556,8 @@ absl::StatusOr<CallScope> Admit(const grpc::CallbackServerContext* context,
     }
   }
   scope.require_routed_user = config.require_user_header;
+  scope.forward = Forwarder::From(*context);
+  scope.forwarded = Forwarder::IsForwarded(*context);
   return scope;
 }
 
@@ -571,6 +625,11 @@ grpc::ServerUnaryReactor* TailorService::Rank(const CallRecord& call,
                          scope->CheckRouting(request->user_id())}) {
     if (!s.ok()) return Done(call, context, s);
   }
+  if (grpc::ServerUnaryReactor* elsewhere =
+          MaybeForward(*this, call, context, *scope, scope->StorageId(request->user_id()),
+                       &v1::Tailor::Stub::RankResponses, request, response)) {
+    return elsewhere;
+  }
   absl::StatusOr<engine::RankResult> result =
       engine_.Rank(scope->StorageId(request->user_id()), ToCandidates(request->candidates()),
                    request->options().explore());
@@ -634,14 +693,69 @@ absl::Status TailorService::ApplyFeedback(const CallScope& scope, const v1::Feed
                                           v1::FeedbackAck& ack) {
   ack.set_event_id(event.event_id());
   absl::StatusOr<engine::FeedbackInput> input = FeedbackInputFor(scope, event);
-  return AckFeedback(input.ok() ? engine_.RecordFeedback(*input)
-                                : absl::StatusOr<engine::FeedbackResult>(input.status()),
-                     ack);
+  if (!input.ok() || cluster_ == nullptr) {
+    return AckFeedback(input.ok() ? engine_.RecordFeedback(*input)
+                                  : absl::StatusOr<engine::FeedbackResult>(input.status()),
+                       ack);
+  }
+  // Cluster mode: through the log here, or at the owner. A partition that moves while the
+  // event waits is routed once more.
+  for (int attempt = 0;; ++attempt) {
+    absl::StatusOr<std::optional<std::string>> owner = OwnerAddress(scope, input->user_id);
+    if (!owner.ok()) return owner.status();
+    if (owner->has_value()) {
+      metrics_.RecordForwarded(Rpc::kSubmitFeedback);
+      v1::SubmitFeedbackRequest request;
+      *request.mutable_event() = event;
+      absl::Status forwarded = forwarder_->Unary(scope.forward, **owner,
+                                                 &v1::Tailor::Stub::SubmitFeedback, request, &ack);
+      if (forwarded.code() == absl::StatusCode::kInvalidArgument) {
+        ack.set_event_id(event.event_id());
+        ack.set_outcome(v1::FeedbackAck::OUTCOME_REJECTED);
+        ack.set_error(std::string(forwarded.message()));
+        return absl::OkStatus();
+      }
+      return forwarded;
+    }
+    absl::StatusOr<engine::FeedbackResult> result = cluster_->RecordFeedback(*input);
+    if (result.status().code() == absl::StatusCode::kAborted) {
+      if (attempt == 0) continue;
+      return absl::UnavailableError(result.status().message());
+    }
+    return AckFeedback(result, ack);
+  }
+}
+
+void TailorService::SetCluster(cluster::ClusterShard* cluster) {
+  cluster_ = cluster;
+  forwarder_ = cluster == nullptr ? nullptr : std::make_unique<Forwarder>(config_.shard_name);
+}
+
+absl::StatusOr<std::optional<std::string>> TailorService::OwnerAddress(
+    const CallScope& scope, const std::string& storage_id) const {
+  if (cluster_ == nullptr) return std::nullopt;
+  absl::StatusOr<cluster::ClusterShard::Owner> owner = cluster_->OwnerOf(storage_id);
+  if (!owner.ok()) return owner.status();
+  if (owner->local) return std::nullopt;
+  if (scope.forwarded) {
+    return absl::UnavailableError(absl::StrCat("cluster: a call forwarded here belongs to shard '",
+                                               owner->shard, "' (partition ", owner->partition,
+                                               " moved just now); retry"));
+  }
+  return owner->address;
 }
 
 absl::Status TailorService::ApplyFeedbackBatch(const CallScope& scope,
                                                std::span<const v1::FeedbackEvent* const> events,
                                                std::vector<v1::FeedbackAck>& acks) {
+  if (cluster_ != nullptr) {
+    // Cluster mode: each event through the log of its partition (or at its owner).
+    acks.assign(events.size(), v1::FeedbackAck());
+    for (size_t i = 0; i < events.size(); ++i) {
+      if (absl::Status s = ApplyFeedback(scope, *events[i], acks[i]); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
   std::vector<absl::StatusOr<engine::FeedbackResult>> results(events.size(),
                                                               absl::InternalError("not applied"));
   std::vector<engine::FeedbackInput> inputs;
@@ -717,6 +831,11 @@ grpc::ServerUnaryReactor* TailorService::Suggest(const CallRecord& call,
                          scope->CheckRouting(request->user_id())}) {
     if (!s.ok()) return Done(call, context, s);
   }
+  if (grpc::ServerUnaryReactor* elsewhere =
+          MaybeForward(*this, call, context, *scope, scope->StorageId(request->user_id()),
+                       &v1::Tailor::Stub::SuggestComparison, request, response)) {
+    return elsewhere;
+  }
   absl::StatusOr<engine::Comparison> pair =
       engine_.Suggest(scope->StorageId(request->user_id()), ToCandidates(request->candidates()));
   if (!pair.ok()) return Done(call, context, pair.status());
@@ -736,6 +855,11 @@ grpc::ServerUnaryReactor* TailorService::User(const CallRecord& call,
   for (absl::Status s :
        {ValidateId("user_id", request->user_id()), scope->CheckRouting(request->user_id())}) {
     if (!s.ok()) return Done(call, context, s);
+  }
+  if (grpc::ServerUnaryReactor* elsewhere =
+          MaybeForward(*this, call, context, *scope, scope->StorageId(request->user_id()),
+                       &v1::Tailor::Stub::GetUser, request, response)) {
+    return elsewhere;
   }
   absl::StatusOr<engine::UserProfile> profile =
       engine_.GetUser(scope->StorageId(request->user_id()));
@@ -761,10 +885,20 @@ grpc::ServerUnaryReactor* TailorService::Delete(const CallRecord& call,
        {ValidateId("user_id", request->user_id()), scope->CheckRouting(request->user_id())}) {
     if (!s.ok()) return Done(call, context, s);
   }
+  if (grpc::ServerUnaryReactor* elsewhere =
+          MaybeForward(*this, call, context, *scope, scope->StorageId(request->user_id()),
+                       &v1::Tailor::Stub::DeleteUser, request, response)) {
+    return elsewhere;
+  }
   return Deferred(
       queue_, call, context,
       [this, response, storage_id = scope->StorageId(request->user_id())]() -> absl::Status {
-        absl::StatusOr<storage::DeletedUser> deleted = engine_.DeleteUser(storage_id);
+        absl::StatusOr<storage::DeletedUser> deleted =
+            cluster_ == nullptr ? engine_.DeleteUser(storage_id) : cluster_->DeleteUser(storage_id);
+        if (deleted.status().code() == absl::StatusCode::kAborted) {
+          return absl::UnavailableError(
+              absl::StrCat(deleted.status().message(), " (it moved meanwhile)"));
+        }
         if (!deleted.ok()) return deleted.status();
         response->set_existed(deleted->existed);
         response->set_feedback_events_deleted(deleted->history_records);

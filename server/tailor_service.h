@@ -8,8 +8,10 @@
 #include <optional>
 #include <string>
 
+#include "cluster/shard.h"
 #include "engine/preference_engine.h"
 #include "server/auth.h"
+#include "server/forwarder.h"
 #include "server/metrics.h"
 #include "server/server_config.h"
 #include "server/work_queue.h"
@@ -27,6 +29,9 @@ struct CallScope {
   std::optional<std::string> routed_user;  // the x-user-id metadata, if sent
   bool require_routed_user = false;
   Metrics* metrics = nullptr;  // counts routing refusals, when set
+  // Cluster mode: what a forwarded call takes along, and whether this call was forwarded.
+  ForwardedCall forward;
+  bool forwarded = false;
 
   // The user's id in storage and the engine: tenants never share one.
   std::string StorageId(absl::string_view user_id) const;
@@ -63,9 +68,18 @@ struct CallRecord;
 class TailorService final : public TailorRawService {
  public:
   // `auth` may be null (no authentication). Calls are refused UNAVAILABLE until `ready`.
+  // `cluster` (null on a single node) must be set before `ready`, and outlive the service.
   TailorService(engine::PreferenceEngine& engine, WorkQueue& queue, Metrics& metrics,
                 const ServerConfig& config, const Authenticator* auth,
                 const std::atomic<bool>& ready);
+  void SetCluster(cluster::ClusterShard* cluster);
+
+  // Cluster mode: where a user's call is served. nullopt = here (always, on a single node);
+  // else the owner's address, to forward to. UNAVAILABLE when the partition has no owner,
+  // or when a forwarded call reaches a shard that does not own it either.
+  absl::StatusOr<std::optional<std::string>> OwnerAddress(const CallScope& scope,
+                                                          const std::string& storage_id) const;
+  Forwarder* forwarder() { return forwarder_.get(); }
 
   grpc::ServerUnaryReactor* RankResponses(grpc::CallbackServerContext* context,
                                           const grpc::ByteBuffer* request,
@@ -140,6 +154,8 @@ class TailorService final : public TailorRawService {
   const Authenticator* auth_;
   const std::atomic<bool>& ready_;
   std::atomic<int> open_streams_{0};
+  cluster::ClusterShard* cluster_ = nullptr;
+  std::unique_ptr<Forwarder> forwarder_;
 };
 
 class TailorAdminService final : public TailorAdminRawService {

@@ -227,7 +227,7 @@ TEST_F(ClusterShardTest, APartitionMovesWithItsUsersAndTheOldOwnerIsFencedOff) {
     // The old owner has not noticed (its map is an hour old), but the log fences it off.
     Event e = MakeEvent(u, 6);
     absl::StatusOr<engine::FeedbackResult> refused = a->cluster->RecordFeedback(e.input);
-    EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable) << refused.status();
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kAborted) << refused.status();
     absl::StatusOr<engine::FeedbackResult> accepted = b->cluster->RecordFeedback(e.input);
     ASSERT_TRUE(accepted.ok()) << accepted.status();
     EXPECT_FALSE(accepted->duplicate);
