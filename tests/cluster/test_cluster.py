@@ -12,6 +12,7 @@ every user and comparing with the events that were acked:
 """
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -30,6 +31,8 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "deploy"))
 from tailor_client import TailorClient, TailorError, tailor_pb2  # noqa: E402
 from test_client import TailordServer  # noqa: E402
 from test_scaleout import free_port, wait_for_port  # noqa: E402
+sys.path.insert(0, os.path.join(ROOT, "tests", "metrics"))
+from test_metrics import dashboard_exprs, http_get  # noqa: E402
 
 TAILORCTL = os.environ.get("TAILORCTL_BINARY", os.path.join(ROOT, "build", "bin", "tailorctl"))
 PARTITIONS = 16
@@ -257,6 +260,19 @@ class ClusterTest(unittest.TestCase):
         for shard in self.shards.values():
             self.check_everything(acked, shard.port)
         self.assertGreater(sum(len(e) for e in acked.values()), 200)
+
+        # The cluster metrics: every partition owned once across the shards, and every series
+        # the dashboard's cluster row reads is exported.
+        owned, exported = 0, set()
+        for shard in self.shards.values():
+            text = http_get(f"http://127.0.0.1:{shard.server.metrics_port}/metrics")
+            exported |= set(re.findall(r"^(tailor_cluster_\w+)", text, re.M))
+            owned += int(float(re.search(r"^tailor_cluster_partitions_owned (\S+)", text,
+                                         re.M).group(1)))
+        self.assertEqual(owned, PARTITIONS)
+        for expr in dashboard_exprs(cluster=True):
+            for name in re.findall(r"tailor_cluster_\w+", expr):
+                self.assertIn(name, exported, expr)
 
         # 6. DeleteUser through a shard that may not own the user.
         client = TailorClient(f"127.0.0.1:{self.shards['s1'].port}", timeout=10)
