@@ -7,6 +7,7 @@
 //   dims        engine-only ranking latency at d = 10, 64, 256, 1024
 //   replay      offline evaluation on logged feedback (a tailorctl feedback CSV)
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -19,6 +20,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "bench/cluster_benchmark.h"
 #include "bench/coldstart_benchmark.h"
 #include "bench/load_benchmark.h"
 #include "bench/memory_benchmark.h"
@@ -87,6 +89,12 @@ ABSL_FLAG(int32_t, near, tailor::model::NeighbourIndexOptions().near,
           "coldstart: users the HNSW search returns per lookup");
 ABSL_FLAG(int32_t, sampled, tailor::model::NeighbourIndexOptions().sampled,
           "coldstart: uniform draws per lookup");
+ABSL_FLAG(std::string, nats, "", "cluster: NATS servers (comma-separated URLs; default $NATS_URL)");
+ABSL_FLAG(int32_t, cluster_events, 20000, "cluster: feedback events recorded by each side");
+ABSL_FLAG(int32_t, cluster_users, 2000, "cluster: users the events are spread over");
+ABSL_FLAG(int32_t, cluster_threads, 8, "cluster: concurrent writers");
+ABSL_FLAG(int32_t, cluster_partitions, 64, "cluster: partitions of the benchmark's log");
+ABSL_FLAG(int32_t, cluster_replicas, 3, "cluster: replicas of the benchmark's log (1: one server)");
 ABSL_FLAG(int32_t, reference_users, 1000000, "refresh: established users in the reference set");
 ABSL_FLAG(int32_t, rounds, 3, "refresh: refreshes after the first");
 ABSL_FLAG(double, moved, 0.01, "refresh: share of users whose estimate changes per round");
@@ -114,6 +122,8 @@ commands:
               each of --dims features, with 2,000 established users
   coldstart   a cold user's neighbour lookup with --populations established users: exact scan
               vs the HNSW index, latency percentiles and the top-1 accuracy it costs
+  cluster     ingestion through cluster mode's replicated log against a single node, and
+              rebuilding a shard from the log (needs NATS: scripts/nats-cluster.sh)
   refresh     the reference set and its HNSW graph carried across refreshes with
               --reference_users users, --rounds times with --moved/--added/--removed shares
               changing: the graph changed in place vs a new graph over the same set (time,
@@ -245,6 +255,31 @@ int ColdStart() {
   std::printf(
       "%s",
       tailor::bench::ColdStartMarkdown(tailor::bench::RunColdStartBenchmark(options)).c_str());
+  return 0;
+}
+
+int Cluster() {
+  tailor::bench::ClusterBenchOptions options;
+  options.nats = absl::GetFlag(FLAGS_nats);
+  if (options.nats.empty() && std::getenv("NATS_URL") != nullptr)
+    options.nats = std::getenv("NATS_URL");
+  if (options.nats.empty()) {
+    std::fprintf(stderr, "tailor-bench cluster: --nats (or NATS_URL) is required\n");
+    return 64;
+  }
+  options.events = absl::GetFlag(FLAGS_cluster_events);
+  options.users = absl::GetFlag(FLAGS_cluster_users);
+  options.threads = absl::GetFlag(FLAGS_cluster_threads);
+  options.partitions = absl::GetFlag(FLAGS_cluster_partitions);
+  options.replicas = absl::GetFlag(FLAGS_cluster_replicas);
+  options.seed = absl::GetFlag(FLAGS_seed);
+  absl::StatusOr<tailor::bench::ClusterBenchResult> result =
+      tailor::bench::RunClusterBenchmark(options);
+  if (!result.ok()) {
+    std::fprintf(stderr, "tailor-bench cluster: %s\n", result.status().ToString().c_str());
+    return 1;
+  }
+  std::printf("%s", tailor::bench::ClusterMarkdown(options, *result).c_str());
   return 0;
 }
 
@@ -406,6 +441,7 @@ int main(int argc, char** argv) {
   if (command == "memory") return Memory();
   if (command == "coldstart") return ColdStart();
   if (command == "refresh") return Refresh();
+  if (command == "cluster") return Cluster();
   if (command == "load") return Load(argv[0]);
   if (command == "echo-server") {
     return tailor::bench::RunEchoServerProcess(absl::GetFlag(FLAGS_echo_listen));

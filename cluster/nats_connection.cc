@@ -55,6 +55,13 @@ absl::StatusOr<std::unique_ptr<NatsConnection>> NatsConnection::Connect(const st
   return nats;
 }
 
+absl::Status NatsConnection::DeleteStream(const std::string& stream) {
+  jsErrCode code = static_cast<jsErrCode>(0);
+  const natsStatus s = js_DeleteStream(js_, stream.c_str(), nullptr, &code);
+  if (s == NATS_NOT_FOUND) return absl::NotFoundError("nats: no stream " + stream);
+  return FromNats(s, code, "delete stream " + stream);
+}
+
 NatsConnection::~NatsConnection() {
   if (js_ != nullptr) jsCtx_Destroy(js_);
   if (connection_ != nullptr) natsConnection_Destroy(connection_);

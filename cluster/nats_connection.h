@@ -33,6 +33,9 @@ class NatsConnection {
   NatsConnection& operator=(const NatsConnection&) = delete;
 
   jsCtx* js() const { return js_; }
+  // Deletes a stream and everything in it (a KV bucket B is the stream "KV_B"); NOT_FOUND if
+  // there is none. For benchmarks and tests that leave nothing behind.
+  absl::Status DeleteStream(const std::string& stream);
   absl::Duration timeout() const { return timeout_; }
 
  private:
