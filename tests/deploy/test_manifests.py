@@ -219,3 +219,68 @@ class Nginx(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ClusterKubernetes(unittest.TestCase):
+    """deploy/k8s-cluster: three NATS servers with JetStream and shards in cluster mode."""
+
+    def setUp(self):
+        self.docs = load("k8s-cluster/cluster.yaml")
+        self.sets = {d["metadata"]["name"]: d for d in self.docs if d["kind"] == "StatefulSet"}
+
+    def test_shards_name_every_nats_server_and_use_known_flags(self):
+        nats = self.sets["nats"]
+        self.assertEqual(nats["spec"]["replicas"], 3)
+        config = next(d for d in self.docs if d["kind"] == "ConfigMap")["data"]["nats.conf"]
+        self.assertIn("jetstream", config)
+        for i in range(3):
+            self.assertIn(f"nats://nats-{i}.nats:6222", config)
+        shards = self.sets["tailor-cluster"]
+        container = shards["spec"]["template"]["spec"]["containers"][0]
+        known = tailord_flags()
+        args = {a.lstrip("-").split("=")[0]: a.split("=", 1)[1] if "=" in a else ""
+                for a in container["args"]}
+        for name in args:
+            self.assertIn(name, known)
+        self.assertEqual(args["cluster_nats"].split(","),
+                         [f"nats://nats-{i}.nats:4222" for i in range(3)])
+        self.assertEqual(args["cluster_advertise"], "$(POD_NAME).tailor-cluster:50051")
+        self.assertEqual(shards["spec"]["serviceName"], "tailor-cluster")
+        job = next(d for d in self.docs if d["kind"] == "Job")
+        command = job["spec"]["template"]["spec"]["containers"][0]["command"]
+        self.assertEqual(command[:3], ["tailorctl", "cluster", "rebalance"])
+        self.assertIn(f"--partitions={args['cluster_partitions']}", command)
+
+    def test_manifests_pass_the_api_schemas_and_the_restricted_pod_security_standard(self):
+        checker = os.path.join(ROOT, "tests", "deploy", "k8s-schemas", "validate.mjs")
+        path = os.path.join(DEPLOY, "k8s-cluster", "cluster.yaml")
+        ok = subprocess.run(["node", checker, path], capture_output=True, text=True)
+        self.assertEqual(ok.returncode, 0, ok.stdout + ok.stderr)
+
+
+class ClusterCompose(unittest.TestCase):
+    """deploy/compose/cluster.yml: the same shape as the Kubernetes cluster."""
+
+    def test_shards_use_known_flags_and_prometheus_scrapes_each(self):
+        (compose,) = load("compose/cluster.yml")
+        services = compose["services"]
+        known = tailord_flags()
+        shards = sorted(name for name in services if name.startswith("shard-"))
+        self.assertEqual(shards, ["shard-0", "shard-1", "shard-2"])
+        for name in shards:
+            args = {a.lstrip("-").split("=")[0]: a.split("=", 1)[1] for a in
+                    services[name]["command"]}
+            for flag in args:
+                self.assertIn(flag, known)
+            self.assertEqual(args["shard_name"], name)
+            self.assertEqual(args["cluster_advertise"], f"{name}:50051")
+            self.assertEqual(args["cluster_nats"].split(","),
+                             [f"nats://nats-{i}:4222" for i in range(3)])
+        for i in range(3):
+            self.assertIn("-js", services[f"nats-{i}"]["command"])
+        (prometheus,) = load("compose/prometheus-cluster.yml")
+        self.assertEqual(prometheus["scrape_configs"][0]["job_name"], "tailor")
+        self.assertEqual(prometheus["scrape_configs"][0]["static_configs"][0]["targets"],
+                         [f"{name}:9464" for name in shards])
+        self.assertIn("./prometheus-cluster.yml:/etc/prometheus/prometheus.yml:ro",
+                      services["prometheus"]["volumes"])
