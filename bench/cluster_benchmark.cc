@@ -203,7 +203,8 @@ absl::StatusOr<ClusterBenchResult> RunClusterBenchmark(const ClusterBenchOptions
     absl::StatusOr<std::unique_ptr<Node>> node = OpenNode(path, *schema);
     if (!node.ok()) return node.status();
     absl::StatusOr<std::unique_ptr<cluster::ClusterShard>> shard =
-        cluster::ClusterShard::Start(*(*node)->engine, **log, **directory, shard_options);
+        cluster::ClusterShard::Start(*(*node)->engine, **log, **directory,
+                                     /*exchange=*/nullptr, shard_options);
     if (!shard.ok()) return shard.status();
     (*node)->shard = *std::move(shard);
     return node;

@@ -13,6 +13,7 @@
 #include "cluster/nats_connection.h"
 #include "cluster/partition_directory.h"
 #include "cluster/partition_plan.h"
+#include "cluster/reference_exchange.h"
 #include "google/protobuf/util/json_util.h"
 
 namespace tailor::client {
@@ -138,7 +139,8 @@ int Wait(PartitionDirectory& directory, int seconds) {
   }
 }
 
-int RemoveShard(PartitionDirectory& directory, const std::string& shard) {
+int RemoveShard(PartitionDirectory& directory, cluster::ReferenceExchange& exchange,
+                const std::string& shard) {
   for (int attempt = 0; attempt < kWriteAttempts; ++attempt) {
     absl::StatusOr<MapVersion> map = directory.ReadMap();
     if (!map.ok()) return Fail(map.status());
@@ -157,6 +159,8 @@ int RemoveShard(PartitionDirectory& directory, const std::string& shard) {
     absl::StatusOr<uint64_t> written = directory.CompareAndSetMap(next, map->revision);
     if (written.ok()) {
       if (absl::Status s = directory.ForgetShard(shard); !s.ok()) return Fail(s);
+      // Its sample of users leaves the other shards' neighbours at their next exchange.
+      if (absl::Status s = exchange.Forget(shard); !s.ok()) return Fail(s);
       std::printf("shard %s removed; it owns nothing and may be stopped\n", shard.c_str());
       return 0;
     }
@@ -210,7 +214,14 @@ int ClusterCommand(const std::vector<std::string>& args, const ClusterFlags& fla
       return cluster::Drain(map, partitions, shards, args[1]);
     });
   }
-  if (command == "remove-shard" && args.size() == 2) return RemoveShard(d, args[1]);
+  if (command == "remove-shard" && args.size() == 2) {
+    cluster::ExchangeOptions exchange_options;
+    exchange_options.replicas = flags.replicas;
+    absl::StatusOr<std::unique_ptr<cluster::ReferenceExchange>> exchange =
+        cluster::ReferenceExchange::Open(exchange_options, connection);
+    if (!exchange.ok()) return Fail(exchange.status());
+    return RemoveShard(d, **exchange, args[1]);
+  }
   std::fprintf(stderr, "tailorctl cluster: unknown command or wrong arguments: '%s'\n",
                command.c_str());
   return kUsageError;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <set>
 #include <utility>
 
 #include "absl/cleanup/cleanup.h"
@@ -89,10 +90,12 @@ struct ClusterShard::Partition {
 };
 
 ClusterShard::ClusterShard(engine::PreferenceEngine& engine, FeedbackLog& log,
-                           PartitionDirectory& directory, ShardOptions options)
+                           PartitionDirectory& directory, ReferenceExchange* exchange,
+                           ShardOptions options)
     : engine_(engine),
       log_(log),
       directory_(directory),
+      exchange_(exchange),
       options_(std::move(options)),
       partitions_(new Partition[static_cast<size_t>(log.options().partitions)]) {}
 
@@ -108,9 +111,11 @@ ClusterShard::~ClusterShard() {
 absl::StatusOr<std::unique_ptr<ClusterShard>> ClusterShard::Start(engine::PreferenceEngine& engine,
                                                                   FeedbackLog& log,
                                                                   PartitionDirectory& directory,
+                                                                  ReferenceExchange* exchange,
                                                                   ShardOptions options) {
   if (options.name.empty()) return absl::InvalidArgumentError("cluster: a shard needs a name");
-  std::unique_ptr<ClusterShard> shard(new ClusterShard(engine, log, directory, std::move(options)));
+  std::unique_ptr<ClusterShard> shard(
+      new ClusterShard(engine, log, directory, exchange, std::move(options)));
   absl::StatusOr<std::map<int, uint64_t>> positions = engine.store().ReadLogPositions();
   if (!positions.ok()) return positions.status();
   if (positions->empty() && engine.Stats().users > 0) {
@@ -348,6 +353,7 @@ absl::StatusOr<storage::DeletedUser> ClusterShard::DeleteUser(absl::string_view 
     return deleted.status();
   }
   part.applied = appended->sequence;
+  exchange_due_ = true;  // the user leaves the sample other shards borrow from
 
   // Nothing here (a repeated delete, perhaps after an erase failed): look in the log itself.
   if (sequences.empty()) {
@@ -499,8 +505,29 @@ absl::Status ClusterShard::Follow(bool slow) {
   return status;
 }
 
+absl::Status ClusterShard::Exchange() {
+  const std::vector<engine::ExternalReference> mine =
+      engine_.ReferenceSample(options_.exchange_users, options_.name + "/");
+  if (absl::Status s = exchange_->Publish(options_.name, ++exchange_generation_, mine); !s.ok()) {
+    return s;
+  }
+  std::set<std::string> shards;
+  {
+    std::lock_guard<std::mutex> lock(view_mu_);
+    for (const auto& [name, record] : shards_) shards.insert(name);
+  }
+  absl::StatusOr<std::vector<engine::ExternalReference>> others =
+      exchange_->Read(options_.name, shards);
+  if (!others.ok()) return others.status();
+  borrowed_references_ = others->size();
+  engine_.SetExternalReferences(
+      std::make_shared<const std::vector<engine::ExternalReference>>(*std::move(others)));
+  return absl::OkStatus();
+}
+
 void ClusterShard::Loop() {
   auto last_slow = std::chrono::steady_clock::now();
+  auto last_exchange = std::chrono::steady_clock::now() - std::chrono::hours(24);
   const auto slow_period = absl::ToChronoMilliseconds(options_.slow_poll);
   std::unique_lock<std::mutex> lock(stop_mu_);
   while (!stop_cv_.wait_for(lock, absl::ToChronoMilliseconds(options_.map_poll),
@@ -512,6 +539,15 @@ void ClusterShard::Loop() {
     // A failed pass (NATS unreachable, a map conflict) is retried at the next one; what it
     // leaves undone shows in Stats().
     (void)Follow(slow);
+    if (exchange_ != nullptr && options_.exchange_period > absl::ZeroDuration() &&
+        (exchange_due_.exchange(false) ||
+         now - last_exchange >= absl::ToChronoMilliseconds(options_.exchange_period))) {
+      last_exchange = now;
+      if (!Exchange().ok()) {
+        exchange_failures_.fetch_add(1, std::memory_order_relaxed);
+        exchange_due_ = true;
+      }
+    }
     lock.lock();
   }
 }
@@ -537,6 +573,8 @@ ClusterStats ClusterShard::Stats() const {
   stats.moves_completed = moves_completed_.load(std::memory_order_relaxed);
   stats.partitions_dropped = partitions_dropped_.load(std::memory_order_relaxed);
   stats.replayed_entries = replayed_entries_.load(std::memory_order_relaxed);
+  stats.borrowed_references = borrowed_references_.load(std::memory_order_relaxed);
+  stats.exchange_failures = exchange_failures_.load(std::memory_order_relaxed);
   for (size_t i = 0; i < stats.append_latency_counts.size(); ++i) {
     stats.append_latency_counts[i] = append_latency_counts_[i].load(std::memory_order_relaxed);
   }

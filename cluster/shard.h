@@ -15,6 +15,8 @@
 //   still serves, then the map flipped by compare-and-set; a partition it lost is dropped.
 // - Deleting a user appends a deletion entry (a keyed digest, not the id) and erases the
 //   user's events from the log.
+// - Every exchange period it publishes a sample of its established users and borrows the
+//   other shards' as cold-start neighbours (cluster/reference_exchange.h).
 #ifndef TAILOR_CLUSTER_SHARD_H_
 #define TAILOR_CLUSTER_SHARD_H_
 
@@ -34,6 +36,7 @@
 #include "absl/time/time.h"
 #include "cluster/feedback_log.h"
 #include "cluster/partition_directory.h"
+#include "cluster/reference_exchange.h"
 #include "engine/preference_engine.h"
 
 namespace tailor::cluster {
@@ -46,6 +49,11 @@ struct ShardOptions {
   absl::Duration map_poll = absl::Milliseconds(100);
   // How often the shard addresses and each owned partition's lag are read.
   absl::Duration slow_poll = absl::Seconds(2);
+  // Cold start across shards (cluster/reference_exchange.h): how often this shard publishes
+  // a sample of its established users and reads the others' (0: never), and the sample's
+  // size.
+  absl::Duration exchange_period = absl::Seconds(30);
+  int exchange_users = 100000;
 };
 
 // Upper bounds (seconds) of the log append latency histogram.
@@ -63,6 +71,10 @@ struct ClusterStats {
   // Owned partition -> entries in the log it has not applied (as of the last slow poll).
   std::map<int, uint64_t> lag;
   int unowned = 0;  // partitions the map gives to no shard
+  // Other shards' established users this shard borrows as cold-start neighbours, and the
+  // exchanges that failed (NATS unreachable).
+  uint64_t borrowed_references = 0;
+  uint64_t exchange_failures = 0;
   // Appends by latency: counts per kAppendLatencyBounds bucket (not cumulative), then above.
   std::array<uint64_t, kAppendLatencyBounds.size() + 1> append_latency_counts{};
   double append_latency_seconds_sum = 0;
@@ -71,11 +83,12 @@ struct ClusterStats {
 class ClusterShard {
  public:
   // Reads the map, drops partitions it no longer owns, catches up the ones it owns, registers
-  // its address, and starts following the map. `engine`, `log` and `directory` must outlive
-  // the shard.
+  // its address, and starts following the map. `engine`, `log`, `directory` and `exchange`
+  // (null: no cold start across shards) must outlive the shard.
   static absl::StatusOr<std::unique_ptr<ClusterShard>> Start(engine::PreferenceEngine& engine,
                                                              FeedbackLog& log,
                                                              PartitionDirectory& directory,
+                                                             ReferenceExchange* exchange,
                                                              ShardOptions options);
   ~ClusterShard();
   ClusterShard(const ClusterShard&) = delete;
@@ -107,7 +120,9 @@ class ClusterShard {
   struct Partition;
 
   ClusterShard(engine::PreferenceEngine& engine, FeedbackLog& log, PartitionDirectory& directory,
-               ShardOptions options);
+               ReferenceExchange* exchange, ShardOptions options);
+  // Publishes this shard's sample and borrows the others' (cold start across shards).
+  absl::Status Exchange();
   // Applies the partition's log entries after its applied position. Holds partition.mu.
   absl::Status CatchUpLocked(int partition);
   // Applies one log entry (its position stored with what it changes).
@@ -128,6 +143,7 @@ class ClusterShard {
   engine::PreferenceEngine& engine_;
   FeedbackLog& log_;
   PartitionDirectory& directory_;
+  ReferenceExchange* const exchange_;
   const ShardOptions options_;
   std::unique_ptr<Partition[]> partitions_;
 
@@ -139,6 +155,10 @@ class ClusterShard {
   std::atomic<uint64_t> moves_completed_{0};
   std::atomic<uint64_t> partitions_dropped_{0};
   std::atomic<uint64_t> replayed_entries_{0};
+  std::atomic<uint64_t> borrowed_references_{0};
+  std::atomic<uint64_t> exchange_failures_{0};
+  std::atomic<bool> exchange_due_{true};  // a deletion asks for a new sample at once
+  uint64_t exchange_generation_ = 0;      // the loop thread's
   std::array<std::atomic<uint64_t>, kAppendLatencyBounds.size() + 1> append_latency_counts_{};
   std::atomic<uint64_t> append_latency_nanos_{0};
 

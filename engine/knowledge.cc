@@ -92,14 +92,16 @@ std::shared_ptr<Knowledge> BuildKnowledge(
     // Held-out users: a seeded sample, whose own pairs the prior they are predicted under
     // must not have seen, so the population is refitted without them for the calibration.
     // At most half the users are held out, so the calibration population stays well fitted.
-    const size_t held =
-        std::min(static_cast<size_t>(options.calibration_users), static_cast<size_t>(n) / 2);
     std::vector<std::pair<uint64_t, int>> order;  // (hash, row)
     order.reserve(static_cast<size_t>(n));
     for (int row = 0; row < n; ++row) {
-      order.emplace_back(
-          model::StableHash({set.user_ids[static_cast<size_t>(row)]}, kCalibrationSeed), row);
+      const std::string& id = set.user_ids[static_cast<size_t>(row)];
+      // Other shards' users (cluster mode) have no history here to calibrate with.
+      if (!id.empty() && id[0] == kExternalIdPrefix) continue;
+      order.emplace_back(model::StableHash({id}, kCalibrationSeed), row);
     }
+    const size_t local = order.size();
+    const size_t held = std::min(static_cast<size_t>(options.calibration_users), local / 2);
     std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(held),
                       order.end());
     std::vector<model::CalibrationUser> calibration;

@@ -56,6 +56,14 @@ struct KnowledgeOptions {
   double default_own_log_prior_odds = 0.0;
 };
 
+// Cluster mode: an established user of another shard, as a cold-start neighbour: an opaque id
+// (it starts with kExternalIdPrefix, so it never names a local user) and the posterior mean.
+struct ExternalReference {
+  std::string id;
+  Eigen::VectorXd mean;
+};
+inline constexpr char kExternalIdPrefix = '\x1f';
+
 // An established user the population is fitted from, as a refresh sees them.
 struct EstablishedUser {
   std::string id;

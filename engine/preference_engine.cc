@@ -19,6 +19,11 @@ namespace {
 
 namespace records = storage::records;
 
+// ReferenceSample: which established users are offered to other shards, and the keyed digest
+// that stands for each user's id there.
+constexpr uint64_t kExternalSampleSeed = 0x5a3b1e;
+constexpr uint64_t kExternalDigestSeed = 0xd16e57;
+
 int64_t NowMicros() { return absl::ToUnixMicros(absl::Now()); }
 
 ReferencePoolOptions PoolOptions(const EngineOptions& options, int capacity) {
@@ -257,6 +262,37 @@ absl::Status PreferenceEngine::LoadUsers() {
 
 void PreferenceEngine::RefreshKnowledge() { Refresh(/*quick=*/false); }
 
+void PreferenceEngine::SetExternalReferences(
+    std::shared_ptr<const std::vector<ExternalReference>> references) {
+  MutexLock lock(&external_mu_);
+  external_ = std::move(references);
+}
+
+std::vector<ExternalReference> PreferenceEngine::ReferenceSample(
+    int limit, const std::string& id_prefix) const {
+  // (hash, id, mean) of every established user; the `limit` lowest hashes are kept.
+  std::vector<std::pair<uint64_t, ExternalReference>> sample;
+  for (const Stripe& stripe : stripes_) {
+    MutexLock lock(&stripe.map_mu);
+    for (const auto& [user_id, entry] : stripe.users) {
+      if (entry->count < static_cast<uint64_t>(options_.established_pairs)) continue;
+      const uint64_t digest = model::StableHash({user_id}, kExternalDigestSeed);
+      sample.emplace_back(
+          model::StableHash({user_id}, kExternalSampleSeed),
+          ExternalReference{absl::StrCat(std::string(1, kExternalIdPrefix), id_prefix,
+                                         absl::Hex(digest, absl::kZeroPad16)),
+                            entry->posterior.Mean()});
+    }
+  }
+  const size_t keep = std::min(sample.size(), static_cast<size_t>(std::max(limit, 0)));
+  std::partial_sort(sample.begin(), sample.begin() + static_cast<std::ptrdiff_t>(keep),
+                    sample.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<ExternalReference> out;
+  out.reserve(keep);
+  for (size_t i = 0; i < keep; ++i) out.push_back(std::move(sample[i].second));
+  return out;
+}
+
 void PreferenceEngine::Refresh(bool quick) {
   MutexLock serialize(&refresh_work_mu_);
   const absl::Time started = absl::Now();
@@ -284,6 +320,14 @@ void PreferenceEngine::Refresh(bool quick) {
     }
     for (const auto& [user_id, entry] : established) pool.Offer(user_id, entry->posterior.Mean());
     established.clear();
+  }
+  std::shared_ptr<const std::vector<ExternalReference>> external;
+  {
+    MutexLock lock(&external_mu_);
+    external = external_;
+  }
+  if (external != nullptr) {
+    for (const ExternalReference& r : *external) pool.Offer(r.id, r.mean);
   }
   ReferenceChanges changes = pool.Update();
   const uint64_t seen = pool.offered();

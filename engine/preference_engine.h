@@ -229,6 +229,16 @@ class PreferenceEngine {
   // Refits the population prior and rebuilds the neighbour reference set now.
   void RefreshKnowledge();
 
+  // Cluster mode, cold start across shards: other shards' established users, offered to the
+  // neighbour reference set at each refresh alongside the local ones (the seeded sample of
+  // max_reference_users is drawn from both). Neighbours only: the population prior and trust
+  // are fitted from local users, whose histories are here. Replaces the previous set.
+  void SetExternalReferences(std::shared_ptr<const std::vector<ExternalReference>> references);
+  // What this shard offers the others: up to `limit` of its established users (those whose
+  // ids hash lowest, a seeded uniform sample), each under the id `id_prefix` + a keyed digest
+  // of the user id (no user id leaves the shard).
+  std::vector<ExternalReference> ReferenceSample(int limit, const std::string& id_prefix) const;
+
   const model::FeatureSchema& schema() const { return schema_; }
   storage::FeedbackStore& store() { return store_; }
   EngineStats Stats() const;
@@ -329,6 +339,8 @@ class PreferenceEngine {
   std::atomic<uint64_t> blend_hits_{0};
   std::atomic<uint64_t> blend_misses_{0};
   std::atomic<uint64_t> index_changes_{0};
+  mutable Mutex external_mu_;
+  std::shared_ptr<const std::vector<ExternalReference>> external_ ABSL_GUARDED_BY(external_mu_);
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;
   bool stopping_ = false;  // guarded by stop_mu_

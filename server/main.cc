@@ -81,6 +81,9 @@ ABSL_FLAG(int32_t, cluster_replicas, kDefaults.cluster_replicas,
 ABSL_FLAG(std::string, cluster_advertise, "",
           "cluster mode: host:port where other shards and clients reach this shard "
           "(default: --shard_name and the gRPC port)");
+ABSL_FLAG(int32_t, cluster_exchange_users, kDefaults.cluster_exchange_users,
+          "cluster mode: established users this shard lends the others as cold-start neighbours "
+          "(a seeded sample; it borrows theirs too); 0 = no exchange");
 ABSL_FLAG(int32_t, cluster_join_timeout_s, kDefaults.cluster_join_timeout_s,
           "cluster mode: how long startup keeps trying to reach NATS before it gives up");
 ABSL_FLAG(int32_t, shutdown_grace_ms, kDefaults.shutdown_grace_ms,
@@ -127,6 +130,7 @@ int main(int argc, char** argv) {
   config.cluster_replicas = absl::GetFlag(FLAGS_cluster_replicas);
   config.cluster_advertise = absl::GetFlag(FLAGS_cluster_advertise);
   config.cluster_join_timeout_s = absl::GetFlag(FLAGS_cluster_join_timeout_s);
+  config.cluster_exchange_users = absl::GetFlag(FLAGS_cluster_exchange_users);
   config.require_user_header = absl::GetFlag(FLAGS_require_user_header);
   if (absl::Status valid = config.Validate(); !valid.ok()) {
     std::fprintf(stderr, "tailord: %s\n", std::string(valid.message()).c_str());

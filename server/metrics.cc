@@ -562,6 +562,12 @@ class ClusterCollector final : public prometheus::Collectable {
         Family("tailor_cluster_log_entries_replayed_total",
                "Log entries applied by catching up (startup, takeovers, moves).",
                MetricType::Counter, d(c.replayed_entries)),
+        Family("tailor_cluster_borrowed_reference_users",
+               "Other shards' established users this shard borrows as cold-start neighbours.",
+               MetricType::Gauge, d(c.borrowed_references)),
+        Family("tailor_cluster_exchange_failures_total",
+               "Exchanges of cold-start neighbours with the other shards that failed.",
+               MetricType::Counter, d(c.exchange_failures)),
     };
     prometheus::MetricFamily lag{"tailor_cluster_partition_lag_sequences",
                                  "Log sequences between the partition's last entry and the last "

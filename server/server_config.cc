@@ -73,6 +73,9 @@ absl::Status ServerConfig::Validate() const {
     if (cluster_replicas < 1 || cluster_replicas > 5) {
       return absl::InvalidArgumentError("--cluster_replicas: must be 1..5 (JetStream's limit)");
     }
+    if (cluster_exchange_users < 0) {
+      return absl::InvalidArgumentError("--cluster_exchange_users: must be 0 or more");
+    }
     if (!tls_cert_file.empty()) {
       return absl::InvalidArgumentError(
           "--cluster_nats: cluster mode forwards calls between shards in plaintext; it cannot "

@@ -74,6 +74,9 @@ struct ServerConfig {
   // Where other shards and clients reach this shard's gRPC API (host:port); empty = the host
   // name (shard_name) and the gRPC port.
   std::string cluster_advertise;
+  // Cold start across shards: established users this shard offers the others as neighbours
+  // (a seeded sample), and borrows from each of them; 0 = nothing is exchanged.
+  int32_t cluster_exchange_users = 100000;
   // How long startup keeps trying to reach NATS and join before it gives up.
   int32_t cluster_join_timeout_s = 120;
 

@@ -189,6 +189,7 @@ absl::StatusOr<std::unique_ptr<TailorServer>> TailorServer::Start(const ServerCo
 
 absl::Status TailorServer::JoinCluster() {
   cluster_.reset();
+  exchange_.reset();
   directory_.reset();
   log_.reset();
   absl::StatusOr<std::unique_ptr<cluster::NatsConnection>> connected =
@@ -208,7 +209,20 @@ absl::Status TailorServer::JoinCluster() {
       cluster::PartitionDirectory::Open(directory_options, nats);
   if (!directory.ok()) return directory.status();
   directory_ = *std::move(directory);
+  if (config_.cluster_exchange_users > 0) {
+    cluster::ExchangeOptions exchange_options;
+    exchange_options.replicas = config_.cluster_replicas;
+    absl::StatusOr<std::unique_ptr<cluster::ReferenceExchange>> exchange =
+        cluster::ReferenceExchange::Open(exchange_options, nats);
+    if (!exchange.ok()) return exchange.status();
+    exchange_ = *std::move(exchange);
+  }
   cluster::ShardOptions options;
+  options.exchange_users = config_.cluster_exchange_users;
+  // As often as the knowledge is refreshed (which is when borrowed users take effect), at
+  // least every 5 s and at most every 5 minutes.
+  options.exchange_period =
+      std::clamp(absl::Milliseconds(config_.refresh_ms), absl::Seconds(5), absl::Minutes(5));
   options.name = config_.shard_name;
   options.address = config_.cluster_advertise.empty()
                         ? absl::StrCat(config_.shard_name, ":", grpc_port_)
@@ -216,7 +230,7 @@ absl::Status TailorServer::JoinCluster() {
   Log(LogLevel::kInfo, absl::StrCat("cluster: joining as shard ", options.name, " at ",
                                     options.address, " (catching up owned partitions)"));
   absl::StatusOr<std::unique_ptr<cluster::ClusterShard>> shard =
-      cluster::ClusterShard::Start(*engine_, *log_, *directory_, options);
+      cluster::ClusterShard::Start(*engine_, *log_, *directory_, exchange_.get(), options);
   if (!shard.ok()) return shard.status();
   cluster_ = *std::move(shard);
   service_->SetCluster(cluster_.get());

@@ -47,6 +47,7 @@ class TailorServer {
   // Cluster mode only (--cluster_nats): the log, the partition map, and this shard's part.
   std::unique_ptr<cluster::FeedbackLog> log_;
   std::unique_ptr<cluster::PartitionDirectory> directory_;
+  std::unique_ptr<cluster::ReferenceExchange> exchange_;  // null with --cluster_exchange_users=0
   std::unique_ptr<cluster::ClusterShard> cluster_;
   std::unique_ptr<WorkQueue> queue_;
   std::unique_ptr<Authenticator> auth_;  // null without --auth_tokens_file

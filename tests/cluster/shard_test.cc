@@ -1,7 +1,8 @@
 // Cluster shards against a real nats-server (JetStream, one node here; tests/cluster/
 // test_cluster.py runs three): writes go through the log, an empty disk is rebuilt from it, a
-// partition moves to a new owner (catch-up, then flip) and fences the old one off, and a
-// deleted user leaves nothing in the log. Partition plans are checked on their own.
+// partition moves to a new owner (catch-up, then flip) and fences the old one off, a deleted
+// user leaves nothing in the log, and shards lend each other their established users as
+// cold-start neighbours. Partition plans are checked on their own.
 #include "cluster/shard.h"
 
 #include <chrono>
@@ -36,6 +37,7 @@ struct Shard {
   std::unique_ptr<engine::PreferenceEngine> engine;
   std::unique_ptr<FeedbackLog> log;
   std::unique_ptr<PartitionDirectory> directory;
+  std::unique_ptr<ReferenceExchange> exchange;
   std::unique_ptr<ClusterShard> cluster;
 };
 
@@ -77,12 +79,19 @@ class ClusterShardTest : public ::testing::Test {
     EXPECT_TRUE(log.ok()) << log.status();
     shard.log = *std::move(log);
     shard.directory = Directory();
+    ExchangeOptions exchange_options;
+    exchange_options.replicas = 1;
+    auto exchange = ReferenceExchange::Open(exchange_options, Connect());
+    EXPECT_TRUE(exchange.ok()) << exchange.status();
+    shard.exchange = *std::move(exchange);
     ShardOptions options;
+    options.exchange_period = absl::Milliseconds(50);
     options.name = name;
     options.address = absl::StrCat(name, ":1");
     options.map_poll = map_poll;
     options.slow_poll = absl::Milliseconds(50);
-    auto cluster = ClusterShard::Start(*shard.engine, *shard.log, *shard.directory, options);
+    auto cluster = ClusterShard::Start(*shard.engine, *shard.log, *shard.directory,
+                                       shard.exchange.get(), options);
     EXPECT_TRUE(cluster.ok()) << cluster.status();
     if (cluster.ok()) shard.cluster = *std::move(cluster);
     return owned;
@@ -276,6 +285,38 @@ TEST_F(ClusterShardTest, ADeletedUserLeavesNothingInTheLog) {
   a = Open("a", dir_.Sub("a"));
   EXPECT_TRUE(History(*a, users[2]).empty());
   EXPECT_EQ(History(*a, users[3]).size(), 5u);
+}
+
+TEST_F(ClusterShardTest, ShardsLendEachOtherTheirEstablishedUsersAsNeighbours) {
+  std::unique_ptr<Shard> a = Open("a", dir_.Sub("a"));
+  std::unique_ptr<Shard> b = Open("b", dir_.Sub("b"));
+  Rebalance({"a", "b"});
+  ASSERT_TRUE(Eventually(
+      [&] { return a->cluster->Stats().owned + b->cluster->Stats().owned == kPartitions; }));
+  // Established users (16 pairs) on both shards.
+  const std::vector<std::string> users = Users(30);
+  for (int i = 0; i < 16; ++i) {
+    for (const std::string& u : users) Write({a.get(), b.get()}, u, i);
+  }
+  const uint64_t on_a = a->engine->Stats().established_users;
+  const uint64_t on_b = b->engine->Stats().established_users;
+  ASSERT_GT(on_a, 0u);
+  ASSERT_GT(on_b, 0u);
+  ASSERT_EQ(on_a + on_b, 30u);
+  ASSERT_TRUE(Eventually([&] {
+    return a->cluster->Stats().borrowed_references == on_b &&
+           b->cluster->Stats().borrowed_references == on_a;
+  }));
+  // After a refresh each shard's neighbours are every established user of the cluster.
+  a->engine->RefreshKnowledge();
+  EXPECT_EQ(a->engine->Stats().reference_users, 30u);
+  // A deleted user leaves the other shard's borrowed set at the next exchange.
+  std::string deleted;
+  for (const std::string& u : users) {
+    if (a->cluster->OwnerOf(u)->local) deleted = u;
+  }
+  ASSERT_TRUE(a->cluster->DeleteUser(deleted).ok());
+  EXPECT_TRUE(Eventually([&] { return b->cluster->Stats().borrowed_references == on_a - 1; }));
 }
 
 TEST(PartitionPlanTest, RebalancingSpreadsEvenlyAndMovesLittle) {

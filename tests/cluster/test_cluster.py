@@ -263,12 +263,16 @@ class ClusterTest(unittest.TestCase):
 
         # The cluster metrics: every partition owned once across the shards, and every series
         # the dashboard's cluster row reads is exported.
+        # Each shard borrows the others' established users as cold-start neighbours.
         owned, exported = 0, set()
         for shard in self.shards.values():
             text = http_get(f"http://127.0.0.1:{shard.server.metrics_port}/metrics")
             exported |= set(re.findall(r"^(tailor_cluster_\w+)", text, re.M))
             owned += int(float(re.search(r"^tailor_cluster_partitions_owned (\S+)", text,
                                          re.M).group(1)))
+            borrowed = float(re.search(r"^tailor_cluster_borrowed_reference_users (\S+)", text,
+                                       re.M).group(1))
+            self.assertGreater(borrowed, 0, shard.name)
         self.assertEqual(owned, PARTITIONS)
         for expr in dashboard_exprs(cluster=True):
             for name in re.findall(r"tailor_cluster_\w+", expr):

@@ -1,0 +1,175 @@
+#include "cluster/reference_exchange.h"
+
+#include <nats/nats.h>
+
+#include <map>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "cluster/nats_connection.h"
+#include "model/stable_hash.h"
+#include "tailor/cluster/v1/cluster.pb.h"
+
+namespace tailor::cluster {
+namespace {
+
+constexpr uint64_t kSubjectSeed = 0x5eb1ec7;
+constexpr int kFetchBatch = 64;
+
+}  // namespace
+
+std::string ReferenceExchange::SubjectOf(const std::string& shard) const {
+  // Shard names are free text; a subject token may not be.
+  return absl::StrCat(options_.subject_prefix, ".",
+                      absl::Hex(model::StableHash({shard}, kSubjectSeed), absl::kZeroPad16));
+}
+
+absl::StatusOr<std::unique_ptr<ReferenceExchange>> ReferenceExchange::Open(
+    const ExchangeOptions& options, std::shared_ptr<NatsConnection> nats) {
+  jsErrCode code = static_cast<jsErrCode>(0);
+  jsStreamInfo* info = nullptr;
+  natsStatus s = js_GetStreamInfo(&info, nats->js(), options.stream.c_str(), nullptr, &code);
+  if (s == NATS_OK) {
+    jsStreamInfo_Destroy(info);
+  } else if (s == NATS_NOT_FOUND) {
+    const std::string wildcard = absl::StrCat(options.subject_prefix, ".*");
+    jsStreamConfig config;
+    jsStreamConfig_Init(&config);
+    config.Name = options.stream.c_str();
+    config.Description = "Tailor: each shard's sample of established users, for cold start";
+    const char* subjects[] = {wildcard.c_str()};
+    config.Subjects = subjects;
+    config.SubjectsLen = 1;
+    config.Storage = js_FileStorage;
+    config.Replicas = options.replicas;
+    config.AllowRollup = true;
+    s = js_AddStream(nullptr, nats->js(), &config, nullptr, &code);
+    if (s != NATS_OK) return FromNats(s, code, "create stream " + options.stream);
+  } else {
+    return FromNats(s, code, "stream info of " + options.stream);
+  }
+  return std::unique_ptr<ReferenceExchange>(new ReferenceExchange(options, std::move(nats)));
+}
+
+absl::Status ReferenceExchange::Publish(const std::string& shard, uint64_t generation,
+                                        const std::vector<engine::ExternalReference>& rows) {
+  const int dimension = rows.empty() ? 0 : static_cast<int>(rows.front().mean.size());
+  const size_t row_bytes = 48 + 4 * static_cast<size_t>(dimension);
+  const size_t per_chunk =
+      std::max<size_t>(1, static_cast<size_t>(options_.chunk_bytes) / row_bytes);
+  const size_t chunks = std::max<size_t>(1, (rows.size() + per_chunk - 1) / per_chunk);
+  const std::string subject = SubjectOf(shard);
+  for (size_t c = 0; c < chunks; ++c) {
+    v1::ReferenceChunk chunk;
+    chunk.set_shard(shard);
+    chunk.set_generation(generation);
+    chunk.set_chunk(static_cast<uint32_t>(c));
+    chunk.set_chunks(static_cast<uint32_t>(chunks));
+    chunk.set_dimension(static_cast<uint32_t>(dimension));
+    for (size_t i = c * per_chunk; i < std::min(rows.size(), (c + 1) * per_chunk); ++i) {
+      chunk.add_ids(rows[i].id);
+      for (Eigen::Index f = 0; f < rows[i].mean.size(); ++f) {
+        chunk.add_means(static_cast<float>(rows[i].mean[f]));
+      }
+    }
+    const std::string payload = chunk.SerializeAsString();
+    natsMsg* msg = nullptr;
+    natsStatus s = natsMsg_Create(&msg, subject.c_str(), nullptr, payload.data(),
+                                  static_cast<int>(payload.size()));
+    // The first chunk replaces the shard's older generations.
+    if (s == NATS_OK && c == 0) s = natsMsgHeader_Set(msg, JSMsgRollup, JSMsgRollupSubject);
+    jsErrCode code = static_cast<jsErrCode>(0);
+    jsPubAck* ack = nullptr;
+    if (s == NATS_OK) s = js_PublishMsg(&ack, nats_->js(), msg, nullptr, &code);
+    natsMsg_Destroy(msg);
+    if (ack != nullptr) jsPubAck_Destroy(ack);
+    if (s != NATS_OK) return FromNats(s, code, "publish the reference sample");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<engine::ExternalReference>> ReferenceExchange::Read(
+    const std::string& self, const std::set<std::string>& shards) {
+  jsErrCode code = static_cast<jsErrCode>(0);
+  jsStreamInfo* info = nullptr;
+  natsStatus s = js_GetStreamInfo(&info, nats_->js(), options_.stream.c_str(), nullptr, &code);
+  if (s != NATS_OK) return FromNats(s, code, "stream info of " + options_.stream);
+  const uint64_t end = info->State.LastSeq;
+  const uint64_t messages = info->State.Msgs;
+  jsStreamInfo_Destroy(info);
+  std::vector<engine::ExternalReference> out;
+  if (messages == 0) return out;
+
+  // shard -> generation -> chunks received
+  std::map<std::string, std::map<uint64_t, std::vector<v1::ReferenceChunk>>> received;
+  const std::string wildcard = absl::StrCat(options_.subject_prefix, ".*");
+  jsSubOptions sub_options;
+  jsSubOptions_Init(&sub_options);
+  sub_options.Stream = options_.stream.c_str();
+  sub_options.Config.DeliverPolicy = js_DeliverAll;
+  sub_options.Config.AckPolicy = js_AckNone;
+  sub_options.Config.FilterSubject = wildcard.c_str();
+  sub_options.Config.InactiveThreshold = absl::ToInt64Nanoseconds(absl::Minutes(1));
+  sub_options.Config.Replicas = 1;
+  sub_options.Config.MemoryStorage = true;
+  natsSubscription* sub = nullptr;
+  s = js_PullSubscribe(&sub, nats_->js(), wildcard.c_str(), nullptr, nullptr, &sub_options, &code);
+  if (s != NATS_OK) return FromNats(s, code, "reference exchange consumer");
+  absl::Status status;
+  for (uint64_t at = 0; at < end && status.ok();) {
+    natsMsgList list{nullptr, 0};
+    s = natsSubscription_Fetch(&list, sub, kFetchBatch, absl::ToInt64Milliseconds(nats_->timeout()),
+                               &code);
+    if (s != NATS_OK) {
+      status = FromNats(s, code, "read the reference exchange");
+      break;
+    }
+    for (int i = 0; i < list.Count; ++i) {
+      jsMsgMetaData* meta = nullptr;
+      if (natsMsg_GetMetaData(&meta, list.Msgs[i]) == NATS_OK) {
+        at = meta->Sequence.Stream;
+        jsMsgMetaData_Destroy(meta);
+      }
+      v1::ReferenceChunk chunk;
+      if (chunk.ParseFromArray(natsMsg_GetData(list.Msgs[i]),
+                               natsMsg_GetDataLength(list.Msgs[i])) &&
+          chunk.shard() != self && shards.contains(chunk.shard()) &&
+          chunk.means_size() == chunk.ids_size() * static_cast<int>(chunk.dimension())) {
+        received[chunk.shard()][chunk.generation()].push_back(std::move(chunk));
+      }
+    }
+    natsMsgList_Destroy(&list);
+  }
+  natsSubscription_Unsubscribe(sub);
+  natsSubscription_Destroy(sub);
+  if (!status.ok()) return status;
+  for (auto& [shard, generations] : received) {
+    // The newest generation whose chunks are all there.
+    for (auto it = generations.rbegin(); it != generations.rend(); ++it) {
+      const std::vector<v1::ReferenceChunk>& chunks = it->second;
+      if (chunks.empty() || chunks.size() != chunks.front().chunks()) continue;
+      for (const v1::ReferenceChunk& chunk : chunks) {
+        const int d = static_cast<int>(chunk.dimension());
+        for (int r = 0; r < chunk.ids_size(); ++r) {
+          engine::ExternalReference row{chunk.ids(r), Eigen::VectorXd(d)};
+          for (int f = 0; f < d; ++f) row.mean[f] = chunk.means(r * d + f);
+          out.push_back(std::move(row));
+        }
+      }
+      break;
+    }
+  }
+  return out;
+}
+
+absl::Status ReferenceExchange::Forget(const std::string& shard) {
+  jsOptions options;
+  jsOptions_Init(&options);
+  const std::string subject = SubjectOf(shard);
+  options.Stream.Purge.Subject = subject.c_str();
+  jsErrCode code = static_cast<jsErrCode>(0);
+  return FromNats(js_PurgeStream(nats_->js(), options_.stream.c_str(), &options, &code), code,
+                  "forget the reference sample of " + shard);
+}
+
+}  // namespace tailor::cluster
