@@ -15,7 +15,6 @@ namespace {
 
 constexpr uint64_t kPartitionSeed = 0x9a57;
 constexpr char kExpectedLastSubjectSequence[] = "Nats-Expected-Last-Subject-Sequence";
-constexpr int kReplayBatch = 256;
 
 }  // namespace
 
@@ -158,58 +157,7 @@ absl::Status FeedbackLog::Replay(
   if (!last.ok()) return last.status();
   const uint64_t end = *last;
   if (end <= after) return absl::OkStatus();
-  jsErrCode code = static_cast<jsErrCode>(0);
-  natsStatus s = NATS_OK;
-
-  // An ephemeral pull consumer over the partition, from `after` on, without acks.
-  jsSubOptions sub_options;
-  jsSubOptions_Init(&sub_options);
-  sub_options.Stream = options_.stream.c_str();
-  sub_options.Config.DeliverPolicy = js_DeliverByStartSequence;
-  sub_options.Config.OptStartSeq = after + 1;
-  sub_options.Config.AckPolicy = js_AckNone;
-  sub_options.Config.FilterSubject = subject.c_str();
-  sub_options.Config.InactiveThreshold = absl::ToInt64Nanoseconds(absl::Minutes(1));
-  // One server, in memory: a replicated consumer would need its own Raft group, slow to form
-  // (seconds while a server of the cluster is down), for a read that is retried anyway.
-  sub_options.Config.Replicas = 1;
-  sub_options.Config.MemoryStorage = true;
-  natsSubscription* sub = nullptr;
-  s = js_PullSubscribe(&sub, nats_->js(), subject.c_str(), nullptr, nullptr, &sub_options, &code);
-  if (s != NATS_OK) return FromNats(s, code, "replay consumer for " + subject);
-  absl::Status result;
-  uint64_t at = after;
-  bool more = true;
-  while (more && at < end) {
-    natsMsgList list{nullptr, 0};
-    s = natsSubscription_Fetch(&list, sub, kReplayBatch,
-                               absl::ToInt64Milliseconds(nats_->timeout()), &code);
-    if (s != NATS_OK) {
-      result = FromNats(s, code, "replay " + subject);
-      break;
-    }
-    for (int i = 0; i < list.Count && more; ++i) {
-      jsMsgMetaData* meta = nullptr;
-      if (natsMsg_GetMetaData(&meta, list.Msgs[i]) != NATS_OK) {
-        result = absl::InternalError(absl::StrCat("nats: replay ", subject, ": no metadata"));
-        more = false;
-        break;
-      }
-      at = meta->Sequence.Stream;
-      jsMsgMetaData_Destroy(meta);
-      if (at > end) {
-        more = false;  // appended after the replay started
-        break;
-      }
-      more = visit(at, absl::string_view(natsMsg_GetData(list.Msgs[i]),
-                                         static_cast<size_t>(natsMsg_GetDataLength(list.Msgs[i]))));
-    }
-    natsMsgList_Destroy(&list);
-    if (!result.ok()) break;
-  }
-  natsSubscription_Unsubscribe(sub);
-  natsSubscription_Destroy(sub);
-  return result;
+  return nats_->Read(options_.stream, subject, after, end, visit);
 }
 
 }  // namespace tailor::cluster

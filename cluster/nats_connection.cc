@@ -6,6 +6,11 @@
 #include "absl/strings/str_split.h"
 
 namespace tailor::cluster {
+namespace {
+
+constexpr int kReadBatch = 256;
+
+}  // namespace
 
 absl::Status FromNats(natsStatus status, jsErrCode code, absl::string_view what) {
   if (status == NATS_OK) return absl::OkStatus();
@@ -53,6 +58,58 @@ absl::StatusOr<std::unique_ptr<NatsConnection>> NatsConnection::Connect(const st
   s = natsConnection_JetStream(&nats->js_, nats->connection_, &js_options);
   if (s != NATS_OK) return FromNats(s, static_cast<jsErrCode>(0), "JetStream context");
   return nats;
+}
+
+absl::Status NatsConnection::Read(
+    const std::string& stream, const std::string& filter, uint64_t after, uint64_t end,
+    absl::FunctionRef<bool(uint64_t sequence, absl::string_view payload)> visit) {
+  if (end <= after) return absl::OkStatus();
+  jsSubOptions sub_options;
+  jsSubOptions_Init(&sub_options);
+  sub_options.Stream = stream.c_str();
+  sub_options.Config.DeliverPolicy = js_DeliverByStartSequence;
+  sub_options.Config.OptStartSeq = after + 1;
+  sub_options.Config.AckPolicy = js_AckNone;
+  sub_options.Config.FilterSubject = filter.c_str();
+  sub_options.Config.InactiveThreshold = absl::ToInt64Nanoseconds(absl::Minutes(1));
+  sub_options.Config.Replicas = 1;
+  sub_options.Config.MemoryStorage = true;
+  jsErrCode code = static_cast<jsErrCode>(0);
+  natsSubscription* sub = nullptr;
+  natsStatus s = js_PullSubscribe(&sub, js_, filter.c_str(), nullptr, nullptr, &sub_options, &code);
+  if (s != NATS_OK) return FromNats(s, code, "consumer for " + filter);
+  absl::Status result;
+  uint64_t at = after;
+  bool more = true;
+  while (more && at < end) {
+    natsMsgList list{nullptr, 0};
+    s = natsSubscription_Fetch(&list, sub, kReadBatch, absl::ToInt64Milliseconds(timeout_), &code);
+    if (s != NATS_OK) {
+      result = FromNats(s, code, "read " + filter);
+      break;
+    }
+    for (int i = 0; i < list.Count && more; ++i) {
+      jsMsgMetaData* meta = nullptr;
+      if (natsMsg_GetMetaData(&meta, list.Msgs[i]) != NATS_OK) {
+        result = absl::InternalError(absl::StrCat("nats: read ", filter, ": no metadata"));
+        more = false;
+        break;
+      }
+      at = meta->Sequence.Stream;
+      jsMsgMetaData_Destroy(meta);
+      if (at > end) {
+        more = false;  // appended after the read started
+        break;
+      }
+      more = visit(at, absl::string_view(natsMsg_GetData(list.Msgs[i]),
+                                         static_cast<size_t>(natsMsg_GetDataLength(list.Msgs[i]))));
+    }
+    natsMsgList_Destroy(&list);
+    if (!result.ok()) break;
+  }
+  natsSubscription_Unsubscribe(sub);
+  natsSubscription_Destroy(sub);
+  return result;
 }
 
 absl::Status NatsConnection::DeleteStream(const std::string& stream) {

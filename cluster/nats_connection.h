@@ -6,9 +6,11 @@
 
 #include <nats/nats.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -33,6 +35,14 @@ class NatsConnection {
   NatsConnection& operator=(const NatsConnection&) = delete;
 
   jsCtx* js() const { return js_; }
+  // Calls `visit` with each message of `stream` on subjects matching `filter` (wildcards
+  // allowed) after sequence `after`, in order, up to sequence `end`; stops early when `visit`
+  // returns false. Reads through an ephemeral pull consumer on one server, in memory: a
+  // replicated consumer would need a Raft group of its own, slow to form (seconds while a
+  // server of the cluster is down), for a read the caller retries anyway.
+  absl::Status Read(const std::string& stream, const std::string& filter, uint64_t after,
+                    uint64_t end,
+                    absl::FunctionRef<bool(uint64_t sequence, absl::string_view payload)> visit);
   // Deletes a stream and everything in it (a KV bucket B is the stream "KV_B"); NOT_FOUND if
   // there is none. For benchmarks and tests that leave nothing behind.
   absl::Status DeleteStream(const std::string& stream);

@@ -14,7 +14,6 @@ namespace tailor::cluster {
 namespace {
 
 constexpr uint64_t kSubjectSeed = 0x5eb1ec7;
-constexpr int kFetchBatch = 64;
 
 }  // namespace
 
@@ -102,47 +101,18 @@ absl::StatusOr<std::vector<engine::ExternalReference>> ReferenceExchange::Read(
 
   // shard -> generation -> chunks received
   std::map<std::string, std::map<uint64_t, std::vector<v1::ReferenceChunk>>> received;
-  const std::string wildcard = absl::StrCat(options_.subject_prefix, ".*");
-  jsSubOptions sub_options;
-  jsSubOptions_Init(&sub_options);
-  sub_options.Stream = options_.stream.c_str();
-  sub_options.Config.DeliverPolicy = js_DeliverAll;
-  sub_options.Config.AckPolicy = js_AckNone;
-  sub_options.Config.FilterSubject = wildcard.c_str();
-  sub_options.Config.InactiveThreshold = absl::ToInt64Nanoseconds(absl::Minutes(1));
-  sub_options.Config.Replicas = 1;
-  sub_options.Config.MemoryStorage = true;
-  natsSubscription* sub = nullptr;
-  s = js_PullSubscribe(&sub, nats_->js(), wildcard.c_str(), nullptr, nullptr, &sub_options, &code);
-  if (s != NATS_OK) return FromNats(s, code, "reference exchange consumer");
-  absl::Status status;
-  for (uint64_t at = 0; at < end && status.ok();) {
-    natsMsgList list{nullptr, 0};
-    s = natsSubscription_Fetch(&list, sub, kFetchBatch, absl::ToInt64Milliseconds(nats_->timeout()),
-                               &code);
-    if (s != NATS_OK) {
-      status = FromNats(s, code, "read the reference exchange");
-      break;
-    }
-    for (int i = 0; i < list.Count; ++i) {
-      jsMsgMetaData* meta = nullptr;
-      if (natsMsg_GetMetaData(&meta, list.Msgs[i]) == NATS_OK) {
-        at = meta->Sequence.Stream;
-        jsMsgMetaData_Destroy(meta);
-      }
-      v1::ReferenceChunk chunk;
-      if (chunk.ParseFromArray(natsMsg_GetData(list.Msgs[i]),
-                               natsMsg_GetDataLength(list.Msgs[i])) &&
-          chunk.shard() != self && shards.contains(chunk.shard()) &&
-          chunk.means_size() == chunk.ids_size() * static_cast<int>(chunk.dimension())) {
-        received[chunk.shard()][chunk.generation()].push_back(std::move(chunk));
-      }
-    }
-    natsMsgList_Destroy(&list);
-  }
-  natsSubscription_Unsubscribe(sub);
-  natsSubscription_Destroy(sub);
-  if (!status.ok()) return status;
+  const absl::Status read = nats_->Read(
+      options_.stream, absl::StrCat(options_.subject_prefix, ".*"), 0, end,
+      [&](uint64_t, absl::string_view payload) {
+        v1::ReferenceChunk chunk;
+        if (chunk.ParseFromArray(payload.data(), static_cast<int>(payload.size())) &&
+            chunk.shard() != self && shards.contains(chunk.shard()) &&
+            chunk.means_size() == chunk.ids_size() * static_cast<int>(chunk.dimension())) {
+          received[chunk.shard()][chunk.generation()].push_back(std::move(chunk));
+        }
+        return true;
+      });
+  if (!read.ok()) return read;
   for (auto& [shard, generations] : received) {
     // The newest generation whose chunks are all there.
     for (auto it = generations.rbegin(); it != generations.rend(); ++it) {

@@ -272,16 +272,22 @@ absl::StatusOr<FeedbackLog::Appended> ClusterShard::AppendLocked(int partition,
                                              " appends in a row lost to other writers; retry"));
 }
 
-absl::StatusOr<engine::FeedbackResult> ClusterShard::RecordFeedback(
-    const engine::FeedbackInput& event) {
-  const int partition = FeedbackLog::PartitionOf(event.user_id, partition_count());
+absl::Status ClusterShard::ReadyToWriteLocked(int partition) {
   Partition& part = partitions_[static_cast<size_t>(partition)];
-  std::lock_guard<std::mutex> lock(part.mu);
   if (part.role != Role::kOwned) return NotOwned(partition);
   if (part.dirty) {
     if (absl::Status s = CatchUpLocked(partition); !s.ok()) return s;
     if (part.role != Role::kOwned) return NotOwned(partition);
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<engine::FeedbackResult> ClusterShard::RecordFeedback(
+    const engine::FeedbackInput& event) {
+  const int partition = FeedbackLog::PartitionOf(event.user_id, partition_count());
+  Partition& part = partitions_[static_cast<size_t>(partition)];
+  std::lock_guard<std::mutex> lock(part.mu);
+  if (absl::Status s = ReadyToWriteLocked(partition); !s.ok()) return s;
   if (absl::Status s = engine_.CheckFeedback(event); !s.ok()) return s;
   auto seen = [&]() { return engine_.store().FindEvent(event.user_id, event.event_id); };
   absl::StatusOr<std::optional<storage::records::IdempotencyRecord>> before = seen();
@@ -322,11 +328,7 @@ absl::StatusOr<storage::DeletedUser> ClusterShard::DeleteUser(absl::string_view 
   const int partition = FeedbackLog::PartitionOf(storage_id, partition_count());
   Partition& part = partitions_[static_cast<size_t>(partition)];
   std::lock_guard<std::mutex> lock(part.mu);
-  if (part.role != Role::kOwned) return NotOwned(partition);
-  if (part.dirty) {
-    if (absl::Status s = CatchUpLocked(partition); !s.ok()) return s;
-    if (part.role != Role::kOwned) return NotOwned(partition);
-  }
+  if (absl::Status s = ReadyToWriteLocked(partition); !s.ok()) return s;
   // Where the user's events are in the log: their history says.
   std::vector<uint64_t> sequences;
   absl::Status scanned =

@@ -123,6 +123,9 @@ class ClusterShard {
                ReferenceExchange* exchange, ShardOptions options);
   // Publishes this shard's sample and borrows the others' (cold start across shards).
   absl::Status Exchange();
+  // OK when this shard owns the partition and has applied all of it (catching up after a
+  // failed write first): else ABORTED (not owned) or the catch-up's error. Holds partition.mu.
+  absl::Status ReadyToWriteLocked(int partition);
   // Applies the partition's log entries after its applied position. Holds partition.mu.
   absl::Status CatchUpLocked(int partition);
   // Applies one log entry (its position stored with what it changes).

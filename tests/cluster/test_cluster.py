@@ -176,7 +176,9 @@ class ClusterTest(unittest.TestCase):
 
     @classmethod
     def wait_owned(cls, timeout=60):
-        """Until no partition is moving, and each shard serves: every user answers."""
+        """Until no partition is moving, and each shard serves: every user answers. Then a
+        few map polls more (100 ms each): a shard may serve a moved partition's reads from its
+        last state until it has read the new map (README, "Fencing")."""
         done = ctl(cls.nats.url(), "wait", f"--wait_seconds={timeout}")
         assert done.returncode == 0, done.stdout + done.stderr
         deadline = time.time() + timeout
@@ -192,6 +194,7 @@ class ClusterTest(unittest.TestCase):
                             continue
                     break
             client.close()
+        time.sleep(0.5)
 
     def check_everything(self, acked, port):
         """Every user's export through `port` holds exactly their acked events."""
