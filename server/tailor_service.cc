@@ -278,7 +278,9 @@ class FeedbackStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
       std::deque<grpc::ByteBuffer> applied;
       std::optional<grpc::Status> failure;
       std::vector<v1::FeedbackAck> acks;
-      if (absl::Status status = service_.ApplyFeedbackBatch(scope_, parsed, acks); !status.ok()) {
+      std::vector<char> forwarded;  // cluster mode: applied and counted by another shard
+      if (absl::Status status = service_.ApplyFeedbackBatch(scope_, parsed, acks, &forwarded);
+          !status.ok()) {
         failure = ToGrpc(status);  // a storage fault, not bad input: the stream ends here
       } else {
         // Each event's wait from being read off the stream to its durable outcome.
@@ -288,8 +290,10 @@ class FeedbackStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
         }
       }
       for (size_t i = 0, next = 0; i < batch.size() && !failure.has_value(); ++i) {
+        const bool elsewhere =
+            !unparsable[i].has_value() && next < forwarded.size() && forwarded[next] != 0;
         const v1::FeedbackAck& ack = unparsable[i].has_value() ? *unparsable[i] : acks[next++];
-        service_.metrics().RecordFeedback(ack);
+        if (!elsewhere) service_.metrics().RecordFeedback(ack);
         if (!ToBuffer(ack, &applied.emplace_back())) {
           applied.pop_back();
           failure = grpc::Status(grpc::StatusCode::INTERNAL, "ack: could not be serialized");
@@ -690,8 +694,9 @@ absl::Status TailorService::AckFeedback(const absl::StatusOr<engine::FeedbackRes
 }
 
 absl::Status TailorService::ApplyFeedback(const CallScope& scope, const v1::FeedbackEvent& event,
-                                          v1::FeedbackAck& ack) {
+                                          v1::FeedbackAck& ack, bool* forwarded) {
   ack.set_event_id(event.event_id());
+  if (forwarded != nullptr) *forwarded = false;
   absl::StatusOr<engine::FeedbackInput> input = FeedbackInputFor(scope, event);
   if (!input.ok() || cluster_ == nullptr) {
     return AckFeedback(input.ok() ? engine_.RecordFeedback(*input)
@@ -705,17 +710,18 @@ absl::Status TailorService::ApplyFeedback(const CallScope& scope, const v1::Feed
     if (!owner.ok()) return owner.status();
     if (owner->has_value()) {
       metrics_.RecordForwarded(Rpc::kSubmitFeedback);
+      if (forwarded != nullptr) *forwarded = true;
       v1::SubmitFeedbackRequest request;
       *request.mutable_event() = event;
-      absl::Status forwarded = forwarder_->Unary(scope.forward, **owner,
-                                                 &v1::Tailor::Stub::SubmitFeedback, request, &ack);
-      if (forwarded.code() == absl::StatusCode::kInvalidArgument) {
+      absl::Status at_owner = forwarder_->Unary(scope.forward, **owner,
+                                                &v1::Tailor::Stub::SubmitFeedback, request, &ack);
+      if (at_owner.code() == absl::StatusCode::kInvalidArgument) {
         ack.set_event_id(event.event_id());
         ack.set_outcome(v1::FeedbackAck::OUTCOME_REJECTED);
-        ack.set_error(std::string(forwarded.message()));
+        ack.set_error(std::string(at_owner.message()));
         return absl::OkStatus();
       }
-      return forwarded;
+      return at_owner;
     }
     absl::StatusOr<engine::FeedbackResult> result = cluster_->RecordFeedback(*input);
     if (result.status().code() == absl::StatusCode::kAborted) {
@@ -747,12 +753,18 @@ absl::StatusOr<std::optional<std::string>> TailorService::OwnerAddress(
 
 absl::Status TailorService::ApplyFeedbackBatch(const CallScope& scope,
                                                std::span<const v1::FeedbackEvent* const> events,
-                                               std::vector<v1::FeedbackAck>& acks) {
+                                               std::vector<v1::FeedbackAck>& acks,
+                                               std::vector<char>* forwarded) {
   if (cluster_ != nullptr) {
     // Cluster mode: each event through the log of its partition (or at its owner).
     acks.assign(events.size(), v1::FeedbackAck());
+    if (forwarded != nullptr) forwarded->assign(events.size(), 0);
     for (size_t i = 0; i < events.size(); ++i) {
-      if (absl::Status s = ApplyFeedback(scope, *events[i], acks[i]); !s.ok()) return s;
+      bool elsewhere = false;
+      if (absl::Status s = ApplyFeedback(scope, *events[i], acks[i], &elsewhere); !s.ok()) {
+        return s;
+      }
+      if (forwarded != nullptr) (*forwarded)[i] = elsewhere;
     }
     return absl::OkStatus();
   }
@@ -788,16 +800,20 @@ grpc::ServerUnaryReactor* TailorService::Submit(const CallRecord& call,
   if (!request->has_event()) {
     return Done(call, context, absl::InvalidArgumentError("event: is required"));
   }
-  return Deferred(queue_, call, context,
-                  [this, request, response, scope = *std::move(scope)]() -> absl::Status {
-                    if (absl::Status s = ApplyFeedback(scope, request->event(), *response); !s.ok())
-                      return s;
-                    metrics_.RecordFeedback(*response);
-                    if (response->outcome() == v1::FeedbackAck::OUTCOME_REJECTED) {
-                      return absl::InvalidArgumentError(response->error());
-                    }
-                    return absl::OkStatus();
-                  });
+  return Deferred(
+      queue_, call, context,
+      [this, request, response, scope = *std::move(scope)]() -> absl::Status {
+        bool forwarded = false;
+        if (absl::Status s = ApplyFeedback(scope, request->event(), *response, &forwarded);
+            !s.ok()) {
+          return s;
+        }
+        if (!forwarded) metrics_.RecordFeedback(*response);  // else the owner did
+        if (response->outcome() == v1::FeedbackAck::OUTCOME_REJECTED) {
+          return absl::InvalidArgumentError(response->error());
+        }
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* TailorService::StreamFeedback(

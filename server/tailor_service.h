@@ -106,14 +106,17 @@ class TailorService final : public TailorRawService {
 
   // Validates and applies one event for a caller; the ack carries REJECTED + error for
   // invalid input. Blocks on storage: call from the WorkQueue.
+  // Cluster mode: `forwarded` (if given) says whether another shard applied it (and counts it
+  // in its metrics).
   absl::Status ApplyFeedback(const CallScope& scope, const v1::FeedbackEvent& event,
-                             v1::FeedbackAck& ack);
+                             v1::FeedbackAck& ack, bool* forwarded = nullptr);
   // The same for several events, committed together in one durable write (group commit): an
   // ack per event, in order. A non-OK status (a storage fault) means none of them was stored
   // and `acks` is not to be sent.
   absl::Status ApplyFeedbackBatch(const CallScope& scope,
                                   std::span<const v1::FeedbackEvent* const> events,
-                                  std::vector<v1::FeedbackAck>& acks);
+                                  std::vector<v1::FeedbackAck>& acks,
+                                  std::vector<char>* forwarded = nullptr);
 
   WorkQueue& queue() { return queue_; }
   bool ready() const { return ready_.load(); }
