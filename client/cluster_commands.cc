@@ -49,18 +49,16 @@ int Status(PartitionDirectory& directory, bool json) {
   absl::StatusOr<std::map<std::string, cluster::v1::ShardRecord>> shards = directory.Shards();
   if (!shards.ok()) return Fail(shards.status());
   if (json) {
-    std::string text;
     google::protobuf::util::JsonPrintOptions options;
     options.preserve_proto_field_names = true;
-    (void)google::protobuf::util::MessageToJsonString(map->map, &text, options);
-    std::printf("{\"revision\": %llu, \"map\": %s, \"shards\": {",
-                static_cast<unsigned long long>(map->revision), text.c_str());
-    bool first = true;
-    for (const auto& [name, record] : *shards) {
-      std::printf("%s\"%s\": \"%s\"", first ? "" : ", ", name.c_str(), record.address().c_str());
-      first = false;
-    }
-    std::printf("}}\n");
+    std::string map_json, shards_json;
+    cluster::v1::ShardDirectory directory_message;
+    directory_message.mutable_shards()->insert(shards->begin(), shards->end());
+    (void)google::protobuf::util::MessageToJsonString(map->map, &map_json, options);
+    (void)google::protobuf::util::MessageToJsonString(directory_message, &shards_json, options);
+    std::printf("{\"revision\": %llu, \"map\": %s, \"directory\": %s}\n",
+                static_cast<unsigned long long>(map->revision), map_json.c_str(),
+                shards_json.c_str());
     return 0;
   }
   if (map->revision == 0) {

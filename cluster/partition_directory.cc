@@ -40,67 +40,64 @@ absl::StatusOr<std::unique_ptr<PartitionDirectory>> PartitionDirectory::Open(
   return std::unique_ptr<PartitionDirectory>(new PartitionDirectory(std::move(nats), kv));
 }
 
-absl::StatusOr<MapVersion> PartitionDirectory::ReadMap() {
+absl::StatusOr<uint64_t> PartitionDirectory::Get(const char* key,
+                                                 google::protobuf::Message* value) {
   kvEntry* entry = nullptr;
-  const natsStatus s = kvStore_Get(&entry, kv_, kMapKey);
-  if (s == NATS_NOT_FOUND) return MapVersion{};
-  if (s != NATS_OK) return FromNats(s, static_cast<jsErrCode>(0), "read the partition map");
-  MapVersion version;
-  version.revision = kvEntry_Revision(entry);
-  const bool parsed = version.map.ParseFromArray(kvEntry_Value(entry), kvEntry_ValueLen(entry));
+  const natsStatus s = kvStore_Get(&entry, kv_, key);
+  if (s == NATS_NOT_FOUND) return 0;
+  if (s != NATS_OK) return FromNats(s, static_cast<jsErrCode>(0), absl::StrCat("read ", key));
+  const uint64_t revision = kvEntry_Revision(entry);
+  const bool parsed =
+      value == nullptr || value->ParseFromArray(kvEntry_Value(entry), kvEntry_ValueLen(entry));
   kvEntry_Destroy(entry);
-  if (!parsed) return absl::DataLossError("cluster: the partition map cannot be decoded");
+  if (!parsed) return absl::DataLossError(absl::StrCat("cluster: ", key, " cannot be decoded"));
+  return revision;
+}
+
+absl::StatusOr<uint64_t> PartitionDirectory::Put(const char* key,
+                                                 const google::protobuf::Message& value,
+                                                 uint64_t revision) {
+  const std::string bytes = value.SerializeAsString();
+  uint64_t written = 0;
+  const natsStatus s = revision == 0 ? kvStore_Create(&written, kv_, key, bytes.data(),
+                                                      static_cast<int>(bytes.size()))
+                                     : kvStore_Update(&written, kv_, key, bytes.data(),
+                                                      static_cast<int>(bytes.size()), revision);
+  if (s == NATS_OK) return written;
+  // libnats reports a revision conflict as a plain error: tell it apart by reading again.
+  absl::StatusOr<uint64_t> now = Get(key, nullptr);
+  if (now.ok() && *now != revision) {
+    return absl::AbortedError(absl::StrCat("cluster: ", key, " changed (revision ", revision,
+                                           " is now ", *now, "); read it again"));
+  }
+  return FromNats(s, static_cast<jsErrCode>(0), absl::StrCat("write ", key));
+}
+
+absl::StatusOr<MapVersion> PartitionDirectory::ReadMap() {
+  MapVersion version;
+  absl::StatusOr<uint64_t> revision = Get(kMapKey, &version.map);
+  if (!revision.ok()) return revision.status();
+  version.revision = *revision;
   return version;
 }
 
 absl::StatusOr<uint64_t> PartitionDirectory::CompareAndSetMap(const v1::PartitionMap& map,
                                                               uint64_t revision) {
-  const std::string value = map.SerializeAsString();
-  uint64_t written = 0;
-  const natsStatus s = revision == 0 ? kvStore_Create(&written, kv_, kMapKey, value.data(),
-                                                      static_cast<int>(value.size()))
-                                     : kvStore_Update(&written, kv_, kMapKey, value.data(),
-                                                      static_cast<int>(value.size()), revision);
-  if (s == NATS_OK) return written;
-  // libnats reports a revision conflict as a plain error: tell it apart by reading again.
-  absl::StatusOr<MapVersion> now = ReadMap();
-  if (now.ok() && now->revision != revision) {
-    return absl::AbortedError(absl::StrCat("cluster: the partition map changed (revision ",
-                                           revision, " is now ", now->revision,
-                                           "); read it again"));
-  }
-  return FromNats(s, static_cast<jsErrCode>(0), "write the partition map");
-}
-
-absl::StatusOr<std::pair<v1::ShardDirectory, uint64_t>> PartitionDirectory::ReadShards() {
-  std::pair<v1::ShardDirectory, uint64_t> read;
-  kvEntry* entry = nullptr;
-  const natsStatus s = kvStore_Get(&entry, kv_, kShardsKey);
-  if (s == NATS_NOT_FOUND) return read;
-  if (s != NATS_OK) return FromNats(s, static_cast<jsErrCode>(0), "read the shard addresses");
-  read.second = kvEntry_Revision(entry);
-  const bool parsed = read.first.ParseFromArray(kvEntry_Value(entry), kvEntry_ValueLen(entry));
-  kvEntry_Destroy(entry);
-  if (!parsed) return absl::DataLossError("cluster: the shard addresses cannot be decoded");
-  return read;
+  return Put(kMapKey, map, revision);
 }
 
 absl::Status PartitionDirectory::ChangeShards(absl::FunctionRef<void(v1::ShardDirectory&)> change) {
   // Shards register concurrently: read, change, compare-and-set, again on a conflict.
   absl::Status status;
   for (int attempt = 0; attempt < 20; ++attempt) {
-    absl::StatusOr<std::pair<v1::ShardDirectory, uint64_t>> read = ReadShards();
-    if (!read.ok()) return read.status();
-    change(read->first);
-    const std::string value = read->first.SerializeAsString();
-    uint64_t written = 0;
-    const natsStatus s = read->second == 0
-                             ? kvStore_Create(&written, kv_, kShardsKey, value.data(),
-                                              static_cast<int>(value.size()))
-                             : kvStore_Update(&written, kv_, kShardsKey, value.data(),
-                                              static_cast<int>(value.size()), read->second);
-    if (s == NATS_OK) return absl::OkStatus();
-    status = FromNats(s, static_cast<jsErrCode>(0), "write the shard addresses");
+    v1::ShardDirectory directory;
+    absl::StatusOr<uint64_t> revision = Get(kShardsKey, &directory);
+    if (!revision.ok()) return revision.status();
+    change(directory);
+    absl::StatusOr<uint64_t> written = Put(kShardsKey, directory, *revision);
+    if (written.ok()) return absl::OkStatus();
+    status = written.status();
+    if (status.code() != absl::StatusCode::kAborted) return status;
   }
   return status;
 }
@@ -115,10 +112,11 @@ absl::Status PartitionDirectory::ForgetShard(const std::string& name) {
 }
 
 absl::StatusOr<std::map<std::string, v1::ShardRecord>> PartitionDirectory::Shards() {
-  absl::StatusOr<std::pair<v1::ShardDirectory, uint64_t>> read = ReadShards();
-  if (!read.ok()) return read.status();
-  return std::map<std::string, v1::ShardRecord>(read->first.shards().begin(),
-                                                read->first.shards().end());
+  v1::ShardDirectory directory;
+  absl::StatusOr<uint64_t> revision = Get(kShardsKey, &directory);
+  if (!revision.ok()) return revision.status();
+  return std::map<std::string, v1::ShardRecord>(directory.shards().begin(),
+                                                directory.shards().end());
 }
 
 }  // namespace tailor::cluster

@@ -53,7 +53,12 @@ class PartitionDirectory {
   absl::StatusOr<std::map<std::string, v1::ShardRecord>> Shards();
 
  private:
-  absl::StatusOr<std::pair<v1::ShardDirectory, uint64_t>> ReadShards();
+  // `key`'s revision (0: absent), and its value parsed into `value` unless that is null.
+  absl::StatusOr<uint64_t> Get(const char* key, google::protobuf::Message* value);
+  // Writes `value` if `key` is still at `revision` (0: absent); else ABORTED. The new revision.
+  absl::StatusOr<uint64_t> Put(const char* key, const google::protobuf::Message& value,
+                               uint64_t revision);
+  // Read, change, compare-and-set the shard addresses, again while others change them.
   absl::Status ChangeShards(absl::FunctionRef<void(v1::ShardDirectory&)> change);
   PartitionDirectory(std::shared_ptr<NatsConnection> nats, __kvStore* kv);
   std::shared_ptr<NatsConnection> nats_;

@@ -5,7 +5,6 @@
 #include <set>
 #include <utility>
 
-#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "model/stable_hash.h"
 
@@ -403,7 +402,7 @@ absl::Status ClusterShard::TakeOver(int partition, uint64_t map_revision) {
     }
   }
   part.role = Role::kOwned;
-  moves_completed_.fetch_add(1, std::memory_order_relaxed);
+  partitions_taken_.fetch_add(1, std::memory_order_relaxed);
   return absl::OkStatus();
 }
 
@@ -572,7 +571,7 @@ ClusterStats ClusterShard::Stats() const {
       for (const v1::Assignment& a : map_.map.assignments()) stats.unowned += a.owner().empty();
     }
   }
-  stats.moves_completed = moves_completed_.load(std::memory_order_relaxed);
+  stats.partitions_taken = partitions_taken_.load(std::memory_order_relaxed);
   stats.partitions_dropped = partitions_dropped_.load(std::memory_order_relaxed);
   stats.replayed_entries = replayed_entries_.load(std::memory_order_relaxed);
   stats.borrowed_references = borrowed_references_.load(std::memory_order_relaxed);

@@ -65,7 +65,7 @@ struct ClusterStats {
   int owned = 0;
   int receiving = 0;  // moving here, catching up
   uint64_t map_revision = 0;
-  uint64_t moves_completed = 0;     // partitions taken over by this shard
+  uint64_t partitions_taken = 0;    // partitions taken over by this shard
   uint64_t partitions_dropped = 0;  // partitions this shard gave up
   uint64_t replayed_entries = 0;    // log entries applied by catching up
   // Owned partition -> entries in the log it has not applied (as of the last slow poll).
@@ -155,7 +155,7 @@ class ClusterShard {
   std::map<std::string, v1::ShardRecord> shards_;  // guarded by view_mu_
   std::map<int, uint64_t> lag_;                    // guarded by view_mu_
 
-  std::atomic<uint64_t> moves_completed_{0};
+  std::atomic<uint64_t> partitions_taken_{0};
   std::atomic<uint64_t> partitions_dropped_{0};
   std::atomic<uint64_t> replayed_entries_{0};
   std::atomic<uint64_t> borrowed_references_{0};

@@ -555,7 +555,7 @@ class ClusterCollector final : public prometheus::Collectable {
                MetricType::Gauge, d(c.map_revision)),
         Family("tailor_cluster_partitions_taken_total",
                "Partitions this shard took over (assigned, moved here, or at startup).",
-               MetricType::Counter, d(c.moves_completed)),
+               MetricType::Counter, d(c.partitions_taken)),
         Family("tailor_cluster_partitions_dropped_total",
                "Partitions this shard gave up, their users' local data deleted.",
                MetricType::Counter, d(c.partitions_dropped)),

@@ -187,11 +187,15 @@ absl::StatusOr<std::unique_ptr<TailorServer>> TailorServer::Start(const ServerCo
   return server;
 }
 
-absl::Status TailorServer::JoinCluster() {
-  cluster_.reset();
+void TailorServer::LeaveCluster() {
+  cluster_.reset();  // stops following the map first: it uses the others
   exchange_.reset();
   directory_.reset();
   log_.reset();
+}
+
+absl::Status TailorServer::JoinCluster() {
+  LeaveCluster();  // what an earlier, failed attempt opened
   absl::StatusOr<std::unique_ptr<cluster::NatsConnection>> connected =
       cluster::NatsConnection::Connect(config_.cluster_nats, absl::Seconds(5));
   if (!connected.ok()) return connected.status();
@@ -261,9 +265,7 @@ void TailorServer::Shutdown() {
     metrics_->Unwatch();
     metrics_->UnwatchCluster();
   }
-  cluster_.reset();  // stops following the map before the engine goes
-  directory_.reset();
-  log_.reset();
+  LeaveCluster();  // before the engine goes
   admin_.reset();
   service_.reset();
   engine_.reset();

@@ -38,6 +38,8 @@ class TailorServer {
  private:
   // Cluster mode: connects to NATS, opens the log and the map, and catches up this shard.
   absl::Status JoinCluster();
+  // Closes what JoinCluster opened (nothing on a single node).
+  void LeaveCluster();
   explicit TailorServer(ServerConfig config);
 
   const ServerConfig config_;
