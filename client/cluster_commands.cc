@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "client/router_config.h"
 #include "cluster/feedback_log.h"
 #include "cluster/nats_connection.h"
 #include "cluster/partition_directory.h"
@@ -118,6 +119,22 @@ int Change(PartitionDirectory& directory, int partitions, Plan plan) {
   return Fail(absl::AbortedError("the partition map kept changing; try again"));
 }
 
+int PrintRouterConfig(PartitionDirectory& directory, const ClusterFlags& flags) {
+  RouterConfigInput input;
+  absl::StatusOr<MapVersion> map = directory.ReadMap();
+  if (!map.ok()) return Fail(map.status());
+  absl::StatusOr<std::map<std::string, cluster::v1::ShardRecord>> shards = directory.Shards();
+  if (!shards.ok()) return Fail(shards.status());
+  input.map_revision = map->revision;
+  input.map = map->map;
+  input.shards = *std::move(shards);
+  input.listen = flags.listen;
+  absl::StatusOr<std::string> config = RouterConfig(input, flags.format);
+  if (!config.ok()) return Fail(config.status());
+  std::fputs(config->c_str(), stdout);
+  return 0;
+}
+
 int Wait(PartitionDirectory& directory, int seconds) {
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
   for (;;) {
@@ -173,7 +190,7 @@ int ClusterCommand(const std::vector<std::string>& args, const ClusterFlags& fla
   if (args.empty()) {
     std::fprintf(stderr,
                  "tailorctl cluster: status | rebalance | add-shard NAME | drain-shard "
-                 "NAME | remove-shard NAME | wait\n");
+                 "NAME | remove-shard NAME | wait | router-config\n");
     return kUsageError;
   }
   absl::StatusOr<std::unique_ptr<cluster::NatsConnection>> nats =
@@ -189,6 +206,7 @@ int ClusterCommand(const std::vector<std::string>& args, const ClusterFlags& fla
   const std::string& command = args[0];
   if (command == "status" && args.size() == 1) return Status(d, flags.json);
   if (command == "wait" && args.size() == 1) return Wait(d, flags.wait_seconds);
+  if (command == "router-config" && args.size() == 1) return PrintRouterConfig(d, flags);
   if (command == "rebalance" && args.size() == 1) {
     return Change(d, flags.partitions, [](const auto& map, int partitions, const auto& shards) {
       return cluster::Rebalance(map, partitions, shards);

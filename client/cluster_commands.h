@@ -13,7 +13,9 @@ struct ClusterFlags {
   int partitions = 64;  // used while there is no map yet (the log's count)
   int replicas = 3;
   bool json = false;
-  int wait_seconds = 120;  // `wait`: how long to wait for moves to finish
+  int wait_seconds = 120;        // `wait`: how long to wait for moves to finish
+  std::string format = "nginx";  // `router-config`: nginx or envoy
+  std::string listen = "50051";  // `router-config`: the router's PORT or HOST:PORT
 };
 
 // `args`: the words after "cluster". Returns the process exit code.

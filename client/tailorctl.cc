@@ -26,6 +26,7 @@
 #include "client/cluster_commands.h"
 #include "client/feedback_csv.h"
 #include "client/tailor_client.h"
+#include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 
 ABSL_FLAG(std::string, target, "localhost:50051", "tailord address (gRPC target)");
@@ -44,6 +45,11 @@ ABSL_FLAG(std::string, tls_ca_file, "",
 ABSL_FLAG(std::string, tls_cert_file, "", "mutual TLS: this client's PEM certificate chain");
 ABSL_FLAG(std::string, tls_key_file, "", "mutual TLS: this client's PEM private key");
 
+ABSL_FLAG(bool, route_to_owner, true,
+          "cluster mode: call each user's owning shard directly, by the partition map from "
+          "GetServerInfo (false: every call to --target, which forwards)");
+ABSL_FLAG(std::string, format, "nginx", "cluster router-config: nginx or envoy");
+ABSL_FLAG(std::string, listen, "50051", "cluster router-config: the router's PORT or HOST:PORT");
 ABSL_FLAG(std::string, nats, "nats://127.0.0.1:4222",
           "cluster commands: NATS servers of the cluster (comma-separated URLs)");
 ABSL_FLAG(int32_t, partitions, 64, "cluster commands: partitions of the log, before any map");
@@ -112,9 +118,14 @@ commands:
                               rejected_id, then d chosen and d rejected feature columns
   feedback --event='{...}'    submit one event
   user get|export|delete USER profile, full export (JSON lines), or erasure
+  route USER                  where USER's calls go: in cluster mode the owning shard's
+                              address (by the partition map), else --target
   cluster status|rebalance|add-shard NAME|drain-shard NAME|remove-shard NAME|wait
                               cluster mode's partition map, read and changed in NATS
                               (--nats=URL; --partitions=N before the first rebalance)
+  cluster router-config       an nginx (--format=nginx) or Envoy (--format=envoy) router
+                              config generated from the map: calls carrying x-tailor-partition
+                              go to the owner, the rest to any shard (which forwards)
   backup DIR                  online checkpoint into DIR on the server (absolute, new); names
                               the shard. Through a router admin calls are refused: address
                               a shard (--target) or every shard (--all_shards)
@@ -134,6 +145,13 @@ std::string JsonOf(const google::protobuf::Message& message) {
   options.preserve_proto_field_names = true;
   (void)google::protobuf::util::MessageToJsonString(message, &json, options);
   return json;
+}
+
+// `text` as a JSON string literal (quoted and escaped).
+std::string JsonString(const std::string& text) {
+  google::protobuf::Value value;
+  value.set_string_value(text);
+  return JsonOf(value);
 }
 
 void PrintJson(const google::protobuf::Message& message) {
@@ -409,6 +427,7 @@ int main(int argc, char** argv) {
   tailor::client::ClientOptions options;
   options.target = absl::GetFlag(FLAGS_target);
   options.deadline = absl::Milliseconds(absl::GetFlag(FLAGS_deadline_ms));
+  options.route_to_owner = absl::GetFlag(FLAGS_route_to_owner);
   if (absl::Status security = ApplySecurityFlags(options); !security.ok()) {
     std::fprintf(stderr, "tailorctl: %s\n", std::string(security.message()).c_str());
     return kUsageError;
@@ -422,6 +441,8 @@ int main(int argc, char** argv) {
     flags.replicas = absl::GetFlag(FLAGS_replicas);
     flags.wait_seconds = absl::GetFlag(FLAGS_wait_seconds);
     flags.json = json;
+    flags.format = absl::GetFlag(FLAGS_format);
+    flags.listen = absl::GetFlag(FLAGS_listen);
     return tailor::client::ClusterCommand({args.begin() + 2, args.end()}, flags);
   }
   auto arg = [&](size_t i) { return args.size() > i ? std::string(args[i]) : std::string(); };
@@ -459,6 +480,16 @@ int main(int argc, char** argv) {
     return Feedback(client, json, arg(2));
   }
   if (command == "user" && args.size() == 4) return User(client, json, arg(2), arg(3));
+  if (command == "route" && args.size() == 3) {
+    const std::string address = client.AddressFor(arg(2));
+    if (json) {
+      std::printf("{\"user_id\": %s, \"address\": %s}\n", JsonString(arg(2)).c_str(),
+                  JsonString(address).c_str());
+    } else {
+      std::printf("%s\n", address.c_str());
+    }
+    return 0;
+  }
   std::fprintf(stderr, "tailorctl: unknown command or wrong arguments: '%s'\n%s\n", command.c_str(),
                kUsage);
   return kUsageError;

@@ -8,12 +8,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "cluster/nats_connection.h"
-#include "model/stable_hash.h"
+#include "proto/partition_routing.h"
 
 namespace tailor::cluster {
 namespace {
 
-constexpr uint64_t kPartitionSeed = 0x9a57;
 constexpr char kExpectedLastSubjectSequence[] = "Nats-Expected-Last-Subject-Sequence";
 
 }  // namespace
@@ -24,8 +23,7 @@ FeedbackLog::FeedbackLog(FeedbackLogOptions options, std::shared_ptr<NatsConnect
 FeedbackLog::~FeedbackLog() = default;
 
 int FeedbackLog::PartitionOf(absl::string_view storage_id, int partitions) {
-  return static_cast<int>(model::StableHash({storage_id}, kPartitionSeed) %
-                          static_cast<uint64_t>(partitions));
+  return tailor::PartitionOf(storage_id, partitions);
 }
 
 std::string FeedbackLog::SubjectOf(int partition) const {

@@ -553,6 +553,31 @@ void ClusterShard::Loop() {
   }
 }
 
+ClusterShard::RoutingTable ClusterShard::Routing() const {
+  RoutingTable table;
+  std::lock_guard<std::mutex> lock(view_mu_);
+  table.map_revision = map_.revision;
+  std::map<std::string, int> index;
+  for (const auto& [name, record] : shards_) {
+    index[name] = static_cast<int>(table.shards.size());
+    table.shards.emplace_back(name, record.address());
+  }
+  if (index.find(options_.name) == index.end()) {  // not registered yet: still reachable
+    table.shards.emplace_back(options_.name, options_.address);
+    std::sort(table.shards.begin(), table.shards.end());
+    index.clear();
+    for (size_t i = 0; i < table.shards.size(); ++i) {
+      index[table.shards[i].first] = static_cast<int>(i);
+    }
+  }
+  if (map_.revision == 0) return table;
+  for (const v1::Assignment& a : map_.map.assignments()) {
+    auto owner = index.find(a.owner());
+    table.owners.push_back(owner == index.end() || a.owner().empty() ? -1 : owner->second);
+  }
+  return table;
+}
+
 ClusterStats ClusterShard::Stats() const {
   ClusterStats stats;
   stats.partitions = partition_count();

@@ -29,6 +29,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -103,6 +104,14 @@ class ClusterShard {
   // Where a user's calls go. UNAVAILABLE when no shard owns the user's partition (or its
   // owner's address is unknown).
   absl::StatusOr<Owner> OwnerOf(absl::string_view storage_id) const;
+
+  // The partition map as this shard last read it, for clients that route by it.
+  struct RoutingTable {
+    uint64_t map_revision = 0;  // 0: no map yet (then `owners` is empty)
+    std::vector<std::pair<std::string, std::string>> shards;  // (name, address), by name
+    std::vector<int> owners;  // per partition, an index into `shards`, or -1
+  };
+  RoutingTable Routing() const;
 
   // Feedback for a user whose partition this shard owns: appended, then applied; a resend is
   // a duplicate. ABORTED "cluster: partition N is not owned here" when it is not (any more):

@@ -11,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "grpcpp/support/proto_buffer_reader.h"
 #include "grpcpp/support/proto_buffer_writer.h"
+#include "proto/partition_routing.h"
 #include "proto/routing_header.h"
 #include "server/message_parsing.h"
 #include "server/request_validation.h"
@@ -514,8 +515,7 @@ grpc::Status ToGrpc(const absl::Status& status) {
 }
 
 std::string CallScope::StorageId(absl::string_view user_id) const {
-  // Tenant names have no '/', so "tenant/user" never collides across tenants.
-  return tenant.empty() ? std::string(user_id) : absl::StrCat(tenant, "/", user_id);
+  return StorageIdOf(tenant, user_id);
 }
 
 absl::Status CallScope::CheckRouting(absl::string_view user_id) const {
@@ -951,6 +951,20 @@ grpc::ServerUnaryReactor* TailorService::Info(const CallRecord& call,
   }
   response->set_durability(engine_.store().sync_wal() ? "wal+fsync" : "wal");
   response->set_shard(config_.shard_name);
+  if (cluster_ != nullptr) {
+    const cluster::ClusterShard::RoutingTable table = cluster_->Routing();
+    v1::ClusterRouting* routing = response->mutable_cluster();
+    routing->set_partitions(static_cast<uint32_t>(cluster_->partition_count()));
+    routing->set_map_revision(table.map_revision);
+    routing->set_partition_hash(kPartitionHashName);
+    routing->set_tenant(scope->tenant);
+    for (const auto& [name, address] : table.shards) {
+      v1::ClusterShardAddress* shard = routing->add_shards();
+      shard->set_name(name);
+      shard->set_address(address);
+    }
+    for (int owner : table.owners) routing->add_owners(owner);
+  }
   v1::Knowledge* knowledge = response->mutable_knowledge();
   knowledge->set_version(stats.knowledge_version);
   knowledge->set_as_of_micros(stats.knowledge_as_of_micros);

@@ -9,6 +9,10 @@ every user and comparing with the events that were acked:
 4. A shard is drained under traffic and removed.
 5. Every read and write goes through a plain client that knows no map.
 6. DeleteUser leaves nothing of the user on any shard (the log side: tests/cluster/shard_test).
+
+And clients that read the map (Python, tailorctl's C++ client) call each owner directly, as does
+Debian's nginx with the config that `tailorctl cluster router-config` generates: none of their
+calls is forwarded, while the same calls through a client without the map are.
 """
 import os
 import random
@@ -22,15 +26,18 @@ import threading
 import time
 import unittest
 
+import grpc
+
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 sys.path.insert(0, os.path.join(ROOT, "client", "python"))
 sys.path.insert(0, os.path.join(ROOT, "client", "python", "tests"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "deploy"))
-from tailor_client import TailorClient, TailorError, tailor_pb2  # noqa: E402
+from tailor_client import (PARTITION_HEADER, TailorClient, TailorError,  # noqa: E402
+                           partition_of, tailor_pb2, tailor_pb2_grpc)
 from test_client import TailordServer  # noqa: E402
-from test_scaleout import free_port, wait_for_port  # noqa: E402
+from test_scaleout import NGINX, free_port, wait_for_port  # noqa: E402
 sys.path.insert(0, os.path.join(ROOT, "tests", "metrics"))
 from test_metrics import dashboard_exprs, http_get  # noqa: E402
 
@@ -91,6 +98,34 @@ class Shard:
         assert self.server.stop() == 0
 
 
+def start_nginx(directory, config, port):
+    """Debian's nginx in the foreground with `config` (an http-block include)."""
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, "tailor-cluster.conf"), "w") as f:
+        f.write(config)
+    with open(os.path.join(directory, "nginx.conf"), "w") as f:
+        f.write(f"""daemon off;
+worker_processes 1;
+pid {directory}/nginx.pid;
+error_log {directory}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {directory}/body;
+    proxy_temp_path {directory}/proxy;
+    fastcgi_temp_path {directory}/fastcgi;
+    uwsgi_temp_path {directory}/uwsgi;
+    scgi_temp_path {directory}/scgi;
+    include tailor-cluster.conf;
+}}
+""")
+    proc = subprocess.Popen([NGINX, "-e", os.path.join(directory, "error.log"), "-p", directory,
+                             "-c", os.path.join(directory, "nginx.conf")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(port)
+    return proc
+
+
 def ctl(nats_url, *args):
     return subprocess.run([TAILORCTL, "cluster", *args, f"--nats={nats_url}",
                            f"--partitions={PARTITIONS}"],
@@ -123,7 +158,7 @@ class Writer(threading.Thread):
         event_id = f"e{self.turn}"
         port = ports[self.turn % len(ports)]
         self.turn += 1
-        client = TailorClient(f"127.0.0.1:{port}", timeout=10)
+        client = TailorClient(f"127.0.0.1:{port}", timeout=10, route_to_owner=False)
         try:
             for _ in range(20):  # UNAVAILABLE while a shard or a NATS node is down: resend
                 try:
@@ -183,7 +218,7 @@ class ClusterTest(unittest.TestCase):
         assert done.returncode == 0, done.stdout + done.stderr
         deadline = time.time() + timeout
         for shard in cls.shards.values():
-            client = TailorClient(f"127.0.0.1:{shard.port}", timeout=10)
+            client = TailorClient(f"127.0.0.1:{shard.port}", timeout=10, route_to_owner=False)
             for u in range(USERS):
                 while True:
                     try:
@@ -198,7 +233,7 @@ class ClusterTest(unittest.TestCase):
 
     def check_everything(self, acked, port):
         """Every user's export through `port` holds exactly their acked events."""
-        client = TailorClient(f"127.0.0.1:{port}", timeout=10)
+        client = TailorClient(f"127.0.0.1:{port}", timeout=10, route_to_owner=False)
         try:
             for user, events in acked.items():
                 if not events:
@@ -209,6 +244,87 @@ class ClusterTest(unittest.TestCase):
                 self.assertTrue(events <= set(stored), f"{user}: lost {events - set(stored)}")
         finally:
             client.close()
+
+    def forwarded(self):
+        """Calls forwarded so far, summed over the shards."""
+        total = 0.0
+        for shard in self.shards.values():
+            text = http_get(f"http://127.0.0.1:{shard.server.metrics_port}/metrics")
+            total += sum(float(v) for v in
+                         re.findall(r"^tailor_cluster_forwarded_total\{[^}]*\} (\S+)", text, re.M))
+        return total
+
+    def test_clients_route_by_the_map(self):
+        """Runs first (alphabetically), on the three fresh shards."""
+        s1 = self.shards["s1"]
+        users = [f"route-{u}" for u in range(24)]
+        rng = random.Random(5)
+
+        def candidate(cid):
+            return (cid, [f.mean + f.sd * rng.gauss(0, 1) for f in self.features])
+
+        def drive(client, tag):
+            for u in users:
+                ack = client.feedback(f"{tag}-{u}", u, candidate("a"), candidate("b"))
+                self.assertEqual(ack.outcome, "applied")
+                client.rank(u, [candidate("a"), candidate("b")])
+                self.assertGreater(client.get_user(u).feedback_count, 0)
+
+        # A client without the map, through s1: calls for users s1 does not own are forwarded.
+        plain = TailorClient(f"127.0.0.1:{s1.port}", timeout=10, route_to_owner=False)
+        before = self.forwarded()
+        drive(plain, "plain")
+        self.assertGreater(self.forwarded() - before, len(users))  # 3 calls a user, 2/3 remote
+        plain.close()
+
+        # The Python client reads the map and calls each owner directly: nothing forwarded.
+        routed = TailorClient(f"127.0.0.1:{s1.port}", timeout=10)
+        before = self.forwarded()
+        drive(routed, "routed")
+        self.assertEqual(self.forwarded(), before)
+        owners = {routed.address_for(u) for u in users}
+        self.assertEqual(owners, {f"127.0.0.1:{s.port}" for s in self.shards.values()})
+
+        # tailorctl (the C++ client) agrees on every owner and calls it directly.
+        before = self.forwarded()
+        for u in users[:6]:
+            route = subprocess.run([TAILORCTL, f"--target=127.0.0.1:{s1.port}", "route", u],
+                                   capture_output=True, text=True, timeout=60)
+            self.assertEqual(route.stdout.strip(), routed.address_for(u), route.stderr)
+            got = subprocess.run([TAILORCTL, f"--target=127.0.0.1:{s1.port}", "user", "get", u],
+                                 capture_output=True, text=True, timeout=60)
+            self.assertEqual(got.returncode, 0, got.stderr)
+        self.assertEqual(self.forwarded(), before)
+        routed.close()
+
+        # nginx configured from the map sends calls carrying x-tailor-partition to the owner.
+        made = ctl(self.nats.url(), "router-config", "--format=nginx",
+                   f"--listen=127.0.0.1:{free_port()}")
+        self.assertEqual(made.returncode, 0, made.stderr)
+        port = int(re.search(r"listen 127\.0\.0\.1:(\d+) http2;", made.stdout).group(1))
+        nginx = start_nginx(os.path.join(self.tmp, "router"), made.stdout, port)
+        try:
+            channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+            stub = tailor_pb2_grpc.TailorStub(channel)
+            before = self.forwarded()
+            for u in users:
+                header = ((PARTITION_HEADER, str(partition_of(u, PARTITIONS))),)
+                profile = stub.GetUser(tailor_pb2.GetUserRequest(user_id=u), timeout=10,
+                                       metadata=header)
+                self.assertEqual(profile.feedback_count, 2)
+            self.assertEqual(self.forwarded(), before)
+            # Without the header, any shard answers (forwarding).
+            for u in users:
+                self.assertEqual(stub.GetUser(tailor_pb2.GetUserRequest(user_id=u),
+                                              timeout=10).feedback_count, 2)
+            channel.close()
+        finally:
+            nginx.terminate()
+            nginx.wait(timeout=15)
+        for u in users:  # leave the cluster test its own users only
+            plain = TailorClient(f"127.0.0.1:{s1.port}", timeout=10)
+            plain.delete_user(u)
+            plain.close()
 
     def test_cluster(self):
         url = self.nats.url()
@@ -282,13 +398,14 @@ class ClusterTest(unittest.TestCase):
                 self.assertIn(name, exported, expr)
 
         # 6. DeleteUser through a shard that may not own the user.
-        client = TailorClient(f"127.0.0.1:{self.shards['s1'].port}", timeout=10)
+        client = TailorClient(f"127.0.0.1:{self.shards['s1'].port}", timeout=10,
+                              route_to_owner=False)
         deleted = client.delete_user("user-7")
         self.assertTrue(deleted.existed)
         self.assertEqual(deleted.feedback_events_deleted, len(acked["user-7"]))
         client.close()
         for shard in self.shards.values():
-            c = TailorClient(f"127.0.0.1:{shard.port}", timeout=10)
+            c = TailorClient(f"127.0.0.1:{shard.port}", timeout=10, route_to_owner=False)
             with self.assertRaises(TailorError) as gone:
                 c.get_user("user-7")
             self.assertEqual(gone.exception.code.name, "NOT_FOUND")

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
@@ -25,10 +27,39 @@ from tailor.v1 import tailor_pb2, tailor_pb2_grpc  # noqa: E402  (generated)
 
 Candidate = tuple[str, Sequence[float]]
 
-__all__ = ["TailorClient", "TailorError", "Ranked", "Ack", "Suggestion", "tailor_pb2"]
+__all__ = ["TailorClient", "TailorError", "Ranked", "Ack", "Suggestion", "tailor_pb2",
+           "partition_of", "storage_id_of"]
 
 
 ROUTING_HEADER = "x-user-id"
+# Cluster mode (tailor.proto, ClusterRouting): the partition a client that knows the map sends,
+# for routers configured from the map, and the hash it computes the partition with.
+PARTITION_HEADER = "x-tailor-partition"
+PARTITION_HASH = "fnv1a64-0x9a57"
+_PARTITION_SEED = 0x9A57
+_FNV_OFFSET = 1469598103934665603
+_FNV_PRIME = 1099511628211
+_MASK64 = (1 << 64) - 1
+
+
+def _fnv1a(data: bytes, h: int = _FNV_OFFSET) -> int:
+    for b in data:
+        h = ((h ^ b) * _FNV_PRIME) & _MASK64
+    return h
+
+
+def storage_id_of(tenant: str, user_id: str) -> str:
+    """The id a shard stores a user under: "<tenant>/<user_id>", or the user id alone."""
+    return f"{tenant}/{user_id}" if tenant else user_id
+
+
+def partition_of(storage_id: str, partitions: int) -> int:
+    """Cluster mode's partition of a user (ClusterRouting.partition_hash "fnv1a64-0x9a57"): the
+    same number tailord and the C++ client compute (proto/partition_routing.h)."""
+    data = storage_id.encode("utf-8")
+    h = _fnv1a(_PARTITION_SEED.to_bytes(8, "little"))
+    h = _fnv1a(data, _fnv1a(len(data).to_bytes(8, "little"), h))
+    return h % partitions
 
 
 def encode_routing_header(user_id: str) -> str:
@@ -94,33 +125,66 @@ def _ack(ack: tailor_pb2.FeedbackAck) -> Ack:
                ack.predicted_chosen_probability, ack.sequence, ack.error)
 
 
+@dataclass(frozen=True)
+class _RoutingMap:
+    read_at: float
+    partitions: int = 0  # 0: no routing (single node, unknown hash, or the read failed)
+    tenant: str = ""
+    owner_address: tuple[str, ...] = ()  # per partition; "" = no owner
+
+
 class TailorClient:
     """One channel, reused; `timeout` seconds per call.
 
     `token` is sent as `authorization: Bearer <token>`. `root_ca` (PEM bytes) turns on TLS;
     `client_cert` and `client_key` (PEM bytes) add a client certificate for mutual TLS.
+
+    Cluster mode: with `route_to_owner` (the default) each user's calls go straight to the shard
+    that owns the user, found with the partition map from server_info() (read on first use,
+    again every `map_refresh` seconds, and at once after a direct call fails UNAVAILABLE, which
+    is then retried through `target`). A stale map costs a forwarded hop, never correctness.
+    Against a single node every call goes to `target`. A client given its own `channel` does
+    not route (it cannot open channels like it to the owners).
     """
 
     def __init__(self, target: str = "localhost:50051", timeout: float = 2.0,
                  channel: grpc.Channel | None = None, token: str = "",
                  root_ca: bytes | None = None, client_cert: bytes | None = None,
-                 client_key: bytes | None = None):
+                 client_key: bytes | None = None, route_to_owner: bool = True,
+                 map_refresh: float = 10.0):
+        self._credentials = None
+        if root_ca is not None or client_cert is not None:
+            self._credentials = grpc.ssl_channel_credentials(
+                root_certificates=root_ca, private_key=client_key, certificate_chain=client_cert)
+        self._route_to_owner = route_to_owner and channel is None
         if channel is None:
-            if root_ca is not None or client_cert is not None:
-                channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(
-                    root_certificates=root_ca, private_key=client_key,
-                    certificate_chain=client_cert))
-            else:
-                channel = grpc.insecure_channel(target)
+            channel = self._open(target)
         self._channel = channel
         self._stub = tailor_pb2_grpc.TailorStub(self._channel)
         self._timeout = timeout
         self._auth = (("authorization", f"Bearer {token}"),) if token else ()
+        self._map_refresh = map_refresh
+        self._lock = threading.Lock()
+        self._map: _RoutingMap | None = None
+        self._map_reading = False
+        self._owners: dict[str, tuple[grpc.Channel, tailor_pb2_grpc.TailorStub]] = {}
 
-    def _metadata(self, user_id: str = "") -> tuple:
-        return (((ROUTING_HEADER, encode_routing_header(user_id)),) if user_id else ()) + self._auth
+    def _open(self, address: str) -> grpc.Channel:
+        if self._credentials is not None:
+            return grpc.secure_channel(address, self._credentials)
+        return grpc.insecure_channel(address)
+
+    def _metadata(self, user_id: str = "", partition: int = -1) -> tuple:
+        routing = ((ROUTING_HEADER, encode_routing_header(user_id)),) if user_id else ()
+        if partition >= 0:
+            routing += ((PARTITION_HEADER, str(partition)),)
+        return routing + self._auth
 
     def close(self) -> None:
+        with self._lock:
+            owners, self._owners = list(self._owners.values()), {}
+        for channel, _ in owners:
+            channel.close()
         self._channel.close()
 
     def __enter__(self) -> "TailorClient":
@@ -129,15 +193,79 @@ class TailorClient:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _call(self, method, request, user_id: str = ""):
+    def _routing_map(self) -> _RoutingMap | None:
+        now = time.monotonic()
+        with self._lock:
+            if self._map is not None and now - self._map.read_at < self._map_refresh:
+                return self._map
+            if self._map_reading:  # another thread reads it; the old one meanwhile
+                return self._map
+            self._map_reading = True
+        fresh = _RoutingMap(read_at=now)
         try:
-            return method(request, timeout=self._timeout, metadata=self._metadata(user_id))
+            info = self._stub.GetServerInfo(tailor_pb2.GetServerInfoRequest(),
+                                            timeout=self._timeout, metadata=self._metadata())
+            c = info.cluster
+            if (info.HasField("cluster") and c.partition_hash == PARTITION_HASH
+                    and c.partitions > 0 and len(c.owners) == c.partitions):
+                fresh = _RoutingMap(now, c.partitions, c.tenant, tuple(
+                    c.shards[o].address if 0 <= o < len(c.shards) else "" for o in c.owners))
+        except grpc.RpcError:
+            pass  # routes nothing until the next read
+        with self._lock:
+            self._map_reading = False
+            self._map = fresh
+            return fresh
+
+    def _invalidate_map(self) -> None:
+        with self._lock:
+            self._map = None
+
+    def _route(self, user_id: str, direct: bool = True):
+        """(stub, owner address or "" for `target`, partition or -1) for a call about
+        `user_id`."""
+        if not self._route_to_owner or not user_id:
+            return self._stub, "", -1
+        routing = self._routing_map()
+        if routing is None or routing.partitions == 0:
+            return self._stub, "", -1
+        partition = partition_of(storage_id_of(routing.tenant, user_id), routing.partitions)
+        address = routing.owner_address[partition]
+        if not direct or not address:
+            return self._stub, "", partition
+        with self._lock:
+            if address not in self._owners:
+                channel = self._open(address)
+                self._owners[address] = (channel, tailor_pb2_grpc.TailorStub(channel))
+            return self._owners[address][1], address, partition
+
+    def address_for(self, user_id: str) -> str:
+        """The owning shard's address that calls for `user_id` go to (cluster mode, with
+        route_to_owner), or "" when they go to the client's target."""
+        return self._route(user_id)[1]
+
+    def _routed(self, user_id: str, call):
+        """Runs call(stub, metadata) against the user's owner; a direct call that fails
+        UNAVAILABLE is made again through `target`. Errors become TailorError."""
+        stub, owner, partition = self._route(user_id)
+        try:
+            try:
+                return call(stub, self._metadata(user_id, partition))
+            except grpc.RpcError as e:
+                if not owner or e.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                self._invalidate_map()
+                return call(self._stub, self._metadata(user_id, partition))
         except grpc.RpcError as e:  # one translation, at this boundary
             raise TailorError(e.code(), e.details()) from None
 
+    def _call(self, method: str, request, user_id: str = ""):
+        return self._routed(user_id, lambda stub, metadata: getattr(stub, method)(
+            request, timeout=self._timeout, metadata=metadata))
+
     def rank(self, user_id: str, candidates: Sequence[Candidate], explore: bool = False,
              top_k: int = 0) -> RankResult:
-        response = self._call(self._stub.RankResponses, tailor_pb2.RankResponsesRequest(
+        response = self._call("RankResponses", tailor_pb2.RankResponsesRequest(
             user_id=user_id, candidates=[_candidate(c) for c in candidates],
             options=tailor_pb2.RankOptions(explore=explore, top_k=top_k)), user_id)
         return RankResult([Ranked(r.id, r.score, r.probability_best) for r in response.ranked],
@@ -149,7 +277,7 @@ class TailorClient:
             event_id=event_id, user_id=user_id, prompt_id=prompt_id,
             chosen=_candidate(chosen), rejected=_candidate(rejected),
             timestamp_micros=timestamp_micros)
-        return _ack(self._call(self._stub.SubmitFeedback,
+        return _ack(self._call("SubmitFeedback",
                                tailor_pb2.SubmitFeedbackRequest(event=event), user_id))
 
     def stream_feedback(self, events: Iterable[tailor_pb2.FeedbackEvent],
@@ -157,35 +285,36 @@ class TailorClient:
         """Streams events; yields their acks in order (each after its event is durable).
 
         Behind a router that hashes x-user-id, stream one user's events per call and name
-        that user in `user_id`; events of other users are then rejected by the server.
+        that user in `user_id`; events of other users are then rejected by the server. In
+        cluster mode a stream naming `user_id` goes to that user's owner; a mixed stream goes
+        to `target`, whose shard forwards each event to its owner.
         """
+        stub, _, partition = self._route(user_id)
         try:
-            for ack in self._stub.StreamFeedback(iter(events), metadata=self._metadata(user_id)):
+            for ack in stub.StreamFeedback(iter(events),
+                                           metadata=self._metadata(user_id, partition)):
                 yield _ack(ack)
         except grpc.RpcError as e:
             raise TailorError(e.code(), e.details()) from None
 
     def suggest(self, user_id: str, candidates: Sequence[Candidate]) -> Suggestion:
-        r = self._call(self._stub.SuggestComparison, tailor_pb2.SuggestComparisonRequest(
+        r = self._call("SuggestComparison", tailor_pb2.SuggestComparisonRequest(
             user_id=user_id, candidates=[_candidate(c) for c in candidates]), user_id)
         return Suggestion(r.first_id, r.second_id, r.probability_first_preferred,
                           r.expected_information_bits)
 
     def get_user(self, user_id: str) -> tailor_pb2.UserProfile:
-        return self._call(self._stub.GetUser, tailor_pb2.GetUserRequest(user_id=user_id),
+        return self._call("GetUser", tailor_pb2.GetUserRequest(user_id=user_id),
                           user_id)
 
     def export_user(self, user_id: str) -> list[tailor_pb2.ExportUserResponse]:
-        try:
-            return list(self._stub.ExportUser(tailor_pb2.ExportUserRequest(user_id=user_id),
-                                              timeout=self._timeout,
-                                              metadata=self._metadata(user_id)))
-        except grpc.RpcError as e:
-            raise TailorError(e.code(), e.details()) from None
+        return self._routed(user_id, lambda stub, metadata: list(stub.ExportUser(
+            tailor_pb2.ExportUserRequest(user_id=user_id), timeout=self._timeout,
+            metadata=metadata)))
 
     def delete_user(self, user_id: str) -> tailor_pb2.DeleteUserResponse:
-        return self._call(self._stub.DeleteUser, tailor_pb2.DeleteUserRequest(user_id=user_id),
+        return self._call("DeleteUser", tailor_pb2.DeleteUserRequest(user_id=user_id),
                           user_id)
 
     def server_info(self) -> tailor_pb2.ServerInfo:
-        return self._call(self._stub.GetServerInfo, tailor_pb2.GetServerInfoRequest())
+        return self._call("GetServerInfo", tailor_pb2.GetServerInfoRequest())

@@ -14,7 +14,8 @@ import unittest
 import grpc
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from tailor_client import TailorClient, TailorError, tailor_pb2  # noqa: E402
+from tailor_client import (TailorClient, TailorError, partition_of, storage_id_of,  # noqa: E402
+                           tailor_pb2)
 
 TAILORD = os.environ.get("TAILORD_BINARY", "build/bin/tailord")
 D = 10
@@ -67,6 +68,18 @@ class TailordServer:
         if self.owned:
             shutil.rmtree(self.dir, ignore_errors=True)
         return code
+
+
+class PartitionHashTest(unittest.TestCase):
+    def test_pinned_values_match_the_servers(self):
+        # The same numbers are asserted for proto/partition_routing.h by
+        # tests/cluster/router_config_test.cc.
+        self.assertEqual(partition_of("alice", 64), 1)
+        self.assertEqual(partition_of("acme/alice", 64), 37)
+        self.assertEqual(partition_of("user-12345", 64), 57)
+        self.assertEqual(partition_of("\u00e9t\u00e9", 1000), 677)
+        self.assertEqual(storage_id_of("acme", "alice"), "acme/alice")
+        self.assertEqual(storage_id_of("", "alice"), "alice")
 
 
 class TailorClientTest(unittest.TestCase):
