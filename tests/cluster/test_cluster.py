@@ -14,6 +14,7 @@ And clients that read the map (Python, tailorctl's C++ client) call each owner d
 Debian's nginx with the config that `tailorctl cluster router-config` generates: none of their
 calls is forwarded, while the same calls through a client without the map are.
 """
+import json
 import os
 import random
 import re
@@ -294,7 +295,20 @@ class ClusterTest(unittest.TestCase):
             got = subprocess.run([TAILORCTL, f"--target=127.0.0.1:{s1.port}", "user", "get", u],
                                  capture_output=True, text=True, timeout=60)
             self.assertEqual(got.returncode, 0, got.stderr)
+        # A feedback stream of many users: one stream per owner.
+        events = os.path.join(self.tmp, "route-events.jsonl")
+        with open(events, "w") as f:
+            for u in users:
+                a, b = candidate("a"), candidate("b")
+                f.write(json.dumps({"event_id": f"ctl-{u}", "user_id": u,
+                                    "chosen": {"id": a[0], "features": a[1]},
+                                    "rejected": {"id": b[0], "features": b[1]}}) + "\n")
+        streamed = subprocess.run([TAILORCTL, f"--target=127.0.0.1:{s1.port}", "feedback", events],
+                                  capture_output=True, text=True, timeout=60)
+        self.assertEqual(streamed.returncode, 0, streamed.stderr)
         self.assertEqual(self.forwarded(), before)
+        for u in users:
+            self.assertEqual(routed.get_user(u).feedback_count, 3)
         routed.close()
 
         # nginx configured from the map sends calls carrying x-tailor-partition to the owner.
@@ -311,12 +325,12 @@ class ClusterTest(unittest.TestCase):
                 header = ((PARTITION_HEADER, str(partition_of(u, PARTITIONS))),)
                 profile = stub.GetUser(tailor_pb2.GetUserRequest(user_id=u), timeout=10,
                                        metadata=header)
-                self.assertEqual(profile.feedback_count, 2)
+                self.assertEqual(profile.feedback_count, 3)
             self.assertEqual(self.forwarded(), before)
             # Without the header, any shard answers (forwarding).
             for u in users:
                 self.assertEqual(stub.GetUser(tailor_pb2.GetUserRequest(user_id=u),
-                                              timeout=10).feedback_count, 2)
+                                              timeout=10).feedback_count, 3)
             channel.close()
         finally:
             nginx.terminate()
