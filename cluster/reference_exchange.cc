@@ -51,7 +51,8 @@ absl::StatusOr<std::unique_ptr<ReferenceExchange>> ReferenceExchange::Open(
 }
 
 absl::Status ReferenceExchange::Publish(const std::string& shard, uint64_t generation,
-                                        const std::vector<engine::ExternalReference>& rows) {
+                                        const std::vector<engine::ExternalReference>& rows,
+                                        const model::Population& population) {
   const int dimension = rows.empty() ? 0 : static_cast<int>(rows.front().mean.size());
   const size_t row_bytes = 48 + 4 * static_cast<size_t>(dimension);
   const size_t per_chunk =
@@ -65,6 +66,13 @@ absl::Status ReferenceExchange::Publish(const std::string& shard, uint64_t gener
     chunk.set_chunk(static_cast<uint32_t>(c));
     chunk.set_chunks(static_cast<uint32_t>(chunks));
     chunk.set_dimension(static_cast<uint32_t>(dimension));
+    if (c == 0 && population.users > 0) {
+      for (double m : population.mean) chunk.add_population_mean(m);
+      for (Eigen::Index i = 0; i < population.cov.size(); ++i) {
+        chunk.add_population_covariance(population.cov.data()[i]);
+      }
+      chunk.set_population_users(population.users);
+    }
     for (size_t i = c * per_chunk; i < std::min(rows.size(), (c + 1) * per_chunk); ++i) {
       chunk.add_ids(rows[i].id);
       for (Eigen::Index f = 0; f < rows[i].mean.size(); ++f) {
@@ -87,7 +95,7 @@ absl::Status ReferenceExchange::Publish(const std::string& shard, uint64_t gener
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<engine::ExternalReference>> ReferenceExchange::Read(
+absl::StatusOr<ReferenceExchange::Samples> ReferenceExchange::Read(
     const std::string& self, const std::set<std::string>& shards) {
   jsErrCode code = static_cast<jsErrCode>(0);
   jsStreamInfo* info = nullptr;
@@ -96,7 +104,7 @@ absl::StatusOr<std::vector<engine::ExternalReference>> ReferenceExchange::Read(
   const uint64_t end = info->State.LastSeq;
   const uint64_t messages = info->State.Msgs;
   jsStreamInfo_Destroy(info);
-  std::vector<engine::ExternalReference> out;
+  Samples out;
   if (messages == 0) return out;
 
   // shard -> generation -> chunks received
@@ -120,10 +128,19 @@ absl::StatusOr<std::vector<engine::ExternalReference>> ReferenceExchange::Read(
       if (chunks.empty() || chunks.size() != chunks.front().chunks()) continue;
       for (const v1::ReferenceChunk& chunk : chunks) {
         const int d = static_cast<int>(chunk.dimension());
+        const int n = chunk.population_mean_size();
+        if (chunk.population_users() > 0 && n > 0 && chunk.population_covariance_size() == n * n) {
+          model::Population population;
+          population.mean = Eigen::Map<const Eigen::VectorXd>(chunk.population_mean().data(), n);
+          population.cov =
+              Eigen::Map<const Eigen::MatrixXd>(chunk.population_covariance().data(), n, n);
+          population.users = chunk.population_users();
+          out.populations.push_back(std::move(population));
+        }
         for (int r = 0; r < chunk.ids_size(); ++r) {
           engine::ExternalReference row{chunk.ids(r), Eigen::VectorXd(d)};
           for (int f = 0; f < d; ++f) row.mean[f] = chunk.means(r * d + f);
-          out.push_back(std::move(row));
+          out.references.push_back(std::move(row));
         }
       }
       break;

@@ -2,7 +2,9 @@
 // established users (opaque ids and posterior means: no user id, no history) to a JetStream
 // stream, and borrows every other shard's latest sample as extra cold-start neighbours
 // (engine::PreferenceEngine::SetExternalReferences). So the neighbour reference set does not
-// shrink to 1/N of the users as shards multiply.
+// shrink to 1/N of the users as shards multiply. The sample also carries the shard's own
+// population fit, which the others pool with theirs (SetExternalPopulations), so neither
+// does the population the prior is fitted from.
 //
 // A shard's sample is its subject's newest generation: the first chunk of a generation rolls
 // the subject up (JetStream deletes the shard's older messages), and readers take only
@@ -18,6 +20,7 @@
 
 #include "absl/status/statusor.h"
 #include "engine/knowledge.h"
+#include "model/population.h"
 
 namespace tailor::cluster {
 
@@ -36,12 +39,16 @@ class ReferenceExchange {
   static absl::StatusOr<std::unique_ptr<ReferenceExchange>> Open(
       const ExchangeOptions& options, std::shared_ptr<NatsConnection> nats);
 
-  // Replaces `shard`'s sample with `rows` (all of one dimension).
+  // Replaces `shard`'s sample with `rows` (all of one dimension) and its population fit.
   absl::Status Publish(const std::string& shard, uint64_t generation,
-                       const std::vector<engine::ExternalReference>& rows);
+                       const std::vector<engine::ExternalReference>& rows,
+                       const model::Population& population);
+  struct Samples {
+    std::vector<engine::ExternalReference> references;
+    std::vector<model::Population> populations;  // one per shard that has fitted one
+  };
   // The newest complete sample of each shard in `shards` other than `self`.
-  absl::StatusOr<std::vector<engine::ExternalReference>> Read(const std::string& self,
-                                                              const std::set<std::string>& shards);
+  absl::StatusOr<Samples> Read(const std::string& self, const std::set<std::string>& shards);
   // Removes `shard`'s sample (a shard leaving the cluster).
   absl::Status Forget(const std::string& shard);
 

@@ -509,7 +509,9 @@ absl::Status ClusterShard::Follow(bool slow) {
 absl::Status ClusterShard::Exchange() {
   const std::vector<engine::ExternalReference> mine =
       engine_.ReferenceSample(options_.exchange_users, options_.name + "/");
-  if (absl::Status s = exchange_->Publish(options_.name, ++exchange_generation_, mine); !s.ok()) {
+  if (absl::Status s = exchange_->Publish(options_.name, ++exchange_generation_, mine,
+                                          engine_.LocalPopulation());
+      !s.ok()) {
     return s;
   }
   std::set<std::string> shards;
@@ -517,12 +519,12 @@ absl::Status ClusterShard::Exchange() {
     std::lock_guard<std::mutex> lock(view_mu_);
     for (const auto& [name, record] : shards_) shards.insert(name);
   }
-  absl::StatusOr<std::vector<engine::ExternalReference>> others =
-      exchange_->Read(options_.name, shards);
+  absl::StatusOr<ReferenceExchange::Samples> others = exchange_->Read(options_.name, shards);
   if (!others.ok()) return others.status();
-  borrowed_references_ = others->size();
-  engine_.SetExternalReferences(
-      std::make_shared<const std::vector<engine::ExternalReference>>(*std::move(others)));
+  borrowed_references_ = others->references.size();
+  engine_.SetExternalReferences(std::make_shared<const std::vector<engine::ExternalReference>>(
+      std::move(others->references)));
+  engine_.SetExternalPopulations(std::move(others->populations));
   return absl::OkStatus();
 }
 

@@ -268,6 +268,24 @@ void PreferenceEngine::SetExternalReferences(
   external_ = std::move(references);
 }
 
+void PreferenceEngine::SetExternalPopulations(std::vector<model::Population> populations) {
+  MutexLock lock(&external_mu_);
+  external_populations_.clear();
+  for (model::Population& p : populations) {
+    // Another schema's fit (a shard misconfigured) is not pooled.
+    if (p.users > 0 && p.mean.size() == schema_.dimension() &&
+        p.cov.rows() == schema_.dimension() && p.cov.cols() == schema_.dimension() &&
+        p.mean.allFinite() && p.cov.allFinite()) {
+      external_populations_.push_back(std::move(p));
+    }
+  }
+}
+
+model::Population PreferenceEngine::LocalPopulation() const {
+  MutexLock lock(&external_mu_);
+  return local_population_.mean.size() == 0 ? base_prior_ : local_population_;
+}
+
 std::vector<ExternalReference> PreferenceEngine::ReferenceSample(
     int limit, const std::string& id_prefix) const {
   // (hash, id, mean) of every established user; the `limit` lowest hashes are kept.
@@ -355,8 +373,17 @@ void PreferenceEngine::Refresh(bool quick) {
     fit_users.push_back(EstablishedUser{user_id, row, entry->posterior.Unpack()});
     fit.push_back(fit_users.back().posterior);
   }
-  const model::Population population =
-      fit.empty() ? base_prior_ : model::FitPopulation(fit, base_prior_);
+  model::Population population = fit.empty() ? base_prior_ : model::FitPopulation(fit, base_prior_);
+  {
+    MutexLock lock(&external_mu_);
+    local_population_ = population;
+    if (!external_populations_.empty()) {
+      std::vector<model::Population> groups = external_populations_;
+      if (!fit.empty()) groups.push_back(population);
+      const model::Population pooled = model::PoolPopulations(groups);
+      if (pooled.users > 0 && pooled.mean.size() == population.mean.size()) population = pooled;
+    }
+  }
   pool.Index(population, changes);
   if (!quick) {
     if (changes.rebuilt) index_rebuilds_ += 1;
@@ -966,6 +993,7 @@ EngineStats PreferenceEngine::Stats() const {
   stats.feedback_events = feedback_events_.load();
   const std::shared_ptr<const Knowledge> knowledge = CurrentKnowledge();
   stats.reference_users = static_cast<uint64_t>(knowledge->reference->size());
+  stats.population_users = knowledge->population.users;
   stats.indexed_users =
       knowledge->index == nullptr ? 0 : static_cast<uint64_t>(knowledge->index->size());
   stats.belief_cache_hits = blend_hits_.load(std::memory_order_relaxed);

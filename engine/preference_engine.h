@@ -95,6 +95,9 @@ struct EngineStats {
   uint64_t established_users = 0;
   uint64_t feedback_events = 0;
   uint64_t reference_users = 0;
+  // Established users the served population prior was fitted from: in cluster mode, every
+  // shard's (model::PoolPopulations), else this engine's.
+  uint64_t population_users = 0;
   uint64_t indexed_users = 0;   // reference users in the HNSW index (0: exact scan)
   uint64_t index_rebuilds = 0;  // HNSW graphs built from scratch
   uint64_t index_changes = 0;   // points set or removed in place by refreshes
@@ -231,9 +234,15 @@ class PreferenceEngine {
 
   // Cluster mode, cold start across shards: other shards' established users, offered to the
   // neighbour reference set at each refresh alongside the local ones (the seeded sample of
-  // max_reference_users is drawn from both). Neighbours only: the population prior and trust
-  // are fitted from local users, whose histories are here. Replaces the previous set.
+  // max_reference_users is drawn from both). Trust is still fitted from local users, whose
+  // histories are here. Replaces the previous set.
   void SetExternalReferences(std::shared_ptr<const std::vector<ExternalReference>> references);
+  // Cluster mode: other shards' population fits (LocalPopulation), pooled with this shard's at
+  // each refresh (model::PoolPopulations) into the prior it serves. Replaces the previous ones.
+  void SetExternalPopulations(std::vector<model::Population> populations);
+  // The population fitted from this shard's own users at the last refresh (users = 0: none
+  // yet), which other shards pool with theirs.
+  model::Population LocalPopulation() const;
   // What this shard offers the others: up to `limit` of its established users (those whose
   // ids hash lowest, a seeded uniform sample), each under the id `id_prefix` + a keyed digest
   // of the user id (no user id leaves the shard).
@@ -341,6 +350,8 @@ class PreferenceEngine {
   std::atomic<uint64_t> index_changes_{0};
   mutable Mutex external_mu_;
   std::shared_ptr<const std::vector<ExternalReference>> external_ ABSL_GUARDED_BY(external_mu_);
+  std::vector<model::Population> external_populations_ ABSL_GUARDED_BY(external_mu_);
+  model::Population local_population_ ABSL_GUARDED_BY(external_mu_);
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;
   bool stopping_ = false;  // guarded by stop_mu_

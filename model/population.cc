@@ -95,6 +95,27 @@ Population FitPopulation(std::span<const Posterior> users, const Population& bas
   return estimate;
 }
 
+Population PoolPopulations(std::span<const Population> groups) {
+  double total = 0;
+  for (const Population& g : groups) total += static_cast<double>(g.users);
+  if (total == 0) return groups.empty() ? Population{} : groups.front();
+  const Eigen::Index d = groups.front().mean.size();
+  Population pooled;
+  pooled.mean = Eigen::VectorXd::Zero(d);
+  pooled.cov = Eigen::MatrixXd::Zero(d, d);
+  for (const Population& g : groups) {
+    if (g.users > 0) pooled.mean += (static_cast<double>(g.users) / total) * g.mean;
+  }
+  for (const Population& g : groups) {
+    if (g.users == 0) continue;
+    const Eigen::VectorXd offset = g.mean - pooled.mean;
+    pooled.cov += (static_cast<double>(g.users) / total) * (g.cov + offset * offset.transpose());
+  }
+  pooled.cov = 0.5 * (pooled.cov + pooled.cov.transpose());
+  pooled.users = static_cast<uint64_t>(total);
+  return pooled;
+}
+
 double LaplaceLogEvidence(const Posterior& posterior, std::span<const Eigen::VectorXd> diffs,
                           const Population& prior, const PriorInformation& information) {
   double log_likelihood = 0;

@@ -50,6 +50,13 @@ Posterior Reprior(const Posterior& user, const Population& base, const Populatio
 Population FitPopulation(std::span<const Posterior> users, const Population& base,
                          int iterations = 5, double ridge = 1e-3, double pseudo_users = 8);
 
+// The population of several groups' users together, each group summarised by its fitted
+// prior and its `users` (the law of total covariance): mean = sum_k n_k m_k / N and
+// cov = sum_k n_k (C_k + (m_k - mean)(m_k - mean)^T) / N. Cluster mode pools the shards' fits
+// this way, so a shard's prior is fitted from every shard's users, not 1/N of them. Groups
+// with no users are ignored; with none at all, the first group is returned.
+Population PoolPopulations(std::span<const Population> groups);
+
 // Laplace approximation of log p(pairs | own Gaussian model with prior `prior`), given the
 // posterior under that prior: sum_i log sigmoid(mu . diff_i) - (mu - m0)' S0^-1 (mu - m0) / 2
 // + (log|Sigma| - log|S0|) / 2. Compared with the neighbour mixture's evidence, it decides how

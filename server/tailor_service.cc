@@ -969,6 +969,7 @@ grpc::ServerUnaryReactor* TailorService::Info(const CallRecord& call,
   knowledge->set_version(stats.knowledge_version);
   knowledge->set_as_of_micros(stats.knowledge_as_of_micros);
   knowledge->set_reference_users(stats.reference_users);
+  knowledge->set_population_users(stats.population_users);
   const engine::TrustReport trust = engine_.Trust();
   knowledge->set_calibration_users(static_cast<uint64_t>(trust.trust.calibration_users));
   knowledge->set_prior_scale(trust.trust.prior_scale);

@@ -2,7 +2,7 @@
 // test_cluster.py runs three): writes go through the log, an empty disk is rebuilt from it, a
 // partition moves to a new owner (catch-up, then flip) and fences the old one off, a deleted
 // user leaves nothing in the log, and shards lend each other their established users as
-// cold-start neighbours. Partition plans are checked on their own.
+// cold-start neighbours and pool their population fits. Partition plans are checked on their own.
 #include "cluster/shard.h"
 
 #include <chrono>
@@ -310,6 +310,13 @@ TEST_F(ClusterShardTest, ShardsLendEachOtherTheirEstablishedUsersAsNeighbours) {
   // After a refresh each shard's neighbours are every established user of the cluster.
   a->engine->RefreshKnowledge();
   EXPECT_EQ(a->engine->Stats().reference_users, 30u);
+  // And, once b has fitted its population and published it, a's prior pools both shards'.
+  b->engine->RefreshKnowledge();
+  EXPECT_EQ(a->engine->LocalPopulation().users, on_a);
+  EXPECT_TRUE(Eventually([&] {
+    a->engine->RefreshKnowledge();
+    return a->engine->Stats().population_users == 30u;
+  }));
   // A deleted user leaves the other shard's borrowed set at the next exchange.
   std::string deleted;
   for (const std::string& u : users) {
