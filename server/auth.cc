@@ -12,16 +12,6 @@
 namespace tailor::server {
 namespace {
 
-bool ValidTenant(absl::string_view tenant) {
-  if (tenant.empty() || tenant.size() > 64) return false;
-  for (char c : tenant) {
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-') {
-      return false;
-    }
-  }
-  return true;
-}
-
 bool ValidToken(absl::string_view token) {
   if (token.size() < 16 || token.size() > 512) return false;
   for (char c : token) {
@@ -31,6 +21,16 @@ bool ValidToken(absl::string_view token) {
 }
 
 }  // namespace
+
+bool ValidTenantName(absl::string_view tenant) {
+  if (tenant.empty() || tenant.size() > 64) return false;
+  for (char c : tenant) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-') {
+      return false;
+    }
+  }
+  return true;
+}
 
 absl::StatusOr<std::shared_ptr<const Authenticator::Table>> Authenticator::Parse(
     const std::string& path) {
@@ -59,7 +59,7 @@ absl::StatusOr<std::shared_ptr<const Authenticator::Table>> Authenticator::Parse
       return absl::InvalidArgumentError(
           absl::StrCat(where, "expected 'TENANT TOKEN' or 'TENANT TOKEN admin'"));
     }
-    if (!ValidTenant(fields[0])) {
+    if (!ValidTenantName(fields[0])) {
       return absl::InvalidArgumentError(
           absl::StrCat(where, "tenant must be 1-64 characters of [A-Za-z0-9_.-]"));
     }

@@ -24,6 +24,9 @@
 
 namespace tailor::server {
 
+// Tenant names: 1-64 characters of [A-Za-z0-9_.-].
+bool ValidTenantName(absl::string_view tenant);
+
 struct Grant {
   std::string tenant;
   bool admin = false;

@@ -60,6 +60,9 @@ ABSL_FLAG(std::string, tls_client_ca_file, "",
 ABSL_FLAG(std::string, auth_tokens_file, "",
           "bearer tokens bound to tenants, one 'TENANT TOKEN [admin]' per line; reloaded on "
           "SIGHUP (empty: no authentication)");
+ABSL_FLAG(std::string, tenant_quotas_file, "",
+          "per-tenant request quotas, one 'TENANT REQUESTS_PER_SECOND [BURST]' per line ('*': "
+          "every other tenant); reloaded on SIGHUP (empty: no quotas; needs --auth_tokens_file)");
 ABSL_FLAG(bool, require_user_header, false,
           "refuse per-user calls without x-user-id metadata (sharded deployments)");
 ABSL_FLAG(int32_t, belief_cache_users, kDefaults.belief_cache_users,
@@ -125,6 +128,7 @@ int main(int argc, char** argv) {
   config.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
   config.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
   config.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
+  config.tenant_quotas_file = absl::GetFlag(FLAGS_tenant_quotas_file);
   config.cluster_nats = absl::GetFlag(FLAGS_cluster_nats);
   config.cluster_partitions = absl::GetFlag(FLAGS_cluster_partitions);
   config.cluster_replicas = absl::GetFlag(FLAGS_cluster_replicas);
@@ -159,12 +163,12 @@ int main(int argc, char** argv) {
                                     " auth=", config.auth_tokens_file.empty() ? "off" : "tokens"));
 
   int signal_number = 0;
-  // SIGHUP re-reads the tokens file (token rotation); SIGTERM/SIGINT stop.
+  // SIGHUP re-reads the tokens and quotas files (token rotation); SIGTERM/SIGINT stop.
   while (sigwait(&signals, &signal_number) == 0 && signal_number == SIGHUP) {
     const absl::Status reloaded = (*server)->ReloadTokens();
     Log(reloaded.ok() ? LogLevel::kInfo : LogLevel::kError,
-        reloaded.ok() ? "SIGHUP: tokens reloaded"
-                      : absl::StrCat("SIGHUP: tokens kept: ", reloaded.message()));
+        reloaded.ok() ? "SIGHUP: tokens and quotas reloaded"
+                      : absl::StrCat("SIGHUP: ", reloaded.message()));
   }
   Log(LogLevel::kInfo, absl::StrCat("received signal ", signal_number, ", shutting down"));
   (*server)->Shutdown();

@@ -370,6 +370,13 @@ absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Start(const std::string& liste
   m->routing_refusals_ = {&refusals.Add({{"reason", "missing"}}),
                           &refusals.Add({{"reason", "mismatch"}}),
                           &refusals.Add({{"reason", "malformed"}})};
+  m->quota_refusals_ = &prometheus::BuildCounter()
+                            .Name("tailor_quota_refusals_total")
+                            .Help(
+                                "Calls and streamed feedback events refused RESOURCE_EXHAUSTED "
+                                "for their tenant's request quota (--tenant_quotas_file), by "
+                                "tenant.")
+                            .Register(r);
   auto& outcomes = prometheus::BuildCounter()
                        .Name("tailor_feedback_events_total")
                        .Help("Feedback events received, by outcome.")
@@ -472,6 +479,11 @@ void Metrics::RecordAckLatency(absl::Duration latency) {
 
 void Metrics::RecordRoutingRefusal(RoutingRefusal reason) {
   routing_refusals_[static_cast<size_t>(reason)]->Increment();
+}
+
+void Metrics::RecordQuotaRefusal(const std::string& tenant, uint64_t requests) {
+  // Tenants come from the tokens file, so the label's values are bounded by it.
+  quota_refusals_->Add({{"tenant", tenant}}).Increment(static_cast<double>(requests));
 }
 
 void Metrics::RecordFeedback(const v1::FeedbackAck& ack) {

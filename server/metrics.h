@@ -62,6 +62,8 @@ class Metrics {
   // A streamed feedback event: from being read off the stream to its durable outcome.
   void RecordAckLatency(absl::Duration latency);
   void RecordRoutingRefusal(RoutingRefusal reason);
+  // Calls and streamed events refused RESOURCE_EXHAUSTED for the tenant's quota.
+  void RecordQuotaRefusal(const std::string& tenant, uint64_t requests);
   // Outcome counts, and for applied events the progressive-validation counters.
   void RecordFeedback(const v1::FeedbackAck& ack);
   void RecordRanking(v1::KnowledgeSource source);
@@ -97,7 +99,8 @@ class Metrics {
   std::array<std::array<prometheus::Counter*, 17>, kRpcCount> requests_{};
   std::array<prometheus::Histogram*, kRpcCount> latency_{};  // null for StreamFeedback
   prometheus::Histogram* ack_latency_ = nullptr;
-  std::array<prometheus::Counter*, 3> routing_refusals_{};   // RoutingRefusal order
+  std::array<prometheus::Counter*, 3> routing_refusals_{};             // RoutingRefusal order
+  prometheus::Family<prometheus::Counter>* quota_refusals_ = nullptr;  // by tenant
   std::array<prometheus::Counter*, 3> feedback_outcomes_{};  // applied, duplicate, rejected
   std::array<prometheus::Counter*, 3> rankings_{};           // personal, neighbours, population
   prometheus::Gauge* starting_ = nullptr;

@@ -33,6 +33,11 @@ absl::Status CheckRange(absl::string_view flag, int64_t value, int64_t low, int6
 }  // namespace
 
 absl::Status ServerConfig::Validate() const {
+  if (!tenant_quotas_file.empty() && auth_tokens_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--tenant_quotas_file: needs --auth_tokens_file (quotas are per tenant, and without "
+        "tokens there are no tenants)");
+  }
   if (tls_cert_file.empty() != tls_key_file.empty()) {
     return absl::InvalidArgumentError(
         "--tls_cert_file, --tls_key_file: give both (TLS) or neither (plaintext)");

@@ -61,6 +61,8 @@ struct ServerConfig {
   std::string tls_client_ca_file;
   // Bearer tokens bound to tenants (server/auth.h); empty = no authentication, one tenant.
   std::string auth_tokens_file;
+  // Per-tenant request quotas (server/quota.h); empty = none. Needs auth_tokens_file.
+  std::string tenant_quotas_file;
   // Refuse per-user calls without x-user-id metadata (sharded deployments, where the router
   // hashes that header). A header that disagrees with the message is refused regardless.
   bool require_user_header = false;

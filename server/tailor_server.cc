@@ -107,6 +107,12 @@ absl::StatusOr<std::unique_ptr<TailorServer>> TailorServer::Start(const ServerCo
     if (!auth.ok()) return PrefixStatus("--auth_tokens_file: ", auth.status());
     server->auth_ = *std::move(auth);
   }
+  if (!config.tenant_quotas_file.empty()) {
+    absl::StatusOr<std::unique_ptr<TenantQuotas>> quotas =
+        TenantQuotas::FromFile(config.tenant_quotas_file);
+    if (!quotas.ok()) return PrefixStatus("--tenant_quotas_file: ", quotas.status());
+    server->quotas_ = *std::move(quotas);
+  }
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
       ServerCredentialsFor(config);
   if (!credentials.ok()) return credentials.status();
@@ -137,12 +143,12 @@ absl::StatusOr<std::unique_ptr<TailorServer>> TailorServer::Start(const ServerCo
 
   server->queue_ = std::make_unique<WorkQueue>(kWorkThreads);
   server->metrics_->Watch(*server->engine_, *server->queue_);
-  server->service_ =
-      std::make_unique<TailorService>(*server->engine_, *server->queue_, *server->metrics_,
-                                      server->config_, server->auth_.get(), server->ready_);
-  server->admin_ =
-      std::make_unique<TailorAdminService>(*server->engine_, *server->queue_, *server->metrics_,
-                                           server->config_, server->auth_.get(), server->ready_);
+  server->service_ = std::make_unique<TailorService>(
+      *server->engine_, *server->queue_, *server->metrics_, server->config_, server->auth_.get(),
+      server->quotas_.get(), server->ready_);
+  server->admin_ = std::make_unique<TailorAdminService>(
+      *server->engine_, *server->queue_, *server->metrics_, server->config_, server->auth_.get(),
+      server->quotas_.get(), server->ready_);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -248,7 +254,12 @@ absl::Status TailorServer::JoinCluster() {
 
 absl::Status TailorServer::ReloadTokens() {
   if (auth_ == nullptr) return absl::FailedPreconditionError("no --auth_tokens_file is in use");
-  return auth_->Reload();
+  absl::Status tokens = auth_->Reload();
+  if (!tokens.ok()) tokens = PrefixStatus("tokens kept: ", tokens);
+  if (quotas_ == nullptr) return tokens;
+  absl::Status quotas = quotas_->Reload();
+  if (!quotas.ok()) quotas = PrefixStatus("quotas kept: ", quotas);
+  return tokens.ok() ? quotas : tokens;
 }
 
 void TailorServer::Shutdown() {

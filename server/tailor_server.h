@@ -28,7 +28,8 @@ class TailorServer {
   int grpc_port() const { return grpc_port_; }
   int metrics_port() const { return metrics_->port(); }
 
-  // Re-reads --auth_tokens_file; on error the current tokens stay in force.
+  // Re-reads --auth_tokens_file and --tenant_quotas_file; a file with an error stays in force
+  // as it was (the error says which).
   absl::Status ReloadTokens();
 
   // Reports NOT_SERVING, stops accepting calls, lets in-flight RPCs finish for up to
@@ -52,8 +53,9 @@ class TailorServer {
   std::unique_ptr<cluster::ReferenceExchange> exchange_;  // null with --cluster_exchange_users=0
   std::unique_ptr<cluster::ClusterShard> cluster_;
   std::unique_ptr<WorkQueue> queue_;
-  std::unique_ptr<Authenticator> auth_;  // null without --auth_tokens_file
-  std::atomic<bool> ready_{false};       // users loaded: calls are admitted
+  std::unique_ptr<Authenticator> auth_;   // null without --auth_tokens_file
+  std::unique_ptr<TenantQuotas> quotas_;  // null without --tenant_quotas_file
+  std::atomic<bool> ready_{false};        // users loaded: calls are admitted
   std::unique_ptr<TailorService> service_;
   std::unique_ptr<TailorAdminService> admin_;
   std::unique_ptr<grpc::Server> grpc_server_;

@@ -132,15 +132,16 @@ grpc::ServerUnaryReactor* Deferred(WorkQueue& queue, const CallRecord& call,
 // cannot be parsed is refused INVALID_ARGUMENT, unless the caller is not admitted at all.
 template <typename Request, typename Response, typename Service>
 grpc::ServerUnaryReactor* Unary(
-    Service& service, Metrics& metrics, const Authenticator* auth, const ServerConfig& config,
-    Rpc rpc, grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
-    grpc::ByteBuffer* reply,
+    Service& service, Metrics& metrics, const Authenticator* auth, TenantQuotas* quotas,
+    const ServerConfig& config, Rpc rpc, grpc::CallbackServerContext* context,
+    const grpc::ByteBuffer* request, grpc::ByteBuffer* reply,
     grpc::ServerUnaryReactor* (Service::*handler)(const CallRecord&, grpc::CallbackServerContext*,
                                                   const Request*, Response*)) {
   auto messages = std::make_shared<std::pair<Request, Response>>();
   const CallRecord call{metrics, rpc, absl::Now(), &messages->second, reply, messages};
   if (absl::Status parsed = Parse(*request, messages->first); !parsed.ok()) {
-    absl::Status admitted = Admit(context, auth, config, &metrics, service.ready()).status();
+    absl::Status admitted =
+        Admit(context, auth, quotas, config, &metrics, service.ready()).status();
     return Done(call, context, admitted.ok() ? parsed : admitted);
   }
   return (service.*handler)(call, context, &messages->first, &messages->second);
@@ -276,6 +277,25 @@ class FeedbackStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
           parsed.push_back(&events[i]);
         }
       }
+      // Every event counts against the tenant's quota: the events within it are applied and
+      // acked, and the stream ends RESOURCE_EXHAUSTED at the first one beyond it.
+      size_t end = batch.size();
+      std::optional<grpc::Status> over_quota;
+      if (scope_.quotas != nullptr && !parsed.empty()) {
+        const uint64_t allowed = scope_.quotas->TakeUpTo(scope_.tenant, parsed.size());
+        if (allowed < parsed.size()) {
+          service_.metrics().RecordQuotaRefusal(scope_.tenant, parsed.size() - allowed);
+          over_quota = ToGrpc(scope_.quotas->Exhausted(scope_.tenant));
+          for (size_t i = 0, seen = 0; i < batch.size(); ++i) {
+            if (unparsable[i].has_value()) continue;
+            if (seen++ == allowed) {
+              end = i;
+              break;
+            }
+          }
+          parsed.resize(allowed);
+        }
+      }
       std::deque<grpc::ByteBuffer> applied;
       std::optional<grpc::Status> failure;
       std::vector<v1::FeedbackAck> acks;
@@ -290,7 +310,7 @@ class FeedbackStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
           service_.metrics().RecordAckLatency(durable - received);
         }
       }
-      for (size_t i = 0, next = 0; i < batch.size() && !failure.has_value(); ++i) {
+      for (size_t i = 0, next = 0; i < end && !failure.has_value(); ++i) {
         const bool elsewhere =
             !unparsable[i].has_value() && next < forwarded.size() && forwarded[next] != 0;
         const v1::FeedbackAck& ack = unparsable[i].has_value() ? *unparsable[i] : acks[next++];
@@ -300,6 +320,7 @@ class FeedbackStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
           failure = grpc::Status(grpc::StatusCode::INTERNAL, "ack: could not be serialized");
         }
       }
+      if (!failure.has_value()) failure = std::move(over_quota);
       const grpc::ByteBuffer* first = nullptr;
       {
         absl::MutexLock lock(&mu_);
@@ -535,8 +556,8 @@ absl::Status CallScope::CheckRouting(absl::string_view user_id) const {
 }
 
 absl::StatusOr<CallScope> Admit(const grpc::CallbackServerContext* context,
-                                const Authenticator* auth, const ServerConfig& config,
-                                Metrics* metrics, bool ready) {
+                                const Authenticator* auth, TenantQuotas* quotas,
+                                const ServerConfig& config, Metrics* metrics, bool ready) {
   if (!ready) {
     return absl::UnavailableError(
         "starting: tailord is loading its users (see tailor_startup_users_loaded); retry "
@@ -550,6 +571,13 @@ absl::StatusOr<CallScope> Admit(const grpc::CallbackServerContext* context,
     if (!grant.ok()) return grant.status();
     scope.tenant = grant->tenant;
     scope.admin = grant->admin;
+  }
+  if (quotas != nullptr) {
+    scope.quotas = quotas;
+    if (absl::Status within = quotas->Take(scope.tenant); !within.ok()) {
+      if (metrics != nullptr) metrics->RecordQuotaRefusal(scope.tenant, 1);
+      return within;
+    }
   }
   if (std::optional<absl::string_view> routed = Metadata(context, kRoutingHeader)) {
     scope.routed_user = DecodeRoutingHeader(*routed);
@@ -567,54 +595,55 @@ absl::StatusOr<CallScope> Admit(const grpc::CallbackServerContext* context,
 
 TailorService::TailorService(engine::PreferenceEngine& engine, WorkQueue& queue, Metrics& metrics,
                              const ServerConfig& config, const Authenticator* auth,
-                             const std::atomic<bool>& ready)
+                             TenantQuotas* quotas, const std::atomic<bool>& ready)
     : engine_(engine),
       queue_(queue),
       metrics_(metrics),
       config_(config),
       auth_(auth),
+      quotas_(quotas),
       ready_(ready) {}
 
 grpc::ServerUnaryReactor* TailorService::RankResponses(grpc::CallbackServerContext* context,
                                                        const grpc::ByteBuffer* request,
                                                        grpc::ByteBuffer* reply) {
-  return Unary(*this, metrics_, auth_, config_, Rpc::kRankResponses, context, request, reply,
-               &TailorService::Rank);
+  return Unary(*this, metrics_, auth_, quotas_, config_, Rpc::kRankResponses, context, request,
+               reply, &TailorService::Rank);
 }
 
 grpc::ServerUnaryReactor* TailorService::SubmitFeedback(grpc::CallbackServerContext* context,
                                                         const grpc::ByteBuffer* request,
                                                         grpc::ByteBuffer* reply) {
-  return Unary(*this, metrics_, auth_, config_, Rpc::kSubmitFeedback, context, request, reply,
-               &TailorService::Submit);
+  return Unary(*this, metrics_, auth_, quotas_, config_, Rpc::kSubmitFeedback, context, request,
+               reply, &TailorService::Submit);
 }
 
 grpc::ServerUnaryReactor* TailorService::SuggestComparison(grpc::CallbackServerContext* context,
                                                            const grpc::ByteBuffer* request,
                                                            grpc::ByteBuffer* reply) {
-  return Unary(*this, metrics_, auth_, config_, Rpc::kSuggestComparison, context, request, reply,
-               &TailorService::Suggest);
+  return Unary(*this, metrics_, auth_, quotas_, config_, Rpc::kSuggestComparison, context, request,
+               reply, &TailorService::Suggest);
 }
 
 grpc::ServerUnaryReactor* TailorService::GetUser(grpc::CallbackServerContext* context,
                                                  const grpc::ByteBuffer* request,
                                                  grpc::ByteBuffer* reply) {
-  return Unary(*this, metrics_, auth_, config_, Rpc::kGetUser, context, request, reply,
+  return Unary(*this, metrics_, auth_, quotas_, config_, Rpc::kGetUser, context, request, reply,
                &TailorService::User);
 }
 
 grpc::ServerUnaryReactor* TailorService::DeleteUser(grpc::CallbackServerContext* context,
                                                     const grpc::ByteBuffer* request,
                                                     grpc::ByteBuffer* reply) {
-  return Unary(*this, metrics_, auth_, config_, Rpc::kDeleteUser, context, request, reply,
+  return Unary(*this, metrics_, auth_, quotas_, config_, Rpc::kDeleteUser, context, request, reply,
                &TailorService::Delete);
 }
 
 grpc::ServerUnaryReactor* TailorService::GetServerInfo(grpc::CallbackServerContext* context,
                                                        const grpc::ByteBuffer* request,
                                                        grpc::ByteBuffer* reply) {
-  return Unary(*this, metrics_, auth_, config_, Rpc::kGetServerInfo, context, request, reply,
-               &TailorService::Info);
+  return Unary(*this, metrics_, auth_, quotas_, config_, Rpc::kGetServerInfo, context, request,
+               reply, &TailorService::Info);
 }
 
 grpc::ServerUnaryReactor* TailorService::Rank(const CallRecord& call,
@@ -991,26 +1020,29 @@ grpc::ServerUnaryReactor* TailorService::Info(const CallRecord& call,
 
 TailorAdminService::TailorAdminService(engine::PreferenceEngine& engine, WorkQueue& queue,
                                        Metrics& metrics, const ServerConfig& config,
-                                       const Authenticator* auth, const std::atomic<bool>& ready)
+                                       const Authenticator* auth, TenantQuotas* quotas,
+                                       const std::atomic<bool>& ready)
     : engine_(engine),
       queue_(queue),
       metrics_(metrics),
       config_(config),
       auth_(auth),
+      quotas_(quotas),
       ready_(ready) {}
 
 grpc::ServerUnaryReactor* TailorAdminService::CreateCheckpoint(grpc::CallbackServerContext* context,
                                                                const grpc::ByteBuffer* request,
                                                                grpc::ByteBuffer* reply) {
-  return Unary(*this, metrics_, auth_, config_, Rpc::kCreateCheckpoint, context, request, reply,
-               &TailorAdminService::Checkpoint);
+  return Unary(*this, metrics_, auth_, quotas_, config_, Rpc::kCreateCheckpoint, context, request,
+               reply, &TailorAdminService::Checkpoint);
 }
 
 grpc::ServerUnaryReactor* TailorAdminService::Checkpoint(const CallRecord& call,
                                                          grpc::CallbackServerContext* context,
                                                          const v1::CreateCheckpointRequest* request,
                                                          v1::CreateCheckpointResponse* response) {
-  absl::StatusOr<CallScope> scope = Admit(context, auth_, config_, &metrics_, ready_.load());
+  absl::StatusOr<CallScope> scope =
+      Admit(context, auth_, quotas_, config_, &metrics_, ready_.load());
   if (!scope.ok()) return Done(call, context, scope.status());
   if (!scope->admin) {
     return Done(call, context,

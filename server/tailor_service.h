@@ -13,6 +13,7 @@
 #include "server/auth.h"
 #include "server/forwarder.h"
 #include "server/metrics.h"
+#include "server/quota.h"
 #include "server/server_config.h"
 #include "server/work_queue.h"
 #include "tailor/v1/tailor.grpc.pb.h"
@@ -25,6 +26,7 @@ grpc::Status ToGrpc(const absl::Status& status);
 // Who a call comes from and how it was routed.
 struct CallScope {
   std::string tenant;                      // "" without token auth
+  TenantQuotas* quotas = nullptr;          // null: no quotas
   bool admin = true;                       // may call TailorAdmin
   std::optional<std::string> routed_user;  // the x-user-id metadata, if sent
   bool require_routed_user = false;
@@ -40,12 +42,13 @@ struct CallScope {
   absl::Status CheckRouting(absl::string_view user_id) const;
 };
 
-// Authenticates a call (when `auth` is set) and reads its routing header.
-// UNAVAILABLE until the server is `ready` (its users loaded). Routing refusals are counted in
+// Authenticates a call (when `auth` is set), takes one request from its tenant's quota (when
+// `quotas` is set: else RESOURCE_EXHAUSTED) and reads its routing header. UNAVAILABLE until
+// the server is `ready` (its users loaded). Routing refusals and quota refusals are counted in
 // `metrics` (when set), apart from other bad input.
 absl::StatusOr<CallScope> Admit(const grpc::CallbackServerContext* context,
-                                const Authenticator* auth, const ServerConfig& config,
-                                Metrics* metrics, bool ready);
+                                const Authenticator* auth, TenantQuotas* quotas,
+                                const ServerConfig& config, Metrics* metrics, bool ready);
 
 // Every method is registered raw (bytes in, bytes out) and parsed in server/message_parsing.h,
 // so unparsable input gets INVALID_ARGUMENT "<field>: <rule>" (gRPC's own answer would be
@@ -67,10 +70,11 @@ struct CallRecord;
 
 class TailorService final : public TailorRawService {
  public:
-  // `auth` may be null (no authentication). Calls are refused UNAVAILABLE until `ready`.
-  // `cluster` (null on a single node) must be set before `ready`, and outlive the service.
+  // `auth` and `quotas` may be null (no authentication; no quotas). Calls are refused
+  // UNAVAILABLE until `ready`. `cluster` (null on a single node) must be set before `ready`,
+  // and outlive the service.
   TailorService(engine::PreferenceEngine& engine, WorkQueue& queue, Metrics& metrics,
-                const ServerConfig& config, const Authenticator* auth,
+                const ServerConfig& config, const Authenticator* auth, TenantQuotas* quotas,
                 const std::atomic<bool>& ready);
   void SetCluster(cluster::ClusterShard* cluster);
 
@@ -124,7 +128,7 @@ class TailorService final : public TailorRawService {
   Metrics& metrics() { return metrics_; }
   std::atomic<int>& open_streams() { return open_streams_; }
   absl::StatusOr<CallScope> Admit(const grpc::CallbackServerContext* context) const {
-    return server::Admit(context, auth_, config_, &metrics_, ready_.load());
+    return server::Admit(context, auth_, quotas_, config_, &metrics_, ready_.load());
   }
 
  private:
@@ -155,6 +159,7 @@ class TailorService final : public TailorRawService {
   Metrics& metrics_;
   const ServerConfig& config_;
   const Authenticator* auth_;
+  TenantQuotas* quotas_;
   const std::atomic<bool>& ready_;
   std::atomic<int> open_streams_{0};
   cluster::ClusterShard* cluster_ = nullptr;
@@ -164,7 +169,7 @@ class TailorService final : public TailorRawService {
 class TailorAdminService final : public TailorAdminRawService {
  public:
   TailorAdminService(engine::PreferenceEngine& engine, WorkQueue& queue, Metrics& metrics,
-                     const ServerConfig& config, const Authenticator* auth,
+                     const ServerConfig& config, const Authenticator* auth, TenantQuotas* quotas,
                      const std::atomic<bool>& ready);
   grpc::ServerUnaryReactor* CreateCheckpoint(grpc::CallbackServerContext* context,
                                              const grpc::ByteBuffer* request,
@@ -181,6 +186,7 @@ class TailorAdminService final : public TailorAdminRawService {
   Metrics& metrics_;
   const ServerConfig& config_;
   const Authenticator* auth_;
+  TenantQuotas* quotas_;
   const std::atomic<bool>& ready_;
 };
 

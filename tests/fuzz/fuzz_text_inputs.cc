@@ -1,6 +1,6 @@
 // Text files Tailor reads: the feature schema CSV (--schema), the tokens file
-// (--auth_tokens_file) and tailorctl's feedback CSV. Each either parses or is refused with a
-// reason; none may crash. The first byte picks the parser.
+// (--auth_tokens_file), the quotas file (--tenant_quotas_file) and tailorctl's feedback CSV. Each
+// either parses or is refused with a reason; none may crash. The first byte picks the parser.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -10,11 +10,12 @@
 #include "client/feedback_csv.h"
 #include "model/schema.h"
 #include "server/auth.h"
+#include "server/quota.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const std::string text(reinterpret_cast<const char*>(data) + 1, size - 1);
-  switch (data[0] % 3) {
+  switch (data[0] % 4) {
     case 0: {
       auto schema = tailor::model::FeatureSchema::FromCsv(text);
       if (!schema.ok() && schema.status().message().empty()) std::abort();
@@ -29,6 +30,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       std::vector<tailor::v1::FeedbackEvent> events;
       absl::Status parsed = tailor::client::ParseFeedbackCsv(text, "events.csv", events);
       if (!parsed.ok() && parsed.message().empty()) std::abort();
+      break;
+    }
+    case 3: {
+      auto quotas = tailor::server::TenantQuotas::ParseText(text, "quotas");
+      if (!quotas.ok() && quotas.status().message().empty()) std::abort();
+      if (quotas.ok()) {
+        for (const auto& [tenant, quota] : *quotas) {
+          if (!(quota.rate > 0) || !(quota.burst >= 1)) std::abort();  // NaN fails too
+        }
+      }
       break;
     }
   }

@@ -256,6 +256,27 @@ TEST(AuthFileTest, BadTokensFilesStopTheServerWithTheReason) {
   }
 }
 
+TEST(QuotaConfigTest, QuotasNeedTokensAndABadQuotasFileStopsTheServerWithTheReason) {
+  TempDir dir;
+  ServerConfig config;
+  config.listen = "127.0.0.1:0";
+  config.metrics_listen = "127.0.0.1:0";
+  config.data_dir = dir.Sub("db");
+  WriteFile(dir.Sub("quotas"), "acme 10\n");
+  config.tenant_quotas_file = dir.Sub("quotas");
+  auto without_tokens = TailorServer::Start(config);
+  ASSERT_FALSE(without_tokens.ok());
+  EXPECT_THAT(std::string(without_tokens.status().message()),
+              HasSubstr("--tenant_quotas_file: needs --auth_tokens_file"));
+  WriteFile(dir.Sub("tokens"), std::string("acme ") + kAcme1 + "\n");
+  config.auth_tokens_file = dir.Sub("tokens");
+  WriteFile(dir.Sub("quotas"), "acme 10\nacme 20\n");
+  auto bad = TailorServer::Start(config);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()),
+              HasSubstr("--tenant_quotas_file: " + dir.Sub("quotas") + ":2: tenant 'acme'"));
+}
+
 class RoutingTest : public ServerFixture {};
 
 TEST_F(RoutingTest, AHeaderThatDisagreesWithTheMessageIsRefusedAndStoresNothing) {
