@@ -252,6 +252,7 @@ absl::Status PreferenceEngine::LoadUsers() {
     established += entry->count >= static_cast<uint64_t>(options_.established_pairs);
     Stripe& stripe = StripeFor(user_id);
     MutexLock lock(&stripe.map_mu);
+    CountLocked(stripe, user_id, nullptr, entry.get());
     stripe.users[user_id] = std::move(entry);
   }
   users_ = loaded.size();
@@ -870,7 +871,9 @@ std::vector<absl::StatusOr<FeedbackResult>> PreferenceEngine::RecordFeedbackBatc
   for (auto& [user_id, entry] : latest) {
     Stripe& stripe = StripeFor(user_id);
     MutexLock lock(&stripe.map_mu);
-    stripe.users[user_id] = entry;
+    std::shared_ptr<const UserEntry>& slot = stripe.users[user_id];
+    CountLocked(stripe, user_id, slot.get(), entry.get());
+    slot = entry;
   }
   for (const Applied& a : applied) {
     if (a.new_user) users_.fetch_add(1);
@@ -934,6 +937,7 @@ absl::StatusOr<storage::DeletedUser> PreferenceEngine::DeleteUser(
     if (it != stripe.users.end()) {
       removed = std::move(it->second);
       stripe.users.erase(it);
+      CountLocked(stripe, user_id, removed.get(), nullptr);
     }
     if (auto blend = stripe.blends.find(user_id); blend != stripe.blends.end()) {
       stripe.blend_bytes -= blend->second.blend->Bytes();
@@ -984,6 +988,41 @@ TrustReport PreferenceEngine::Trust() const {
         guard_.SharesAt(GuardLevel(static_cast<uint64_t>(level.min_pairs))));
   }
   return report;
+}
+
+void PreferenceEngine::CountLocked(Stripe& stripe, absl::string_view user_id,
+                                   const UserEntry* before, const UserEntry* after) const {
+  if (!options_.count_by_tenant) return;
+  const size_t slash = user_id.find('/');
+  if (slash == absl::string_view::npos) return;  // no tenant
+  const auto established = [&](const UserEntry* e) {
+    return e != nullptr && e->count >= static_cast<uint64_t>(options_.established_pairs);
+  };
+  const auto events = [](const UserEntry* e) {
+    return e == nullptr ? int64_t{0} : static_cast<int64_t>(e->count);
+  };
+  auto found = stripe.tenants.find(user_id.substr(0, slash));
+  if (found == stripe.tenants.end()) {
+    found = stripe.tenants.emplace(std::string(user_id.substr(0, slash)), TenantCounts{}).first;
+  }
+  TenantCounts& counts = found->second;
+  counts.users += (after != nullptr) - (before != nullptr);
+  counts.established_users += established(after) - established(before);
+  counts.feedback_events += events(after) - events(before);
+  if (counts.users == 0) stripe.tenants.erase(found);
+}
+
+TenantCounts PreferenceEngine::CountsOf(absl::string_view tenant) const {
+  TenantCounts total;
+  for (const Stripe& stripe : stripes_) {
+    MutexLock lock(&stripe.map_mu);
+    auto found = stripe.tenants.find(tenant);
+    if (found == stripe.tenants.end()) continue;
+    total.users += found->second.users;
+    total.established_users += found->second.established_users;
+    total.feedback_events += found->second.feedback_events;
+  }
+  return total;
 }
 
 EngineStats PreferenceEngine::Stats() const {

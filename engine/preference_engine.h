@@ -40,6 +40,8 @@
 namespace tailor::engine {
 
 struct EngineOptions {
+  // User ids are "tenant/user" (token auth): keep counts per tenant (TenantCounts).
+  bool count_by_tenant = false;
   // Prior variance of each z-scored weight before any population exists; also the prior each
   // user's own posterior is stored under (the population prior is applied on top).
   double base_prior_variance = 1.0;
@@ -110,6 +112,13 @@ struct EngineStats {
   double last_refresh_seconds = 0;  // wall time of the last population/reference refresh
   uint64_t knowledge_version = 0;
   int64_t knowledge_as_of_micros = 0;  // the last refresh read the users as of this time
+};
+
+// One tenant's users (EngineOptions::count_by_tenant).
+struct TenantCounts {
+  int64_t users = 0;
+  int64_t established_users = 0;
+  int64_t feedback_events = 0;
 };
 
 // What the last refresh fitted, and the live safety net's shares at each fitted level (before
@@ -251,6 +260,8 @@ class PreferenceEngine {
   const model::FeatureSchema& schema() const { return schema_; }
   storage::FeedbackStore& store() { return store_; }
   EngineStats Stats() const;
+  // The users of `tenant` (ids "tenant/…"); zeros unless EngineOptions::count_by_tenant.
+  TenantCounts CountsOf(absl::string_view tenant) const;
   TrustReport Trust() const;
 
  private:
@@ -269,7 +280,9 @@ class PreferenceEngine {
       uint64_t last_used = 0;
     };
     absl::flat_hash_map<std::string, CachedBlend> blends ABSL_GUARDED_BY(map_mu);
-    size_t blend_bytes ABSL_GUARDED_BY(map_mu) = 0;    // Blend::Bytes() of `blends`
+    size_t blend_bytes ABSL_GUARDED_BY(map_mu) = 0;  // Blend::Bytes() of `blends`
+    // count_by_tenant: the stripe's users by tenant.
+    absl::flat_hash_map<std::string, TenantCounts> tenants ABSL_GUARDED_BY(map_mu);
     uint64_t blend_clock ABSL_GUARDED_BY(map_mu) = 0;  // ticks at each use
   };
   static constexpr int kStripes = 256;
@@ -279,6 +292,9 @@ class PreferenceEngine {
   absl::Status LoadUsers();
   absl::StatusOr<std::shared_ptr<const UserEntry>> Rebuild(absl::string_view user_id);
   static size_t StripeIndex(absl::string_view user_id);
+  // count_by_tenant: moves the user's tenant's counts from `before` to `after` (either null).
+  void CountLocked(Stripe& stripe, absl::string_view user_id, const UserEntry* before,
+                   const UserEntry* after) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(stripe.map_mu);
   Stripe& StripeFor(absl::string_view user_id);
   std::shared_ptr<const UserEntry> Find(absl::string_view user_id);
   std::shared_ptr<const Knowledge> CurrentKnowledge() const;

@@ -46,6 +46,8 @@ constexpr int kWorkThreads = 8;
 
 engine::EngineOptions EngineOptionsFor(const ServerConfig& config) {
   engine::EngineOptions options;
+  // With token auth every user id is "tenant/user": GetServerInfo answers per tenant.
+  options.count_by_tenant = !config.auth_tokens_file.empty();
   options.refresh_period = absl::Milliseconds(config.refresh_ms);
   if (!config.neighbour_cold_start) options.handover_pairs = 0;
   options.max_reference_users = config.max_reference_users;

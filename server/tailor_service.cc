@@ -1,5 +1,6 @@
 #include "server/tailor_service.h"
 
+#include <algorithm>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -977,6 +978,13 @@ grpc::ServerUnaryReactor* TailorService::Info(const CallRecord& call,
     response->set_users(stats.users);
     response->set_established_users(stats.established_users);
     response->set_feedback_events(stats.feedback_events);
+  } else {  // the caller's tenant's own
+    const engine::TenantCounts counts = engine_.CountsOf(scope->tenant);
+    response->set_users(static_cast<uint64_t>(std::max<int64_t>(0, counts.users)));
+    response->set_established_users(
+        static_cast<uint64_t>(std::max<int64_t>(0, counts.established_users)));
+    response->set_feedback_events(
+        static_cast<uint64_t>(std::max<int64_t>(0, counts.feedback_events)));
   }
   response->set_durability(engine_.store().sync_wal() ? "wal+fsync" : "wal");
   response->set_shard(config_.shard_name);

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
@@ -193,15 +194,47 @@ TEST_F(AuthTest, TenantsAreIsolated) {
   }
   EXPECT_TRUE(reader->Finish().ok());
   EXPECT_EQ(events, 1);
-  // Server-wide counts are for admin tokens: a tenant does not learn the others' sizes.
+  // Server-wide counts are for admin tokens; a tenant gets its own, and does not learn the
+  // others' sizes.
   v1::ServerInfo info;
   ASSERT_TRUE(stub_->GetServerInfo(Context(kGlobex).get(), {}, &info).ok());
-  EXPECT_EQ(info.users(), 0u);
-  EXPECT_EQ(info.feedback_events(), 0u);
+  EXPECT_EQ(info.users(), 1u);
+  EXPECT_EQ(info.feedback_events(), 2u);
   EXPECT_EQ(info.schema().features_size(), 10);
   ASSERT_TRUE(stub_->GetServerInfo(Context(kOps).get(), {}, &info).ok());
   EXPECT_EQ(info.users(), 2u);
   EXPECT_EQ(info.feedback_events(), 3u);
+}
+
+TEST_F(AuthTest, EachTenantsCountsAreItsOwnThroughWritesDeletionsAndRestarts) {
+  // acme: bob with 17 events (established at 16), alice with 1; globex: carol with 2.
+  for (int i = 0; i < 17; ++i) ASSERT_TRUE(Submit(kAcme1, Event(absl::StrCat("b", i), "bob")).ok());
+  ASSERT_TRUE(Submit(kAcme2, Event("a0", "alice")).ok());
+  ASSERT_TRUE(Submit(kGlobex, Event("c0", "carol")).ok());
+  ASSERT_TRUE(Submit(kGlobex, Event("c1", "carol")).ok());
+  ASSERT_TRUE(Submit(kGlobex, Event("c1", "carol")).ok());  // a duplicate counts once
+  auto counts = [&](const char* token) {
+    v1::ServerInfo info;
+    EXPECT_TRUE(stub_->GetServerInfo(Context(token).get(), {}, &info).ok());
+    return std::vector<uint64_t>{info.users(), info.established_users(), info.feedback_events()};
+  };
+  using Counts = std::vector<uint64_t>;
+  EXPECT_EQ(counts(kAcme1), (Counts{2, 1, 18}));
+  EXPECT_EQ(counts(kGlobex), (Counts{1, 0, 2}));
+  EXPECT_EQ(counts(kOps), (Counts{3, 1, 20}));  // admin: server-wide
+  // Loaded again from disk, the same.
+  server_->Shutdown();
+  server_.reset();
+  Start();
+  EXPECT_EQ(counts(kAcme1), (Counts{2, 1, 18}));
+  EXPECT_EQ(counts(kGlobex), (Counts{1, 0, 2}));
+  // A deletion takes its user out of its tenant's counts only.
+  v1::DeleteUserRequest request;
+  request.set_user_id("bob");
+  v1::DeleteUserResponse response;
+  ASSERT_TRUE(stub_->DeleteUser(Context(kAcme1).get(), request, &response).ok());
+  EXPECT_EQ(counts(kAcme1), (Counts{1, 0, 1}));
+  EXPECT_EQ(counts(kGlobex), (Counts{1, 0, 2}));
 }
 
 TEST_F(AuthTest, AdminCallsNeedAnAdminToken) {
