@@ -80,6 +80,33 @@ void Posterior::Observe(const Eigen::VectorXd& diff) {
   }
 }
 
+void Posterior::Forget(double keep, const Eigen::VectorXd& base_mean,
+                       const Eigen::MatrixXd& base_cov) {
+  if (!(keep < 1.0)) return;
+  if (diagonal_) {
+    const Eigen::ArrayXd base_precision = base_cov.diagonal().array().inverse();
+    const Eigen::ArrayXd precision = diag_.array().inverse();
+    const Eigen::ArrayXd base_shift = base_precision * base_mean.array();
+    const Eigen::ArrayXd shift = precision * mean_.array();
+    const Eigen::ArrayXd kept_precision = base_precision + keep * (precision - base_precision);
+    const Eigen::ArrayXd kept_shift = base_shift + keep * (shift - base_shift);
+    diag_ = kept_precision.inverse().matrix();
+    mean_ = (kept_shift / kept_precision).matrix();
+    return;
+  }
+  const Eigen::Index d = mean_.size();
+  const Eigen::MatrixXd identity = Eigen::MatrixXd::Identity(d, d);
+  const Eigen::MatrixXd base_precision = base_cov.llt().solve(identity);
+  const Eigen::MatrixXd precision = cov_.llt().solve(identity);
+  const Eigen::MatrixXd kept_precision = base_precision + keep * (precision - base_precision);
+  const Eigen::VectorXd kept_shift =
+      base_precision * base_mean + keep * (precision * mean_ - base_precision * base_mean);
+  const Eigen::LLT<Eigen::MatrixXd> factor(0.5 * (kept_precision + kept_precision.transpose()));
+  cov_ = factor.solve(identity);
+  cov_ = 0.5 * (cov_ + cov_.transpose());
+  mean_ = factor.solve(kept_shift);
+}
+
 LaplaceFit BatchLaplaceFit(std::span<const Eigen::VectorXd> diffs,
                            const Eigen::VectorXd& prior_mean, const Eigen::MatrixXd& prior_cov,
                            int iterations) {

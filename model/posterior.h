@@ -45,6 +45,16 @@ class Posterior {
   // cov * diff), the new covariance the inverse Hessian there (Sherman–Morrison).
   void Observe(const Eigen::VectorXd& diff);
 
+  // Forgets on purpose (preference drift): what was learned since the prior N(base_mean,
+  // base_cov) is weighed by `keep` (0 < keep <= 1) in information form, so that
+  //   precision <- base precision + keep * (precision - base precision)
+  //   precision * mean <- base precision * base mean + keep * (same - base's).
+  // Before each observation with keep = 2^(-1 / half-life), a pair seen h observations ago
+  // counts 2^(-h / half-life): the variance no longer shrinks for ever, so a user whose taste
+  // moves is followed again. The result is still "learned under the base prior" (the base's
+  // information is untouched), which re-prioring relies on.
+  void Forget(double keep, const Eigen::VectorXd& base_mean, const Eigen::MatrixXd& base_cov);
+
  private:
   Posterior() = default;
   Eigen::VectorXd mean_;

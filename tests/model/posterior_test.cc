@@ -104,6 +104,84 @@ TEST(PosteriorTest, ThousandDimensionalFeaturesWorkEndToEnd) {
   EXPECT_GE(SuggestPair(belief, features).information_bits, 0.0);
 }
 
+TEST(ForgettingTest, KeepingEverythingOrForgettingNothingLearnedChangesNothing) {
+  std::mt19937_64 rng(41);
+  for (int d : {5, 80}) {  // full and diagonal covariance
+    const Population base = BasePrior(d, 1.0);
+    Posterior prior(base.mean, base.cov);
+    prior.Forget(0.5, base.mean, base.cov);  // nothing learned: still the base
+    EXPECT_LT((prior.mean() - base.mean).norm(), 1e-9);
+    EXPECT_LT((prior.Covariance() - base.cov).norm(), 1e-9);
+    Posterior p(base.mean, base.cov);
+    const Eigen::VectorXd w = RandomVector(d, rng);
+    for (int i = 0; i < 50; ++i) p.Observe(Pair(w, rng));
+    Posterior same = p;
+    same.Forget(1.0, base.mean, base.cov);
+    EXPECT_LT((same.mean() - p.mean()).norm(), 1e-12);
+    // Forgetting half of it halves the learned precision: variances grow, never past the base.
+    Posterior half = p;
+    half.Forget(0.5, base.mean, base.cov);
+    EXPECT_TRUE((half.Variances().array() > p.Variances().array()).all());
+    EXPECT_TRUE((half.Variances().array() < base.cov.diagonal().array() + 1e-12).all());
+  }
+}
+
+// Users' held-out accuracy, learning online from `pairs` pairs of a taste that flips to its
+// opposite after `flip` pairs (never when flip >= pairs), with a half-life of `half_life` pairs
+// (0: no forgetting). Accuracy is on fresh pairs of the final taste, after each pair.
+std::vector<double> AccuracyCurve(int users, int pairs, int flip, double half_life, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const int d = 10;
+  const Population base = BasePrior(d, 1.0);
+  const double keep = half_life > 0 ? std::exp2(-1.0 / half_life) : 1.0;
+  std::vector<double> accuracy(static_cast<size_t>(pairs), 0.0);
+  for (int u = 0; u < users; ++u) {
+    const Eigen::VectorXd before = RandomVector(d, rng, 1.0);
+    const Eigen::VectorXd after = flip < pairs ? Eigen::VectorXd(-before) : before;
+    std::vector<Eigen::VectorXd> tests;
+    for (int i = 0; i < 100; ++i) tests.push_back(RandomVector(d, rng));
+    Posterior p(base.mean, base.cov);
+    for (int i = 0; i < pairs; ++i) {
+      p.Forget(keep, base.mean, base.cov);
+      p.Observe(Pair(i < flip ? before : after, rng));
+      int right = 0;
+      for (const Eigen::VectorXd& x : tests) right += (p.mean().dot(x) > 0) == (after.dot(x) > 0);
+      accuracy[static_cast<size_t>(i)] += static_cast<double>(right) / 100.0 / users;
+    }
+  }
+  return accuracy;
+}
+
+TEST(ForgettingTest, ADriftingUserIsFollowedAgainAndAStableOneLosesLittle) {
+  // 200 simulated users, d = 10. Drifting users answer 400 pairs by one taste, then flip to
+  // its opposite: pairs needed after the flip until accuracy on the new taste is 0.8, with a
+  // 200-pair half-life and without forgetting. Stable users answer 600 pairs by one taste:
+  // accuracy lost to forgetting, averaged over pairs 400-599. With these seeds: 106 pairs
+  // forgetting, never within 200 remembering (0.790 after 200; 133 pairs to get back to
+  // 0.5), and 0.0034 lost. Shorter half-lives follow faster and lose more (100 pairs: 75
+  // and 0.0139).
+  const double kHalfLife = 200;
+  auto recovery = [](const std::vector<double>& curve) {
+    for (int i = 400; i < 600; ++i) {
+      if (curve[static_cast<size_t>(i)] >= 0.8) return i + 1 - 400;
+    }
+    return 1000;  // not within 200 pairs
+  };
+  const int forgetting = recovery(AccuracyCurve(200, 600, 400, kHalfLife, 6));
+  const int remembering = recovery(AccuracyCurve(200, 600, 400, 0, 6));
+  const std::vector<double> stable = AccuracyCurve(200, 600, 600, 0, 5);
+  const std::vector<double> stable_forgetting = AccuracyCurve(200, 600, 600, kHalfLife, 5);
+  double loss = 0;
+  for (size_t i = 400; i < 600; ++i) loss += (stable[i] - stable_forgetting[i]) / 200.0;
+  std::printf(
+      "pairs to 0.8 after a flip: %d forgetting, %d remembering (1000: not within 200); "
+      "stable users' accuracy lost to forgetting %.4f\n",
+      forgetting, remembering, loss);
+  EXPECT_LE(forgetting, 120);
+  EXPECT_GT(remembering, 200);
+  EXPECT_LE(loss, 0.005);
+}
+
 TEST(PopulationTest, FitsTheSpreadOfTruePreferencesNotOfNoisyEstimates) {
   // Users' true weights ~ N(m, 0.25 I); each is seen through only 10 pairs. The raw spread
   // of their estimates mixes in estimation noise; the EM fit must land near the truth.
