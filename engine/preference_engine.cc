@@ -19,6 +19,12 @@ namespace {
 
 namespace records = storage::records;
 
+model::TrustFitOptions TrustFitOptionsFor(double forget_keep) {
+  model::TrustFitOptions options;
+  options.forget_keep = forget_keep;
+  return options;
+}
+
 // ReferenceSample: which established users are offered to other shards, and the keyed digest
 // that stands for each user's id there.
 constexpr uint64_t kExternalSampleSeed = 0x5a3b1e;
@@ -121,8 +127,11 @@ PreferenceEngine::PreferenceEngine(model::FeatureSchema schema, storage::Feedbac
       options_(std::move(options)),
       base_prior_(model::BasePrior(schema_.dimension(), options_.base_prior_variance)),
       base_information_(model::InformationOf(base_prior_)),
+      forget_keep_(options_.forget_half_life_pairs > 0
+                       ? std::exp2(-1.0 / options_.forget_half_life_pairs)
+                       : 1.0),
       knowledge_options_{options_.handover_pairs > 0,    options_.calibration_users,
-                         options_.min_calibration_users, model::TrustFitOptions{},
+                         options_.min_calibration_users, TrustFitOptionsFor(forget_keep_),
                          options_.neighbour_temperature, options_.own_model_log_prior_odds},
       guard_(static_cast<int>(knowledge_options_.trust_fit.level_pairs.size()) + 1,
              options_.live_guard_window, {0.98, 0.01, 0.01}),
@@ -191,6 +200,7 @@ absl::StatusOr<std::shared_ptr<const PreferenceEngine::UserEntry>> PreferenceEng
     const Eigen::VectorXd diff =
         schema_.Normalize(std::span(r.chosen_features().data(), r.chosen_features_size())) -
         schema_.Normalize(std::span(r.rejected_features().data(), r.rejected_features_size()));
+    posterior.Forget(forget_keep_, base_prior_.mean, base_prior_.cov);
     posterior.Observe(diff);
     entry->count = r.sequence();
     if (entry->first_micros == 0) entry->first_micros = r.timestamp_micros();
@@ -214,8 +224,10 @@ absl::Status PreferenceEngine::LoadUsers() {
         if (state.ok()) posterior = FromState(*state, schema_.dimension());
         // Cold users' recent pairs live only in history: rebuild them from it too.
         users_loaded_.fetch_add(1, std::memory_order_relaxed);
+        // So are users learned with another forgetting half-life than this engine's.
         if (!posterior.has_value() ||
-            state->feedback_count() < static_cast<uint64_t>(options_.handover_pairs)) {
+            state->feedback_count() < static_cast<uint64_t>(options_.handover_pairs) ||
+            state->forget_half_life_pairs() != options_.forget_half_life_pairs) {
           to_rebuild.emplace_back(user_id);
           return;
         }
@@ -234,11 +246,12 @@ absl::Status PreferenceEngine::LoadUsers() {
     // Persist a fresh state where the stored one was unreadable or outdated.
     std::optional<records::UserState> stored;
     if (auto read = store_.ReadState(user_id); read.ok()) stored = *read;
-    if (!stored.has_value() || !FromState(*stored, schema_.dimension()).has_value()) {
+    if (!stored.has_value() || !FromState(*stored, schema_.dimension()).has_value() ||
+        stored->forget_half_life_pairs() != options_.forget_half_life_pairs) {
       storage::UserCommit commit;
       commit.user_id = user_id;
       commit.state = ToState((*entry)->posterior.Unpack(), (*entry)->count, (*entry)->first_micros,
-                             (*entry)->last_micros);
+                             (*entry)->last_micros, options_.forget_half_life_pairs);
       if (absl::Status w = store_.Commit(commit); !w.ok()) return w;
       rebuilt_states_.fetch_add(1);
     }
@@ -815,6 +828,7 @@ std::vector<absl::StatusOr<FeedbackResult>> PreferenceEngine::RecordFeedbackBatc
                           {}});
     next->serial = next_serial_++;
     model::Posterior posterior = next->posterior.Unpack();
+    posterior.Forget(forget_keep_, base_prior_.mean, base_prior_.cov);
     posterior.Observe(diff);
     next->posterior = CompactPosterior(posterior);
     next->count += 1;
@@ -849,7 +863,8 @@ std::vector<absl::StatusOr<FeedbackResult>> PreferenceEngine::RecordFeedbackBatc
     stored.idempotency.set_sequence(next->count);
     stored.idempotency.set_user_feedback_count(next->count);
     stored.idempotency.set_predicted_chosen_probability(predicted);
-    commit.state = ToState(posterior, next->count, next->first_micros, next->last_micros);
+    commit.state = ToState(posterior, next->count, next->first_micros, next->last_micros,
+                           options_.forget_half_life_pairs);
 
     latest[event.user_id] = next;
     applied_at.emplace(std::pair{event.user_id, event.event_id}, i);
@@ -899,6 +914,10 @@ absl::StatusOr<UserProfile> PreferenceEngine::GetUser(absl::string_view user_id)
   const model::Belief belief = BeliefFor(entry.get(), *knowledge, user_id, BeliefUse::kPredict);
   UserProfile profile;
   profile.feedback_count = entry->count;
+  profile.effective_pairs =
+      forget_keep_ < 1
+          ? (1 - std::pow(forget_keep_, static_cast<double>(entry->count))) / (1 - forget_keep_)
+          : static_cast<double>(entry->count);
   profile.weight_mean = belief.Mean();
   profile.weight_stddev = belief.personal.Variances().cwiseSqrt();
   profile.source = belief.source;

@@ -40,6 +40,10 @@
 namespace tailor::engine {
 
 struct EngineOptions {
+  // Preference drift: a pair counts half as much after this many newer pairs of the same
+  // user (model::Posterior::Forget before each one, online and when rebuilding); 0 = pairs
+  // count for ever.
+  double forget_half_life_pairs = 0;
   // User ids are "tenant/user" (token auth): keep counts per tenant (TenantCounts).
   bool count_by_tenant = false;
   // Prior variance of each z-scored weight before any population exists; also the prior each
@@ -178,6 +182,9 @@ struct Comparison {
 
 struct UserProfile {
   uint64_t feedback_count = 0;
+  // How many pairs still count: feedback_count, or less with forgetting (sum of 2^(-age /
+  // half-life) over the user's pairs).
+  double effective_pairs = 0;
   Eigen::VectorXd weight_mean;
   Eigen::VectorXd weight_stddev;
   model::KnowledgeSource source = model::KnowledgeSource::kPopulation;
@@ -336,6 +343,7 @@ class PreferenceEngine {
   const EngineOptions options_;
   const model::Population base_prior_;
   const model::PriorInformation base_information_;
+  const double forget_keep_;  // 2^(-1 / forget_half_life_pairs), or 1
   const KnowledgeOptions knowledge_options_;
   LiveGuard guard_;
   std::array<Stripe, kStripes> stripes_;

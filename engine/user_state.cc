@@ -13,7 +13,7 @@ constexpr uint32_t kStateFormatVersion = 1;
 }  // namespace
 
 records::UserState ToState(const model::Posterior& posterior, uint64_t count, int64_t first,
-                           int64_t last) {
+                           int64_t last, double forget_half_life_pairs) {
   records::UserState state;
   state.set_format_version(kStateFormatVersion);
   state.set_feedback_count(count);
@@ -29,6 +29,7 @@ records::UserState ToState(const model::Posterior& posterior, uint64_t count, in
   }
   state.set_first_feedback_micros(first);
   state.set_last_feedback_micros(last);
+  state.set_forget_half_life_pairs(forget_half_life_pairs);
   return state;
 }
 

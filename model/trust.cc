@@ -166,6 +166,7 @@ Trust FitTrust(std::span<const CalibrationUser> users, const Population& populat
       const auto k = static_cast<size_t>(level_pairs[level]);
       if (k > user.feedback.size()) break;
       for (; learned < k; ++learned) {
+        own.Forget(options.forget_keep, base.mean, base.cov);
         own.Observe(user.feedback[learned]);
         if (use_neighbours) {
           const Eigen::VectorXd margins = vectors * user.feedback[learned];

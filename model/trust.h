@@ -52,6 +52,9 @@ struct CalibrationUser {
 };
 
 struct TrustFitOptions {
+  // Preference drift: calibration users' own posteriors forget as the served ones do
+  // (Posterior::Forget with this `keep` before each pair; 1 = never).
+  double forget_keep = 1.0;
   // Candidate values; the best on held-out log loss is chosen.
   std::vector<double> prior_scales = {1, 0.5, 0.25, 0.1, 0.05, 0.025, 0.01};
   std::vector<double> temperatures = {1, 0.5, 0.25, 0.1, 0.05, 0.02};

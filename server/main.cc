@@ -45,6 +45,9 @@ ABSL_FLAG(int32_t, stream_window_events, kDefaults.stream_window_events,
           "feedback events a stream may have read ahead of their acks");
 ABSL_FLAG(bool, neighbour_cold_start, kDefaults.neighbour_cold_start,
           "borrow from similar users for users with little feedback");
+ABSL_FLAG(double, forget_half_life_pairs, kDefaults.forget_half_life_pairs,
+          "preference drift: a user's pair counts half after this many newer pairs of theirs "
+          "(0: for ever); a change rebuilds users' states from history at start");
 ABSL_FLAG(int32_t, refresh_ms, kDefaults.refresh_ms,
           "period of the background refit of the population prior, neighbour index and trust "
           "(0: fitted once at startup, then frozen)");
@@ -114,6 +117,7 @@ int main(int argc, char** argv) {
   config.stream_window_events = absl::GetFlag(FLAGS_stream_window_events);
   config.refresh_ms = absl::GetFlag(FLAGS_refresh_ms);
   config.neighbour_cold_start = absl::GetFlag(FLAGS_neighbour_cold_start);
+  config.forget_half_life_pairs = absl::GetFlag(FLAGS_forget_half_life_pairs);
   config.max_reference_users = absl::GetFlag(FLAGS_max_reference_users);
   config.exact_scan_max_users = absl::GetFlag(FLAGS_exact_scan_max_users);
   config.belief_cache_users = absl::GetFlag(FLAGS_belief_cache_users);

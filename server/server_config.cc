@@ -38,6 +38,11 @@ absl::Status ServerConfig::Validate() const {
         "--tenant_quotas_file: needs --auth_tokens_file (quotas are per tenant, and without "
         "tokens there are no tenants)");
   }
+  if (!(forget_half_life_pairs == 0 ||
+        (forget_half_life_pairs >= 1 && forget_half_life_pairs <= 1e9))) {
+    return absl::InvalidArgumentError(
+        "--forget_half_life_pairs: must be 0 (never forget) or between 1 and 1e9 pairs");
+  }
   if (tls_cert_file.empty() != tls_key_file.empty()) {
     return absl::InvalidArgumentError(
         "--tls_cert_file, --tls_key_file: give both (TLS) or neither (plaintext)");

@@ -38,6 +38,9 @@ struct ServerConfig {
   // Cold start from similar users; off = users are served from the population prior and
   // their own posterior only (the baseline the quality benchmark compares against).
   bool neighbour_cold_start = true;
+  // Preference drift: a user's pair counts half after this many newer pairs of theirs (0 =
+  // for ever). Changing it rebuilds every user's state from history at the next start.
+  double forget_half_life_pairs = 0;
   // Period of the background refit of the population prior and neighbour reference set.
   int32_t refresh_ms = 30000;
   // Established users that cold users may borrow from (a seeded sample beyond this), and the

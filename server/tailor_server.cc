@@ -50,6 +50,7 @@ engine::EngineOptions EngineOptionsFor(const ServerConfig& config) {
   options.count_by_tenant = !config.auth_tokens_file.empty();
   options.refresh_period = absl::Milliseconds(config.refresh_ms);
   if (!config.neighbour_cold_start) options.handover_pairs = 0;
+  options.forget_half_life_pairs = config.forget_half_life_pairs;
   options.max_reference_users = config.max_reference_users;
   options.exact_scan_max_users = config.exact_scan_max_users;
   options.blend_cache_users = config.belief_cache_users;

@@ -91,6 +91,7 @@ void FillProfile(absl::string_view user_id, const engine::UserProfile& profile,
                  v1::UserProfile& out) {
   out.set_user_id(std::string(user_id));
   out.set_feedback_count(profile.feedback_count);
+  out.set_effective_pairs(profile.effective_pairs);
   for (double m : profile.weight_mean) out.add_weight_mean(m);
   for (double s : profile.weight_stddev) out.add_weight_stddev(s);
   out.set_knowledge_source(ToProto(profile.source));

@@ -1,6 +1,9 @@
 // User state is derivable from history: an engine opened on a store whose state records are
 // missing, unreadable or of another format rebuilds them from the history, and serves the
-// same user as before.
+// same user as before. With forgetting (preference drift), the rebuilt state is the online
+// one, and states learned with another half-life are rebuilt.
+#include <algorithm>
+#include <cmath>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -93,6 +96,71 @@ TEST(EngineRebuildTest, MissingOrUnreadableStatesAreRebuiltFromHistory) {
     }
     EXPECT_EQ((*engine)->GetUser(user)->feedback_count, 20u);
   }
+}
+
+TEST(EngineRebuildTest, ForgettingRebuildsToTheOnlineStateAndAChangedHalfLifeRebuilds) {
+  testing::TempDir dir;
+  storage::StoreOptions options;
+  options.path = dir.Sub("db");
+  const model::FeatureSchema schema = *model::FeatureSchema::FromCsv(model::DefaultSchemaCsv());
+  auto open = [&](storage::FeedbackStore& store, double half_life) {
+    EngineOptions engine_options;
+    engine_options.refresh_period = absl::ZeroDuration();
+    engine_options.forget_half_life_pairs = half_life;
+    auto engine = PreferenceEngine::Open(schema, store, engine_options);
+    EXPECT_TRUE(engine.ok()) << engine.status();
+    return *std::move(engine);
+  };
+  auto store = *storage::FeedbackStore::Open(options);
+  storage::records::UserState online;
+  {
+    auto engine = open(*store, 8);
+    std::mt19937 rng(9);
+    std::normal_distribution<float> normal(0, 3);
+    for (int i = 0; i < 30; ++i) {
+      std::vector<float> a(10), b(10);
+      for (int j = 0; j < 10; ++j) {
+        a[j] = normal(rng);
+        b[j] = normal(rng);
+      }
+      ASSERT_TRUE(
+          engine->RecordFeedback({absl::StrCat("e", i), "ann", "", {"a", a}, {"b", b}, 0}).ok());
+    }
+    online = *store->ReadState("ann").value();
+    EXPECT_EQ(online.forget_half_life_pairs(), 8);
+    // 30 pairs with a half-life of 8: (1 - 2^(-30/8)) / (1 - 2^(-1/8)) pairs still count.
+    const double keep = std::exp2(-1.0 / 8);
+    EXPECT_NEAR(engine->GetUser("ann")->effective_pairs, (1 - std::pow(keep, 30)) / (1 - keep),
+                1e-9);
+    EXPECT_LT(engine->GetUser("ann")->effective_pairs, 12.0);
+  }
+  {
+    auto engine = open(*store, 8);  // the same half-life: loaded as stored
+    EXPECT_EQ(engine->Stats().rebuilt_states, 0u);
+  }
+  storage::records::UserState remembering;
+  {
+    auto engine = open(*store, 0);  // no forgetting: rebuilt without it
+    EXPECT_EQ(engine->Stats().rebuilt_states, 1u);
+    remembering = *store->ReadState("ann").value();
+    EXPECT_EQ(remembering.forget_half_life_pairs(), 0);
+    EXPECT_EQ(engine->GetUser("ann")->effective_pairs, 30.0);
+  }
+  auto engine = open(*store, 8);  // and back: rebuilt to exactly the online state
+  EXPECT_EQ(engine->Stats().rebuilt_states, 1u);
+  const storage::records::UserState rebuilt = *store->ReadState("ann").value();
+  ASSERT_EQ(rebuilt.mean_size(), online.mean_size());
+  double apart = 0, apart_remembering = 0;
+  for (int i = 0; i < online.mean_size(); ++i) {
+    apart = std::max(apart, std::abs(rebuilt.mean(i) - online.mean(i)));
+    apart_remembering = std::max(apart_remembering, std::abs(remembering.mean(i) - online.mean(i)));
+  }
+  for (int i = 0; i < online.covariance_size(); ++i) {
+    apart = std::max(apart, std::abs(rebuilt.covariance(i) - online.covariance(i)));
+  }
+  // The same up to the float rounding of the in-memory form between pairs (as above).
+  EXPECT_LT(apart, 1e-5);
+  EXPECT_GT(apart_remembering, 1e-2);  // forgetting did change the state
 }
 
 }  // namespace
