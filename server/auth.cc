@@ -32,6 +32,13 @@ bool ValidTenantName(absl::string_view tenant) {
   return true;
 }
 
+std::vector<absl::string_view> ConfigLineFields(absl::string_view line) {
+  if (const size_t hash = line.find('#'); hash != absl::string_view::npos) {
+    line = line.substr(0, hash);
+  }
+  return absl::StrSplit(line, absl::ByAnyChar(" \t\r"), absl::SkipEmpty());
+}
+
 absl::StatusOr<std::shared_ptr<const Authenticator::Table>> Authenticator::Parse(
     const std::string& path) {
   std::ifstream in(path);
@@ -47,12 +54,7 @@ absl::StatusOr<std::shared_ptr<const Authenticator::Table>> Authenticator::Parse
   int number = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
     ++number;
-    absl::string_view content = line;
-    if (const size_t hash = content.find('#'); hash != absl::string_view::npos) {
-      content = content.substr(0, hash);
-    }
-    const std::vector<absl::string_view> fields =
-        absl::StrSplit(content, absl::ByAnyChar(" \t\r"), absl::SkipEmpty());
+    const std::vector<absl::string_view> fields = ConfigLineFields(line);
     if (fields.empty()) continue;
     const std::string where = absl::StrCat(path, ":", number, ": ");
     if (fields.size() < 2 || fields.size() > 3 || (fields.size() == 3 && fields[2] != "admin")) {

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
@@ -26,6 +27,10 @@ namespace tailor::server {
 
 // Tenant names: 1-64 characters of [A-Za-z0-9_.-].
 bool ValidTenantName(absl::string_view tenant);
+
+// A line of the tokens or quotas file: its whitespace-separated fields, after dropping a `#`
+// comment (none: a blank or comment line).
+std::vector<absl::string_view> ConfigLineFields(absl::string_view line);
 
 struct Grant {
   std::string tenant;

@@ -32,12 +32,7 @@ absl::StatusOr<std::map<std::string, Quota>> TenantQuotas::ParseText(absl::strin
   int number = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
     ++number;
-    absl::string_view content = line;
-    if (const size_t hash = content.find('#'); hash != absl::string_view::npos) {
-      content = content.substr(0, hash);
-    }
-    const std::vector<absl::string_view> fields =
-        absl::StrSplit(content, absl::ByAnyChar(" \t\r"), absl::SkipEmpty());
+    const std::vector<absl::string_view> fields = ConfigLineFields(line);
     if (fields.empty()) continue;
     const std::string where = absl::StrCat(name, ":", number, ": ");
     if (fields.size() < 2 || fields.size() > 3) {

@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "deploy"))
 from tailor_client import (PARTITION_HEADER, TailorClient, TailorError,  # noqa: E402
                            partition_of, tailor_pb2, tailor_pb2_grpc)
 from test_client import TailordServer  # noqa: E402
-from test_scaleout import NGINX, free_port, wait_for_port  # noqa: E402
+from test_scaleout import free_port, start_nginx, wait_for_port  # noqa: E402
 sys.path.insert(0, os.path.join(ROOT, "tests", "metrics"))
 from test_metrics import dashboard_exprs, http_get  # noqa: E402
 
@@ -99,32 +99,12 @@ class Shard:
         assert self.server.stop() == 0
 
 
-def start_nginx(directory, config, port):
+def start_router(directory, config, port):
     """Debian's nginx in the foreground with `config` (an http-block include)."""
     os.makedirs(directory, exist_ok=True)
     with open(os.path.join(directory, "tailor-cluster.conf"), "w") as f:
         f.write(config)
-    with open(os.path.join(directory, "nginx.conf"), "w") as f:
-        f.write(f"""daemon off;
-worker_processes 1;
-pid {directory}/nginx.pid;
-error_log {directory}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {directory}/body;
-    proxy_temp_path {directory}/proxy;
-    fastcgi_temp_path {directory}/fastcgi;
-    uwsgi_temp_path {directory}/uwsgi;
-    scgi_temp_path {directory}/scgi;
-    include tailor-cluster.conf;
-}}
-""")
-    proc = subprocess.Popen([NGINX, "-e", os.path.join(directory, "error.log"), "-p", directory,
-                             "-c", os.path.join(directory, "nginx.conf")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_port(port)
-    return proc
+    return start_nginx(directory, "tailor-cluster.conf", port)
 
 
 def ctl(nats_url, *args):
@@ -316,7 +296,7 @@ class ClusterTest(unittest.TestCase):
                    f"--listen=127.0.0.1:{free_port()}")
         self.assertEqual(made.returncode, 0, made.stderr)
         port = int(re.search(r"listen 127\.0\.0\.1:(\d+) http2;", made.stdout).group(1))
-        nginx = start_nginx(os.path.join(self.tmp, "router"), made.stdout, port)
+        nginx = start_router(os.path.join(self.tmp, "router"), made.stdout, port)
         try:
             channel = grpc.insecure_channel(f"127.0.0.1:{port}")
             stub = tailor_pb2_grpc.TailorStub(channel)

@@ -48,6 +48,33 @@ def wait_for_port(port, timeout=15):
     raise RuntimeError(f"nothing listens on {port}")
 
 
+def start_nginx(directory, include, port):
+    """Debian's nginx in the foreground, serving the file `include` of `directory` (an
+    http-block include that listens on `port`), logs and temp files in `directory`."""
+    with open(os.path.join(directory, "nginx.conf"), "w") as f:
+        f.write(f"""daemon off;
+worker_processes 2;
+pid {directory}/nginx.pid;
+error_log {directory}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {directory}/body;
+    proxy_temp_path {directory}/proxy;
+    fastcgi_temp_path {directory}/fastcgi;
+    uwsgi_temp_path {directory}/uwsgi;
+    scgi_temp_path {directory}/scgi;
+    include {include};
+}}
+""")
+    proc = subprocess.Popen(
+        [NGINX, "-e", os.path.join(directory, "error.log"), "-p", directory, "-c",
+         os.path.join(directory, "nginx.conf")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(port)
+    return proc
+
+
 class Nginx:
     """Debian's nginx in the foreground, with the shipped tailor.conf."""
 
@@ -61,27 +88,7 @@ class Nginx:
             f.write(shipped.replace("listen 50051 http2;", f"listen 127.0.0.1:{self.port} http2;"))
         with open(os.path.join(directory, "tailor-shards.conf"), "w") as f:
             f.writelines(f"server 127.0.0.1:{p} max_fails=0;\n" for p in shard_ports)
-        with open(os.path.join(directory, "nginx.conf"), "w") as f:
-            f.write(f"""daemon off;
-worker_processes 2;
-pid {directory}/nginx.pid;
-error_log {directory}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {directory}/body;
-    proxy_temp_path {directory}/proxy;
-    fastcgi_temp_path {directory}/fastcgi;
-    uwsgi_temp_path {directory}/uwsgi;
-    scgi_temp_path {directory}/scgi;
-    include tailor.conf;
-}}
-""")
-        self.proc = subprocess.Popen(
-            [NGINX, "-e", os.path.join(directory, "error.log"), "-p", directory, "-c",
-             os.path.join(directory, "nginx.conf")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(self.port)
+        self.proc = start_nginx(directory, "tailor.conf", self.port)
 
     def stop(self):
         self.proc.terminate()
