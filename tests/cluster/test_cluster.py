@@ -93,7 +93,9 @@ class Shard:
             (f"--shard_name={name}", f"--cluster_nats={nats_url}",
              f"--cluster_partitions={PARTITIONS}", f"--cluster_advertise=127.0.0.1:{self.port}",
              "--refresh_ms=500"),
-            data_dir=self.dir, port=self.port)
+            # Rebuilding from the log comes before serving (and reading a partition takes
+            # longer while a NATS server is down): up to --cluster_join_timeout_s (120 s).
+            data_dir=self.dir, port=self.port, start_timeout=150)
 
     def stop(self):
         assert self.server.stop() == 0
@@ -341,7 +343,9 @@ class ClusterTest(unittest.TestCase):
             writer.use_ports([self.shards["s0"].port, self.shards["s2"].port])
             s1.stop()
             shutil.rmtree(s1.dir)
+            started = time.time()
             self.shards["s1"] = Shard(self.tmp, "s1", url, port=s1.port)
+            sys.stderr.write(f"s1 rebuilt from the log and serving in {time.time() - started:.1f} s\n")
             self.wait_owned()
             writer.use_ports([s.port for s in self.shards.values()])
             self.check_everything(writer.snapshot(), self.shards["s1"].port)

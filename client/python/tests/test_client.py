@@ -31,24 +31,31 @@ class TailordServer:
     the same directory and port is a new TailordServer); otherwise a temp one is removed on
     stop."""
 
-    def __init__(self, extra_args=(), data_dir=None, port=0):
+    def __init__(self, extra_args=(), data_dir=None, port=0, start_timeout=30):
         self.owned = data_dir is None
         self.dir = tempfile.mkdtemp(prefix="tailor-py-") if data_dir is None else data_dir
         self.proc = subprocess.Popen(
             [TAILORD, f"--data_dir={self.dir}/db", f"--listen=127.0.0.1:{port}",
              "--metrics_listen=127.0.0.1:0", "--shutdown_grace_ms=200", *extra_args],
             stderr=subprocess.PIPE, text=True)
-        deadline = time.time() + 30
+        deadline = time.time() + start_timeout
         self.port = None
+        started = []
         while time.time() < deadline and self.port is None:
             line = self.proc.stderr.readline()
             if not line:
                 break
+            started.append(line)
             match = re.search(r"serving grpc_port=(\d+) metrics_port=(\d+)", line)
             if match:
                 self.port, self.metrics_port = int(match.group(1)), int(match.group(2))
         if self.port is None:
-            raise RuntimeError("tailord did not start")
+            # Never leave it running: it would hold the test's output pipe open (ctest waits
+            # for that pipe) and its port.
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+            raise RuntimeError(f"tailord did not start within {start_timeout} s; its log:\n"
+                               + "".join(started[-30:]))
         # Keep reading the log, so a chatty server never blocks on a full pipe; its tail is
         # printed if the server exits with an error (a sanitizer report, a crash).
         self.log = collections.deque(maxlen=200)
