@@ -317,10 +317,6 @@ class ClusterTest(unittest.TestCase):
         finally:
             nginx.terminate()
             nginx.wait(timeout=15)
-        for u in users:  # leave the cluster test its own users only
-            plain = TailorClient(f"127.0.0.1:{s1.port}", timeout=10)
-            plain.delete_user(u)
-            plain.close()
 
     def test_cluster(self):
         url = self.nats.url()
@@ -331,11 +327,18 @@ class ClusterTest(unittest.TestCase):
             # 1. A NATS node dies (kill -9): writes go on.
             before = sum(len(e) for e in writer.snapshot().values())
             self.nats.kill(2)
-            time.sleep(12)  # a new stream leader is elected within seconds
-            after = sum(len(e) for e in writer.snapshot().values())
+            # A new stream leader is elected within seconds (slower under the sanitizers and
+            # a loaded machine): at least 20 more events must be acked within 60 s.
+            killed = time.time()
+            after = before
+            while after <= before + 20 and time.time() - killed < 60:
+                time.sleep(1)
+                after = sum(len(e) for e in writer.snapshot().values())
             self.assertTrue(writer.is_alive(), writer.errors[-5:])
             self.assertGreater(after, before + 20,
                                f"writes stopped with one NATS node down: {writer.errors[-5:]}")
+            sys.stderr.write(f"20 more events acked {time.time() - killed:.1f} s after the kill\n")
+            time.sleep(max(0.0, 12 - (time.time() - killed)))  # writes go on meanwhile
             self.check_everything(writer.snapshot(), self.shards["s0"].port)
 
             # 2. A shard loses its disk and rebuilds from the log.
