@@ -9,6 +9,12 @@ namespace {
 
 namespace records = storage::v1;
 constexpr uint32_t kStateFormatVersion = 1;
+// No learned posterior comes near this (weights are over z-scored features and start at the
+// base prior's unit variance; learning only shrinks variances): larger values are damage, and
+// arithmetic on values near the double range overflows.
+constexpr double kMaxMagnitude = 1e6;
+
+bool Plausible(double value) { return std::isfinite(value) && std::abs(value) <= kMaxMagnitude; }
 
 }  // namespace
 
@@ -38,10 +44,10 @@ std::optional<model::Posterior> FromState(const records::UserState& state, int d
     return std::nullopt;
   }
   for (double m : state.mean()) {
-    if (!std::isfinite(m)) return std::nullopt;
+    if (!Plausible(m)) return std::nullopt;
   }
   for (double c : state.covariance()) {
-    if (!std::isfinite(c)) return std::nullopt;
+    if (!Plausible(c)) return std::nullopt;
   }
   Eigen::VectorXd mean(d);
   for (int i = 0; i < d; ++i) mean[i] = state.mean(i);

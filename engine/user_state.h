@@ -1,7 +1,8 @@
 // A user's learned state as stored (storage::v1::UserState) and back. Stored bytes are
 // not trusted: a record that does not describe a usable posterior of the schema's dimension
-// (another format, wrong sizes, non-finite values, non-positive variances) reads as nothing,
-// and the engine rebuilds that user from their history.
+// (another format, wrong sizes, non-finite values or values beyond 1e6 in magnitude,
+// non-positive variances) reads as nothing, and the engine rebuilds that user from their
+// history.
 #ifndef TAILOR_ENGINE_USER_STATE_H_
 #define TAILOR_ENGINE_USER_STATE_H_
 

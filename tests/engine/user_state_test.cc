@@ -30,6 +30,9 @@ TEST(UserStateTest, RefusesWhatIsNotAUsablePosterior) {
   EXPECT_FALSE(FromState(with([](State& s) { s.set_format_version(2); }), 2).has_value());
   EXPECT_FALSE(FromState(with([](State& s) { s.set_mean(0, NAN); }), 2).has_value());
   EXPECT_FALSE(FromState(with([](State& s) { s.set_covariance(0, INFINITY); }), 2).has_value());
+  // Finite but absurd (found by fuzz_storage_records: learning from it overflowed).
+  EXPECT_FALSE(FromState(with([](State& s) { s.set_mean(0, -1.8e307); }), 2).has_value());
+  EXPECT_FALSE(FromState(with([](State& s) { s.set_covariance(0, 4.7e170); }), 2).has_value());
   EXPECT_FALSE(FromState(with([](State& s) { s.set_covariance(0, -1); }), 2).has_value())
       << "not positive definite";
   EXPECT_FALSE(FromState(with([](State& s) { s.add_covariance(1); }), 2).has_value());
