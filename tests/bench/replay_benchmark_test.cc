@@ -6,32 +6,17 @@
 #include "bench/replay_benchmark.h"
 
 #include <cstdio>
-#include <cstdlib>
-#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/testing/real_data.h"
 
 namespace tailor::bench {
 namespace {
 
-// The data is for evaluation only and never shipped in the repository: $TAILOR_REAL_DATA, or
-// the shared folder beside this checkout, or the workspace's shared folder (a CI clone may
-// live elsewhere).
-std::string FindData() {
-  std::vector<std::string> places;
-  if (const char* env = std::getenv("TAILOR_REAL_DATA")) places.push_back(env);
-  places.push_back(std::string(TAILOR_SOURCE_DIR) + "/../shared/data/real/movielens-small");
-  places.push_back("/work/shared/data/real/movielens-small");
-  for (const std::string& place : places) {
-    if (std::filesystem::exists(place + "/events.csv")) return place;
-  }
-  return "";
-}
-
 TEST(ReplayBenchmarkTest, RealPeopleAreNeverServedWorseThanThePopulation) {
-  const std::string kData = FindData();
+  const std::string kData = testing::FindMovielensData();
   if (kData.empty()) {
     GTEST_SKIP() << "no real-people data: set TAILOR_REAL_DATA to the movielens-small folder "
                     "(looked beside the checkout and in /work/shared)";

@@ -13,8 +13,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <map>
 #include <random>
@@ -28,21 +26,11 @@
 #include "engine/preference_engine.h"
 #include "gtest/gtest.h"
 #include "model/stable_hash.h"
+#include "tests/testing/real_data.h"
 #include "tests/testing/temp_dir.h"
 
 namespace tailor::engine {
 namespace {
-
-std::string FindData() {
-  std::vector<std::string> places;
-  if (const char* env = std::getenv("TAILOR_REAL_DATA")) places.push_back(env);
-  places.push_back(std::string(TAILOR_SOURCE_DIR) + "/../shared/data/real/movielens-small");
-  places.push_back("/work/shared/data/real/movielens-small");
-  for (const std::string& place : places) {
-    if (std::filesystem::exists(place + "/events.csv")) return place;
-  }
-  return "";
-}
 
 std::string ReadAll(const std::string& path) {
   std::ifstream in(path);
@@ -91,7 +79,7 @@ INSTANTIATE_TEST_SUITE_P(Shards, RealShardsTest, ::testing::Values(3, 8));
 
 TEST_P(RealShardsTest, AShardBorrowingFromTheOthersServesRealColdUsersAsOneEngine) {
   const int kShards = GetParam();
-  const std::string data = FindData();
+  const std::string data = testing::FindMovielensData();
   if (data.empty()) GTEST_SKIP() << "no real-people data: set TAILOR_REAL_DATA";
   absl::StatusOr<model::FeatureSchema> schema =
       model::FeatureSchema::FromCsv(ReadAll(data + "/schema.csv"));
