@@ -2,7 +2,9 @@
 
 #include <nats/nats.h>
 
+#include <algorithm>
 #include <map>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -14,6 +16,28 @@ namespace tailor::cluster {
 namespace {
 
 constexpr uint64_t kSubjectSeed = 0x5eb1ec7;
+
+template <typename Fit>
+void WritePopulation(const model::Population& population, Fit& fit) {
+  for (double m : population.mean) fit.add_mean(m);
+  for (Eigen::Index i = 0; i < population.cov.size(); ++i) {
+    fit.add_covariance(population.cov.data()[i]);
+  }
+  fit.set_users(population.users);
+}
+
+// A fit as read, or nothing when it is empty or malformed.
+std::optional<model::Population> ReadPopulation(
+    const google::protobuf::RepeatedField<double>& mean,
+    const google::protobuf::RepeatedField<double>& covariance, uint64_t users) {
+  const int n = mean.size();
+  if (users == 0 || n == 0 || covariance.size() != n * n) return std::nullopt;
+  model::Population population;
+  population.mean = Eigen::Map<const Eigen::VectorXd>(mean.data(), n);
+  population.cov = Eigen::Map<const Eigen::MatrixXd>(covariance.data(), n, n);
+  population.users = users;
+  return population;
+}
 
 }  // namespace
 
@@ -52,9 +76,13 @@ absl::StatusOr<std::unique_ptr<ReferenceExchange>> ReferenceExchange::Open(
 
 absl::Status ReferenceExchange::Publish(const std::string& shard, uint64_t generation,
                                         const std::vector<engine::ExternalReference>& rows,
-                                        const model::Population& population) {
+                                        const std::vector<engine::GroupPopulation>& populations) {
   const int dimension = rows.empty() ? 0 : static_cast<int>(rows.front().mean.size());
-  const size_t row_bytes = 48 + 4 * static_cast<size_t>(dimension);
+  const bool grouped = std::any_of(rows.begin(), rows.end(), [](const auto& row) {
+    return row.group != engine::kAllUsersGroup;
+  });
+  // Id, floats, and a group name of at most 64 bytes.
+  const size_t row_bytes = 48 + 4 * static_cast<size_t>(dimension) + (grouped ? 66 : 0);
   const size_t per_chunk =
       std::max<size_t>(1, static_cast<size_t>(options_.chunk_bytes) / row_bytes);
   const size_t chunks = std::max<size_t>(1, (rows.size() + per_chunk - 1) / per_chunk);
@@ -66,15 +94,23 @@ absl::Status ReferenceExchange::Publish(const std::string& shard, uint64_t gener
     chunk.set_chunk(static_cast<uint32_t>(c));
     chunk.set_chunks(static_cast<uint32_t>(chunks));
     chunk.set_dimension(static_cast<uint32_t>(dimension));
-    if (c == 0 && population.users > 0) {
-      for (double m : population.mean) chunk.add_population_mean(m);
-      for (Eigen::Index i = 0; i < population.cov.size(); ++i) {
-        chunk.add_population_covariance(population.cov.data()[i]);
+    for (const engine::GroupPopulation& fit : populations) {
+      if (c != 0 || fit.population.users == 0) continue;
+      if (fit.group == engine::kAllUsersGroup) {
+        for (double m : fit.population.mean) chunk.add_population_mean(m);
+        for (Eigen::Index i = 0; i < fit.population.cov.size(); ++i) {
+          chunk.add_population_covariance(fit.population.cov.data()[i]);
+        }
+        chunk.set_population_users(fit.population.users);
+      } else {
+        v1::GroupPopulationFit* group = chunk.add_group_populations();
+        group->set_group(fit.group);
+        WritePopulation(fit.population, *group);
       }
-      chunk.set_population_users(population.users);
     }
     for (size_t i = c * per_chunk; i < std::min(rows.size(), (c + 1) * per_chunk); ++i) {
       chunk.add_ids(rows[i].id);
+      if (grouped) chunk.add_groups(rows[i].group);
       for (Eigen::Index f = 0; f < rows[i].mean.size(); ++f) {
         chunk.add_means(static_cast<float>(rows[i].mean[f]));
       }
@@ -115,7 +151,8 @@ absl::StatusOr<ReferenceExchange::Samples> ReferenceExchange::Read(
         v1::ReferenceChunk chunk;
         if (chunk.ParseFromArray(payload.data(), static_cast<int>(payload.size())) &&
             chunk.shard() != self && shards.contains(chunk.shard()) &&
-            chunk.means_size() == chunk.ids_size() * static_cast<int>(chunk.dimension())) {
+            chunk.means_size() == chunk.ids_size() * static_cast<int>(chunk.dimension()) &&
+            (chunk.groups_size() == 0 || chunk.groups_size() == chunk.ids_size())) {
           received[chunk.shard()][chunk.generation()].push_back(std::move(chunk));
         }
         return true;
@@ -128,17 +165,19 @@ absl::StatusOr<ReferenceExchange::Samples> ReferenceExchange::Read(
       if (chunks.empty() || chunks.size() != chunks.front().chunks()) continue;
       for (const v1::ReferenceChunk& chunk : chunks) {
         const int d = static_cast<int>(chunk.dimension());
-        const int n = chunk.population_mean_size();
-        if (chunk.population_users() > 0 && n > 0 && chunk.population_covariance_size() == n * n) {
-          model::Population population;
-          population.mean = Eigen::Map<const Eigen::VectorXd>(chunk.population_mean().data(), n);
-          population.cov =
-              Eigen::Map<const Eigen::MatrixXd>(chunk.population_covariance().data(), n, n);
-          population.users = chunk.population_users();
-          out.populations.push_back(std::move(population));
+        if (std::optional<model::Population> fit = ReadPopulation(
+                chunk.population_mean(), chunk.population_covariance(), chunk.population_users())) {
+          out.populations.push_back({engine::kAllUsersGroup, *std::move(fit)});
+        }
+        for (const v1::GroupPopulationFit& group : chunk.group_populations()) {
+          if (std::optional<model::Population> fit =
+                  ReadPopulation(group.mean(), group.covariance(), group.users())) {
+            out.populations.push_back({group.group(), *std::move(fit)});
+          }
         }
         for (int r = 0; r < chunk.ids_size(); ++r) {
-          engine::ExternalReference row{chunk.ids(r), Eigen::VectorXd(d)};
+          engine::ExternalReference row{chunk.ids(r), Eigen::VectorXd(d),
+                                        chunk.groups_size() > 0 ? chunk.groups(r) : ""};
           for (int f = 0; f < d; ++f) row.mean[f] = chunk.means(r * d + f);
           out.references.push_back(std::move(row));
         }

@@ -20,6 +20,7 @@
 
 #include "absl/status/statusor.h"
 #include "engine/knowledge.h"
+#include "engine/preference_engine.h"
 #include "model/population.h"
 
 namespace tailor::cluster {
@@ -39,13 +40,15 @@ class ReferenceExchange {
   static absl::StatusOr<std::unique_ptr<ReferenceExchange>> Open(
       const ExchangeOptions& options, std::shared_ptr<NatsConnection> nats);
 
-  // Replaces `shard`'s sample with `rows` (all of one dimension) and its population fit.
+  // Replaces `shard`'s sample with `rows` (all of one dimension) and its population fits (one
+  // per knowledge group).
   absl::Status Publish(const std::string& shard, uint64_t generation,
                        const std::vector<engine::ExternalReference>& rows,
-                       const model::Population& population);
+                       const std::vector<engine::GroupPopulation>& populations);
   struct Samples {
     std::vector<engine::ExternalReference> references;
-    std::vector<model::Population> populations;  // one per shard that has fitted one
+    // One per shard and knowledge group that has fitted one.
+    std::vector<engine::GroupPopulation> populations;
   };
   // The newest complete sample of each shard in `shards` other than `self`.
   absl::StatusOr<Samples> Read(const std::string& self, const std::set<std::string>& shards);

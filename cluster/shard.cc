@@ -510,7 +510,7 @@ absl::Status ClusterShard::Exchange() {
   const std::vector<engine::ExternalReference> mine =
       engine_.ReferenceSample(options_.exchange_users, options_.name + "/");
   if (absl::Status s = exchange_->Publish(options_.name, ++exchange_generation_, mine,
-                                          engine_.LocalPopulation());
+                                          engine_.LocalPopulations());
       !s.ok()) {
     return s;
   }

@@ -61,6 +61,7 @@ struct KnowledgeOptions {
 struct ExternalReference {
   std::string id;
   Eigen::VectorXd mean;
+  std::string group;  // the knowledge group whose cold users may borrow it
 };
 inline constexpr char kExternalIdPrefix = '\x1f';
 

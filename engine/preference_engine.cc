@@ -133,9 +133,12 @@ PreferenceEngine::PreferenceEngine(model::FeatureSchema schema, storage::Feedbac
       knowledge_options_{options_.handover_pairs > 0,    options_.calibration_users,
                          options_.min_calibration_users, TrustFitOptionsFor(forget_keep_),
                          options_.neighbour_temperature, options_.own_model_log_prior_odds},
-      guard_(static_cast<int>(knowledge_options_.trust_fit.level_pairs.size()) + 1,
-             options_.live_guard_window, {0.98, 0.01, 0.01}),
-      reference_pool_(PoolOptions(options_, options_.max_reference_users)) {
+      shared_knowledge_tenants_(options_.shared_knowledge_tenants.begin(),
+                                options_.shared_knowledge_tenants.end()) {
+  if (!options_.knowledge_by_tenant) all_users_group_ = &GroupNamed(kAllUsersGroup);
+}
+
+std::shared_ptr<const Knowledge> PreferenceEngine::EmptyKnowledge() const {
   auto knowledge = std::make_shared<Knowledge>();
   knowledge->population = base_prior_;
   knowledge->information = base_information_;
@@ -143,7 +146,47 @@ PreferenceEngine::PreferenceEngine(model::FeatureSchema schema, storage::Feedbac
                                              options_.own_model_log_prior_odds));
   knowledge->reference = std::make_shared<model::ReferenceSet>();
   knowledge->rows = std::make_shared<absl::flat_hash_map<std::string, int>>();
-  knowledge_ = std::move(knowledge);
+  return knowledge;  // version 0: every refresh's is higher
+}
+
+PreferenceEngine::Group& PreferenceEngine::GroupNamed(absl::string_view name) const {
+  if (all_users_group_ != nullptr) return *all_users_group_;
+  MutexLock lock(&groups_mu_);
+  auto it = groups_.find(name);
+  if (it == groups_.end()) {
+    it = groups_
+             .emplace(std::string(name),
+                      std::make_unique<Group>(
+                          std::string(name), EmptyKnowledge(),
+                          static_cast<int>(knowledge_options_.trust_fit.level_pairs.size()) + 1,
+                          options_.live_guard_window,
+                          PoolOptions(options_, options_.max_reference_users)))
+             .first;
+  }
+  return *it->second;
+}
+
+std::string PreferenceEngine::KnowledgeGroupOfTenant(absl::string_view tenant) const {
+  if (!options_.knowledge_by_tenant) return kAllUsersGroup;
+  if (shared_knowledge_tenants_.contains("*") || shared_knowledge_tenants_.contains(tenant)) {
+    return kSharedKnowledgeGroup;
+  }
+  return std::string(tenant);
+}
+
+std::string PreferenceEngine::KnowledgeGroupOf(absl::string_view user_id) const {
+  if (!options_.knowledge_by_tenant) return kAllUsersGroup;
+  const size_t slash = user_id.find('/');
+  return KnowledgeGroupOfTenant(slash == absl::string_view::npos ? absl::string_view()
+                                                                 : user_id.substr(0, slash));
+}
+
+std::vector<std::string> PreferenceEngine::KnowledgeGroups() const {
+  MutexLock lock(&groups_mu_);
+  std::vector<std::string> names;
+  for (const auto& [name, group] : groups_) names.push_back(name);
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 PreferenceEngine::~PreferenceEngine() {
@@ -182,9 +225,9 @@ std::shared_ptr<const PreferenceEngine::UserEntry> PreferenceEngine::Find(
   return it == stripe.users.end() ? nullptr : it->second;
 }
 
-std::shared_ptr<const Knowledge> PreferenceEngine::CurrentKnowledge() const {
-  MutexLock lock(&knowledge_mu_);
-  return knowledge_;
+std::shared_ptr<const Knowledge> PreferenceEngine::CurrentKnowledge(const Group& group) {
+  MutexLock lock(&group.knowledge_mu);
+  return group.knowledge;
 }
 
 absl::StatusOr<std::shared_ptr<const PreferenceEngine::UserEntry>> PreferenceEngine::Rebuild(
@@ -282,22 +325,36 @@ void PreferenceEngine::SetExternalReferences(
   external_ = std::move(references);
 }
 
-void PreferenceEngine::SetExternalPopulations(std::vector<model::Population> populations) {
+void PreferenceEngine::SetExternalPopulations(std::vector<GroupPopulation> populations) {
   MutexLock lock(&external_mu_);
   external_populations_.clear();
-  for (model::Population& p : populations) {
+  for (GroupPopulation& g : populations) {
+    const model::Population& p = g.population;
     // Another schema's fit (a shard misconfigured) is not pooled.
     if (p.users > 0 && p.mean.size() == schema_.dimension() &&
         p.cov.rows() == schema_.dimension() && p.cov.cols() == schema_.dimension() &&
         p.mean.allFinite() && p.cov.allFinite()) {
-      external_populations_.push_back(std::move(p));
+      external_populations_.push_back(std::move(g));
     }
   }
 }
 
-model::Population PreferenceEngine::LocalPopulation() const {
+std::vector<GroupPopulation> PreferenceEngine::LocalPopulations() const {
+  std::vector<Group*> groups;
+  {
+    MutexLock lock(&groups_mu_);
+    for (const auto& [name, group] : groups_) groups.push_back(group.get());
+  }
+  std::vector<GroupPopulation> out;
   MutexLock lock(&external_mu_);
-  return local_population_.mean.size() == 0 ? base_prior_ : local_population_;
+  for (const Group* group : groups) {
+    if (group->local_population.users > 0) {
+      out.push_back(GroupPopulation{group->name, group->local_population});
+    }
+  }
+  std::sort(out.begin(), out.end(),
+            [](const GroupPopulation& a, const GroupPopulation& b) { return a.group < b.group; });
+  return out;
 }
 
 std::vector<ExternalReference> PreferenceEngine::ReferenceSample(
@@ -313,7 +370,7 @@ std::vector<ExternalReference> PreferenceEngine::ReferenceSample(
           model::StableHash({user_id}, kExternalSampleSeed),
           ExternalReference{absl::StrCat(std::string(1, kExternalIdPrefix), id_prefix,
                                          absl::Hex(digest, absl::kZeroPad16)),
-                            entry->posterior.Mean()});
+                            entry->posterior.Mean(), KnowledgeGroupOf(user_id)});
     }
   }
   const size_t keep = std::min(sample.size(), static_cast<size_t>(std::max(limit, 0)));
@@ -328,18 +385,28 @@ std::vector<ExternalReference> PreferenceEngine::ReferenceSample(
 void PreferenceEngine::Refresh(bool quick) {
   MutexLock serialize(&refresh_work_mu_);
   const absl::Time started = absl::Now();
+  std::vector<Group*> groups;
   {
-    MutexLock lock(&knowledge_mu_);
-    deleted_during_refresh_.clear();
+    MutexLock lock(&groups_mu_);
+    for (const auto& [name, group] : groups_) groups.push_back(group.get());
+  }
+  for (Group* group : groups) {
+    MutexLock lock(&group->knowledge_mu);
+    group->deleted_during_refresh.clear();
   }
   // A quick refresh (at startup, before the first full one) samples a set small enough to
-  // weigh exactly, in a pool of its own.
-  std::optional<ReferencePool> quick_pool;
-  if (quick) {
-    quick_pool.emplace(PoolOptions(
-        options_, std::min(options_.max_reference_users, options_.exact_scan_max_users)));
-  }
-  ReferencePool& pool = quick ? *quick_pool : reference_pool_;
+  // weigh exactly, in pools of its own.
+  absl::flat_hash_map<const Group*, std::unique_ptr<ReferencePool>> quick_pools;
+  const auto pool_of = [&](Group& group) -> ReferencePool& {
+    if (!quick) return group.pool;
+    std::unique_ptr<ReferencePool>& pool = quick_pools[&group];
+    if (pool == nullptr) {
+      pool = std::make_unique<ReferencePool>(PoolOptions(
+          options_, std::min(options_.max_reference_users, options_.exact_scan_max_users)));
+    }
+    return *pool;
+  };
+  // Each established user is offered to their own group's pool only.
   std::vector<std::pair<std::string, std::shared_ptr<const UserEntry>>> established;
   for (Stripe& stripe : stripes_) {
     {
@@ -350,8 +417,15 @@ void PreferenceEngine::Refresh(bool quick) {
         }
       }
     }
-    for (const auto& [user_id, entry] : established) pool.Offer(user_id, entry->posterior.Mean());
+    for (const auto& [user_id, entry] : established) {
+      pool_of(GroupOf(user_id)).Offer(user_id, entry->posterior.Mean());
+    }
     established.clear();
+  }
+  {
+    MutexLock lock(&groups_mu_);  // groups made by the users offered just now
+    groups.clear();
+    for (const auto& [name, group] : groups_) groups.push_back(group.get());
   }
   std::shared_ptr<const std::vector<ExternalReference>> external;
   {
@@ -359,8 +433,20 @@ void PreferenceEngine::Refresh(bool quick) {
     external = external_;
   }
   if (external != nullptr) {
-    for (const ExternalReference& r : *external) pool.Offer(r.id, r.mean);
+    // Other shards' users go to the group of the same name here (if it has users here).
+    absl::flat_hash_map<absl::string_view, Group*> by_name;
+    for (Group* group : groups) by_name.emplace(group->name, group);
+    for (const ExternalReference& r : *external) {
+      auto found = by_name.find(r.group);
+      if (found != by_name.end()) pool_of(*found->second).Offer(r.id, r.mean);
+    }
   }
+  for (Group* group : groups) RefreshGroup(*group, pool_of(*group), quick);
+  last_refresh_seconds_ = absl::ToDoubleSeconds(absl::Now() - started);
+  knowledge_as_of_micros_ = absl::ToUnixMicros(started);
+}
+
+void PreferenceEngine::RefreshGroup(Group& group, ReferencePool& pool, bool quick) {
   ReferenceChanges changes = pool.Update();
   const uint64_t seen = pool.offered();
 
@@ -383,18 +469,21 @@ void PreferenceEngine::Refresh(bool quick) {
   for (int row : fit_rows) {
     const std::string& user_id = set.user_ids[static_cast<size_t>(row)];
     const std::shared_ptr<const UserEntry> entry = Find(user_id);
-    if (entry == nullptr) continue;  // deleted since it was offered
+    if (entry == nullptr) continue;  // deleted since it was offered, or another shard's
     fit_users.push_back(EstablishedUser{user_id, row, entry->posterior.Unpack()});
     fit.push_back(fit_users.back().posterior);
   }
   model::Population population = fit.empty() ? base_prior_ : model::FitPopulation(fit, base_prior_);
   {
     MutexLock lock(&external_mu_);
-    local_population_ = population;
-    if (!external_populations_.empty()) {
-      std::vector<model::Population> groups = external_populations_;
-      if (!fit.empty()) groups.push_back(population);
-      const model::Population pooled = model::PoolPopulations(groups);
+    group.local_population = fit.empty() ? model::Population{} : population;
+    std::vector<model::Population> pooled_groups;
+    for (const GroupPopulation& other : external_populations_) {
+      if (other.group == group.name) pooled_groups.push_back(other.population);
+    }
+    if (!pooled_groups.empty()) {
+      if (!fit.empty()) pooled_groups.push_back(population);
+      const model::Population pooled = model::PoolPopulations(pooled_groups);
       if (pooled.users > 0 && pooled.mean.size() == population.mean.size()) population = pooled;
     }
   }
@@ -404,25 +493,25 @@ void PreferenceEngine::Refresh(bool quick) {
     index_changes_ += static_cast<uint64_t>(changes.graph_changes);
   }
 
-  // Trust is refitted when the established users have changed by 2% since the last fit (it
-  // reads calibration users' histories); a quick refresh keeps what is in force.
-  const model::Trust current_trust = CurrentKnowledge()->trust;
+  // Trust is refitted when the group's established users have changed by 2% since the last
+  // fit (it reads calibration users' histories); a quick refresh keeps what is in force.
+  const model::Trust current_trust = CurrentKnowledge(group)->trust;
   const bool fitted = current_trust.calibration_users > 0;
   const bool changed =
-      static_cast<double>(seen) >= 1.02 * static_cast<double>(trust_fitted_users_) ||
-      static_cast<double>(seen) <= 0.98 * static_cast<double>(trust_fitted_users_);
+      static_cast<double>(seen) >= 1.02 * static_cast<double>(group.trust_fitted_users) ||
+      static_cast<double>(seen) <= 0.98 * static_cast<double>(group.trust_fitted_users);
   const bool refit = !quick && (!fitted || changed);
   std::shared_ptr<Knowledge> knowledge =
       BuildKnowledge(population, fit_users, pool, schema_, store_, base_prior_, knowledge_options_,
                      refit ? nullptr : &current_trust);
   const bool refitted = refit && knowledge->trust.calibration_users > 0;
-  if (refitted) trust_fitted_users_ = seen;
+  if (refitted) group.trust_fitted_users = seen;
   const size_t fitted_users = fit.size();
   {
-    MutexLock lock(&knowledge_mu_);
+    MutexLock lock(&group.knowledge_mu);
     // Users deleted while this refresh was reading the users may be in it: mark them.
     std::shared_ptr<std::vector<char>> removed;
-    for (const std::string& user_id : deleted_during_refresh_) {
+    for (const std::string& user_id : group.deleted_during_refresh) {
       auto found = knowledge->rows->find(user_id);
       if (found == knowledge->rows->end()) continue;
       if (removed == nullptr) {
@@ -433,20 +522,20 @@ void PreferenceEngine::Refresh(bool quick) {
       knowledge->removed_count += 1;
     }
     knowledge->removed = std::move(removed);
-    deleted_during_refresh_.clear();
-    knowledge->version = knowledge_->version + 1;
+    group.deleted_during_refresh.clear();
+    knowledge->version = ++knowledge_versions_;
     // Neighbour tracks carry over when what they weigh has not changed: the same reference
     // set and likelihood temperature.
     const bool same_weighing =
-        knowledge->reference == knowledge_->reference &&
-        knowledge->trust.neighbour_temperature == knowledge_->trust.neighbour_temperature;
+        knowledge->reference == group.knowledge->reference &&
+        knowledge->trust.neighbour_temperature == group.knowledge->trust.neighbour_temperature;
     knowledge->reference_version =
-        same_weighing ? knowledge_->reference_version : knowledge->version;
-    knowledge_ = knowledge;
+        same_weighing ? group.knowledge->reference_version : knowledge->version;
+    group.knowledge = knowledge;
   }
   // The live safety net compares the new candidates from here on.
-  if (refitted) guard_.Reset();
-  if (fitted_users > 0) {
+  if (refitted) group.guard.Reset();
+  if (fitted_users > 0 && group.name == kAllUsersGroup) {
     records::PopulationSnapshot snapshot;
     snapshot.set_dimension(static_cast<uint32_t>(schema_.dimension()));
     for (double m : knowledge->population.mean) snapshot.add_mean(m);
@@ -457,8 +546,6 @@ void PreferenceEngine::Refresh(bool quick) {
     snapshot.set_computed_micros(NowMicros());
     store_.WritePopulation(snapshot).IgnoreError();  // a cache for inspection; refit on start
   }
-  last_refresh_seconds_ = absl::ToDoubleSeconds(absl::Now() - started);
-  knowledge_as_of_micros_ = absl::ToUnixMicros(started);
 }
 
 absl::Status PreferenceEngine::CheckFeatures(absl::string_view field,
@@ -514,10 +601,11 @@ std::array<model::SourceWeights, LiveGuard::kCandidates> PreferenceEngine::Candi
   return candidates;
 }
 
-model::SourceWeights PreferenceEngine::ServedWeights(const model::Trust& trust,
+model::SourceWeights PreferenceEngine::ServedWeights(const LiveGuard& guard,
+                                                     const model::Trust& trust,
                                                      uint64_t pairs) const {
   const auto candidates = Candidates(trust, pairs);
-  const LiveGuard::Shares shares = guard_.SharesAt(GuardLevel(pairs));
+  const LiveGuard::Shares shares = guard.SharesAt(GuardLevel(pairs));
   model::SourceWeights served{0, 0, 0};
   for (int c = 0; c < LiveGuard::kCandidates; ++c) {
     const double share = shares[static_cast<size_t>(c)];
@@ -536,15 +624,16 @@ model::NeighbourOptions PreferenceEngine::NeighbourOptionsFor(const Knowledge& k
   return options;
 }
 
-model::Belief PreferenceEngine::BeliefFor(const UserEntry* entry, const Knowledge& knowledge,
-                                          absl::string_view user_id, BeliefUse use) {
+model::Belief PreferenceEngine::BeliefFor(const UserEntry* entry, const Group& group,
+                                          const Knowledge& knowledge, absl::string_view user_id,
+                                          BeliefUse use) {
   const model::ReferenceSet& reference = *knowledge.reference;
   const bool have_neighbours = reference.size() > 0;
   const uint64_t pairs = entry == nullptr ? 0 : entry->count;
   if (pairs == 0) {
     model::Belief belief(model::Posterior(knowledge.prior.mean, knowledge.prior.cov));
     belief.population_mean = knowledge.population.mean;
-    belief.weights = ServedWeights(knowledge.trust, 0);
+    belief.weights = ServedWeights(group.guard, knowledge.trust, 0);
     belief.source = model::KnowledgeSource::kPopulation;
     if (use == BeliefUse::kSuggest && have_neighbours) {
       // With nothing known, the best question is the one the population disagrees on most.
@@ -560,7 +649,7 @@ model::Belief PreferenceEngine::BeliefFor(const UserEntry* entry, const Knowledg
   const std::shared_ptr<const Blend> blend = BlendFor(*entry, knowledge, user_id);
   model::Belief belief(blend->personal);
   belief.population_mean = knowledge.population.mean;
-  belief.weights = ServedWeights(knowledge.trust, pairs);
+  belief.weights = ServedWeights(group.guard, knowledge.trust, pairs);
   if (blend->neighbours.has_value()) {
     belief.neighbours = blend->neighbours;
     belief.reference = &reference;
@@ -681,8 +770,9 @@ absl::StatusOr<RankResult> PreferenceEngine::Rank(absl::string_view user_id,
   absl::StatusOr<Eigen::MatrixXd> z = Normalize(candidates);
   if (!z.ok()) return z.status();
   const std::shared_ptr<const UserEntry> entry = Find(user_id);
-  const std::shared_ptr<const Knowledge> knowledge = CurrentKnowledge();
-  const model::Belief belief = BeliefFor(entry.get(), *knowledge, user_id,
+  const Group& group = GroupOf(user_id);
+  const std::shared_ptr<const Knowledge> knowledge = CurrentKnowledge(group);
+  const model::Belief belief = BeliefFor(entry.get(), group, *knowledge, user_id,
                                          explore ? BeliefUse::kExplore : BeliefUse::kPredict);
   thread_local std::mt19937_64 rng(std::random_device{}());
   RankResult result;
@@ -699,9 +789,10 @@ absl::StatusOr<Comparison> PreferenceEngine::Suggest(absl::string_view user_id,
   absl::StatusOr<Eigen::MatrixXd> z = Normalize(candidates);
   if (!z.ok()) return z.status();
   const std::shared_ptr<const UserEntry> entry = Find(user_id);
-  const std::shared_ptr<const Knowledge> knowledge = CurrentKnowledge();
-  const model::SuggestedPair pair =
-      model::SuggestPair(BeliefFor(entry.get(), *knowledge, user_id, BeliefUse::kSuggest), *z);
+  const Group& group = GroupOf(user_id);
+  const std::shared_ptr<const Knowledge> knowledge = CurrentKnowledge(group);
+  const model::SuggestedPair pair = model::SuggestPair(
+      BeliefFor(entry.get(), group, *knowledge, user_id, BeliefUse::kSuggest), *z);
   if (pair.information_bits < 0) {
     return absl::InvalidArgumentError(
         "candidates: all have identical features; no comparison can teach anything");
@@ -759,7 +850,8 @@ std::vector<absl::StatusOr<FeedbackResult>> PreferenceEngine::RecordFeedbackBatc
     for (auto it = stripes.rbegin(); it != stripes.rend(); ++it) stripes_[*it].write_mu.Unlock();
   };
 
-  const std::shared_ptr<const Knowledge> knowledge = CurrentKnowledge();
+  // Each group's knowledge, read once for the batch.
+  absl::flat_hash_map<Group*, std::shared_ptr<const Knowledge>> knowledge_of;
   // What the batch has done so far, per user: their latest entry and their commit.
   absl::flat_hash_map<std::string, std::shared_ptr<const UserEntry>> latest;
   absl::flat_hash_map<std::string, size_t> commit_of;
@@ -799,8 +891,11 @@ std::vector<absl::StatusOr<FeedbackResult>> PreferenceEngine::RecordFeedbackBatc
     // Progressive validation: what each source believed before learning from this event; the
     // live safety net learns from the candidates' losses.
     const uint64_t pairs = current == nullptr ? 0 : current->count;
+    Group& group = GroupOf(event.user_id);
+    std::shared_ptr<const Knowledge>& knowledge = knowledge_of[&group];
+    if (knowledge == nullptr) knowledge = CurrentKnowledge(group);
     const model::Belief belief =
-        BeliefFor(current.get(), *knowledge, event.user_id, BeliefUse::kPredict);
+        BeliefFor(current.get(), group, *knowledge, event.user_id, BeliefUse::kPredict);
     const double population_logit = knowledge->population.mean.dot(diff);
     const double own_logit = belief.personal.mean().dot(diff);
     const double blend_logit = belief.BlendMean().dot(diff);
@@ -872,7 +967,7 @@ std::vector<absl::StatusOr<FeedbackResult>> PreferenceEngine::RecordFeedbackBatc
     // Observed now, so that the batch's later events are served as they would be one at a
     // time (a failed write leaves these observations in: the client's resend counts again,
     // which the forecaster's 2,000-event half-life makes immaterial).
-    guard_.Observe(GuardLevel(pairs), losses);
+    group.guard.Observe(GuardLevel(pairs), losses);
     results[i] = FeedbackResult{false, next->count, predicted, next->count, source_probability};
   }
 
@@ -910,8 +1005,10 @@ std::vector<absl::StatusOr<FeedbackResult>> PreferenceEngine::RecordFeedbackBatc
 absl::StatusOr<UserProfile> PreferenceEngine::GetUser(absl::string_view user_id) {
   const std::shared_ptr<const UserEntry> entry = Find(user_id);
   if (entry == nullptr) return absl::NotFoundError("user_id: no such user");
-  const std::shared_ptr<const Knowledge> knowledge = CurrentKnowledge();
-  const model::Belief belief = BeliefFor(entry.get(), *knowledge, user_id, BeliefUse::kPredict);
+  const Group& group = GroupOf(user_id);
+  const std::shared_ptr<const Knowledge> knowledge = CurrentKnowledge(group);
+  const model::Belief belief =
+      BeliefFor(entry.get(), group, *knowledge, user_id, BeliefUse::kPredict);
   UserProfile profile;
   profile.feedback_count = entry->count;
   profile.effective_pairs =
@@ -974,37 +1071,40 @@ absl::StatusOr<storage::DeletedUser> PreferenceEngine::DeleteUser(
   // current knowledge is replaced by a copy with their row marked removed (cheap: the
   // reference set, rows and index are shared, only the removal marks are copied). The
   // population prior keeps them until the next refresh refits it.
+  Group& group = GroupOf(user_id);
   {
-    MutexLock lock(&knowledge_mu_);
-    deleted_during_refresh_.insert(std::string(user_id));
-    auto found = knowledge_->rows->find(user_id);
-    if (found != knowledge_->rows->end() &&
-        (knowledge_->removed == nullptr || (*knowledge_->removed)[found->second] == 0)) {
-      auto next = std::make_shared<Knowledge>(*knowledge_);
-      auto marks = knowledge_->removed != nullptr
-                       ? std::make_shared<std::vector<char>>(*knowledge_->removed)
+    MutexLock lock(&group.knowledge_mu);
+    group.deleted_during_refresh.insert(std::string(user_id));
+    const Knowledge& current = *group.knowledge;
+    auto found = current.rows->find(user_id);
+    if (found != current.rows->end() &&
+        (current.removed == nullptr || (*current.removed)[found->second] == 0)) {
+      auto next = std::make_shared<Knowledge>(current);
+      auto marks = current.removed != nullptr
+                       ? std::make_shared<std::vector<char>>(*current.removed)
                        : std::make_shared<std::vector<char>>(
-                             static_cast<size_t>(knowledge_->reference->size()), 0);
+                             static_cast<size_t>(current.reference->size()), 0);
       (*marks)[static_cast<size_t>(found->second)] = 1;
       next->removed = std::move(marks);
       next->removed_count += 1;
-      next->version = knowledge_->version + 1;  // cached blends must be recomputed
-      knowledge_ = std::move(next);
+      next->version = ++knowledge_versions_;  // cached blends must be recomputed
+      group.knowledge = std::move(next);
     }
   }
   return deleted;
 }
 
-TrustReport PreferenceEngine::Trust() const {
+TrustReport PreferenceEngine::Trust(absl::string_view group_name) const {
+  const Group& group = GroupNamed(group_name);
   TrustReport report;
-  report.trust = CurrentKnowledge()->trust;
+  report.trust = CurrentKnowledge(group)->trust;
   // Before a fit one combination serves every level: the blend as it is.
   if (report.trust.levels.empty()) {
     report.trust.levels.push_back(model::ExperienceLevel{0, {0, 0, 1}, 1, 1, 0});
   }
   for (const model::ExperienceLevel& level : report.trust.levels) {
     report.live_shares.push_back(
-        guard_.SharesAt(GuardLevel(static_cast<uint64_t>(level.min_pairs))));
+        group.guard.SharesAt(GuardLevel(static_cast<uint64_t>(level.min_pairs))));
   }
   return report;
 }
@@ -1044,16 +1144,36 @@ TenantCounts PreferenceEngine::CountsOf(absl::string_view tenant) const {
   return total;
 }
 
+KnowledgeSummary PreferenceEngine::KnowledgeOf(absl::string_view group) const {
+  const std::shared_ptr<const Knowledge> knowledge = CurrentKnowledge(GroupNamed(group));
+  KnowledgeSummary summary;
+  summary.version = knowledge->version;
+  summary.reference_users = static_cast<uint64_t>(knowledge->reference->size());
+  summary.population_users = knowledge->population.users;
+  summary.indexed_users =
+      knowledge->index == nullptr ? 0 : static_cast<uint64_t>(knowledge->index->size());
+  return summary;
+}
+
 EngineStats PreferenceEngine::Stats() const {
   EngineStats stats;
   stats.users = users_.load();
   stats.established_users = established_users_.load();
   stats.feedback_events = feedback_events_.load();
-  const std::shared_ptr<const Knowledge> knowledge = CurrentKnowledge();
-  stats.reference_users = static_cast<uint64_t>(knowledge->reference->size());
-  stats.population_users = knowledge->population.users;
-  stats.indexed_users =
-      knowledge->index == nullptr ? 0 : static_cast<uint64_t>(knowledge->index->size());
+  std::vector<const Group*> groups;
+  {
+    MutexLock lock(&groups_mu_);
+    for (const auto& [name, group] : groups_) groups.push_back(group.get());
+  }
+  for (const Group* group : groups) {  // summed over the groups
+    const std::shared_ptr<const Knowledge> knowledge = CurrentKnowledge(*group);
+    stats.reference_users += static_cast<uint64_t>(knowledge->reference->size());
+    stats.population_users += knowledge->population.users;
+    if (knowledge->index != nullptr) {
+      stats.indexed_users += static_cast<uint64_t>(knowledge->index->size());
+    }
+  }
+  stats.knowledge_groups = groups.size();
   stats.belief_cache_hits = blend_hits_.load(std::memory_order_relaxed);
   stats.belief_cache_misses = blend_misses_.load(std::memory_order_relaxed);
   stats.refresh_period_seconds = absl::ToDoubleSeconds(options_.refresh_period);
@@ -1062,7 +1182,7 @@ EngineStats PreferenceEngine::Stats() const {
   stats.last_refresh_seconds = last_refresh_seconds_.load();
   stats.rebuilt_states = rebuilt_states_.load();
   stats.users_loaded = users_loaded_.load(std::memory_order_relaxed);
-  stats.knowledge_version = knowledge->version;
+  stats.knowledge_version = knowledge_versions_.load();
   stats.knowledge_as_of_micros = knowledge_as_of_micros_.load();
   return stats;
 }

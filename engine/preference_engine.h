@@ -46,6 +46,13 @@ struct EngineOptions {
   double forget_half_life_pairs = 0;
   // User ids are "tenant/user" (token auth): keep counts per tenant (TenantCounts).
   bool count_by_tenant = false;
+  // User ids are "tenant/user": each tenant's knowledge (population prior, neighbour reference
+  // set and index, trust, live safety net) is fitted from that tenant's users alone and serves
+  // only them, so no tenant's users' tastes reach another tenant's rankings. Tenants named in
+  // `shared_knowledge_tenants` opt in to one knowledge group they all share ("*": every
+  // tenant, i.e. one knowledge for all). Off: one knowledge for every user.
+  bool knowledge_by_tenant = false;
+  std::vector<std::string> shared_knowledge_tenants;
   // Prior variance of each z-scored weight before any population exists; also the prior each
   // user's own posterior is stored under (the population prior is applied on top).
   double base_prior_variance = 1.0;
@@ -112,10 +119,30 @@ struct EngineStats {
   uint64_t belief_cache_misses = 0;
   double refresh_period_seconds = 0;  // 0: knowledge fitted once at startup
   uint64_t rebuilt_states = 0;
-  uint64_t users_loaded = 0;        // so far, while Load runs (then all of them)
-  double last_refresh_seconds = 0;  // wall time of the last population/reference refresh
-  uint64_t knowledge_version = 0;
+  uint64_t users_loaded = 0;           // so far, while Load runs (then all of them)
+  double last_refresh_seconds = 0;     // wall time of the last population/reference refresh
+  uint64_t knowledge_version = 0;      // the newest knowledge published (of any group)
+  uint64_t knowledge_groups = 0;       // 1, or one per tenant (or shared group) with users
   int64_t knowledge_as_of_micros = 0;  // the last refresh read the users as of this time
+};
+
+// One knowledge group's knowledge (EngineOptions::knowledge_by_tenant).
+struct KnowledgeSummary {
+  uint64_t version = 0;
+  uint64_t reference_users = 0;
+  uint64_t population_users = 0;
+  uint64_t indexed_users = 0;
+};
+
+// The knowledge group every user shares without knowledge_by_tenant, and the one tenants in
+// shared_knowledge_tenants share with it (no tenant name is empty or contains '*').
+inline constexpr char kAllUsersGroup[] = "";
+inline constexpr char kSharedKnowledgeGroup[] = "*";
+
+// Cluster mode: a shard's population fit for one knowledge group.
+struct GroupPopulation {
+  std::string group;
+  model::Population population;
 };
 
 // One tenant's users (EngineOptions::count_by_tenant).
@@ -255,13 +282,15 @@ class PreferenceEngine {
   void SetExternalReferences(std::shared_ptr<const std::vector<ExternalReference>> references);
   // Cluster mode: other shards' population fits (LocalPopulation), pooled with this shard's at
   // each refresh (model::PoolPopulations) into the prior it serves. Replaces the previous ones.
-  void SetExternalPopulations(std::vector<model::Population> populations);
-  // The population fitted from this shard's own users at the last refresh (users = 0: none
-  // yet), which other shards pool with theirs.
-  model::Population LocalPopulation() const;
+  // Each is pooled only into its own knowledge group's.
+  void SetExternalPopulations(std::vector<GroupPopulation> populations);
+  // The population fitted from this shard's own users at the last refresh, per knowledge group
+  // that has fitted one, which other shards pool with theirs.
+  std::vector<GroupPopulation> LocalPopulations() const;
   // What this shard offers the others: up to `limit` of its established users (those whose
   // ids hash lowest, a seeded uniform sample), each under the id `id_prefix` + a keyed digest
-  // of the user id (no user id leaves the shard).
+  // of the user id (no user id leaves the shard), tagged with the user's knowledge group (a
+  // shard offers them only to that group's cold users).
   std::vector<ExternalReference> ReferenceSample(int limit, const std::string& id_prefix) const;
 
   const model::FeatureSchema& schema() const { return schema_; }
@@ -269,12 +298,37 @@ class PreferenceEngine {
   EngineStats Stats() const;
   // The users of `tenant` (ids "tenant/…"); zeros unless EngineOptions::count_by_tenant.
   TenantCounts CountsOf(absl::string_view tenant) const;
-  TrustReport Trust() const;
+  // The knowledge group that serves `user_id`, or every user of `tenant`.
+  std::string KnowledgeGroupOf(absl::string_view user_id) const;
+  std::string KnowledgeGroupOfTenant(absl::string_view tenant) const;
+  // The groups with knowledge so far (every group a user has been served or stored in).
+  std::vector<std::string> KnowledgeGroups() const;
+  KnowledgeSummary KnowledgeOf(absl::string_view group) const;
+  TrustReport Trust(absl::string_view group = kAllUsersGroup) const;
 
  private:
   // A user's in-memory state; immutable once published (replaced, never mutated).
   struct UserEntry;
   struct Blend;
+  // One knowledge group: what its users are served from, and what fits it.
+  struct Group {
+    Group(std::string group_name, std::shared_ptr<const Knowledge> initial, int guard_levels,
+          double guard_window, ReferencePoolOptions pool_options)
+        : name(std::move(group_name)),
+          knowledge(std::move(initial)),
+          guard(guard_levels, guard_window, {0.98, 0.01, 0.01}),
+          pool(std::move(pool_options)) {}
+    const std::string name;
+    mutable Mutex knowledge_mu;
+    std::shared_ptr<const Knowledge> knowledge ABSL_GUARDED_BY(knowledge_mu);
+    // Users deleted since the running refresh started reading users (it may include them).
+    absl::flat_hash_set<std::string> deleted_during_refresh ABSL_GUARDED_BY(knowledge_mu);
+    LiveGuard guard;
+    // Carried from refresh to refresh; used only under refresh_work_mu_.
+    ReferencePool pool;
+    uint64_t trust_fitted_users = 0;     // established users when trust was last fitted
+    model::Population local_population;  // under external_mu_: the last fit of own users
+  };
   struct Stripe {
     Mutex write_mu;        // serializes writers of the stripe's users, held across commit
     mutable Mutex map_mu;  // guards `users`; held only to copy or swap a pointer
@@ -304,7 +358,13 @@ class PreferenceEngine {
                    const UserEntry* after) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(stripe.map_mu);
   Stripe& StripeFor(absl::string_view user_id);
   std::shared_ptr<const UserEntry> Find(absl::string_view user_id);
-  std::shared_ptr<const Knowledge> CurrentKnowledge() const;
+  // The knowledge group `name`, made (with the empty knowledge) on first use; groups are never
+  // removed, so the reference stays valid.
+  Group& GroupNamed(absl::string_view name) const;
+  Group& GroupOf(absl::string_view user_id) const { return GroupNamed(KnowledgeGroupOf(user_id)); }
+  static std::shared_ptr<const Knowledge> CurrentKnowledge(const Group& group);
+  // Knowledge before any refresh: the base prior, default trust, no neighbours.
+  std::shared_ptr<const Knowledge> EmptyKnowledge() const;
   absl::Status CheckFeatures(absl::string_view field, std::span<const float> features) const;
   // The event's normalized pair (chosen minus rejected), or its INVALID_ARGUMENT.
   absl::StatusOr<Eigen::VectorXd> PairOf(const FeedbackInput& event) const;
@@ -313,7 +373,7 @@ class PreferenceEngine {
   // suggestions also the heaviest neighbours; suggestions for a user with no pairs yet the
   // population's spread as well.
   enum class BeliefUse { kPredict, kExplore, kSuggest };
-  model::Belief BeliefFor(const UserEntry* entry, const Knowledge& knowledge,
+  model::Belief BeliefFor(const UserEntry* entry, const Group& group, const Knowledge& knowledge,
                           absl::string_view user_id, BeliefUse use);
   // Neighbour options under `knowledge`: its temperature and removed rows.
   static model::NeighbourOptions NeighbourOptionsFor(const Knowledge& knowledge, int top_k);
@@ -322,8 +382,9 @@ class PreferenceEngine {
   // The combinations a user with `pairs` pairs may be served (LiveGuard::Candidate order).
   std::array<model::SourceWeights, LiveGuard::kCandidates> Candidates(const model::Trust& trust,
                                                                       uint64_t pairs) const;
-  // What is served: the candidates mixed by the live shares.
-  model::SourceWeights ServedWeights(const model::Trust& trust, uint64_t pairs) const;
+  // What is served: the candidates mixed by the group's live shares.
+  model::SourceWeights ServedWeights(const LiveGuard& guard, const model::Trust& trust,
+                                     uint64_t pairs) const;
   // The user's re-priored posterior and, while cold, neighbour blend; from the cache when
   // they were computed for this very entry and knowledge version.
   std::shared_ptr<const Blend> BlendFor(const UserEntry& entry, const Knowledge& knowledge,
@@ -337,6 +398,9 @@ class PreferenceEngine {
   void RefreshLoop();
   // One refresh; `quick` caps the reference set at exact_scan_max_users (no index build).
   void Refresh(bool quick);
+  // One group's part of a refresh, once `pool` has been offered the group's users.
+  void RefreshGroup(Group& group, ReferencePool& pool, bool quick)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(refresh_work_mu_);
 
   const model::FeatureSchema schema_;
   storage::FeedbackStore& store_;
@@ -345,13 +409,16 @@ class PreferenceEngine {
   const model::PriorInformation base_information_;
   const double forget_keep_;  // 2^(-1 / forget_half_life_pairs), or 1
   const KnowledgeOptions knowledge_options_;
-  LiveGuard guard_;
+  const absl::flat_hash_set<std::string> shared_knowledge_tenants_;
   std::array<Stripe, kStripes> stripes_;
 
-  mutable Mutex knowledge_mu_;
-  std::shared_ptr<const Knowledge> knowledge_ ABSL_GUARDED_BY(knowledge_mu_);
-  // Users deleted since the running refresh started reading users (it may include them).
-  absl::flat_hash_set<std::string> deleted_during_refresh_ ABSL_GUARDED_BY(knowledge_mu_);
+  mutable Mutex groups_mu_;
+  // Never erased: a Group& stays valid for the engine's life.
+  mutable absl::flat_hash_map<std::string, std::unique_ptr<Group>> groups_
+      ABSL_GUARDED_BY(groups_mu_);
+  Group* all_users_group_ = nullptr;  // without knowledge_by_tenant: the only group
+  // Knowledge versions, unique across groups (a cached blend names the one it was made under).
+  mutable std::atomic<uint64_t> knowledge_versions_{0};
 
   std::atomic<uint64_t> users_{0};
   std::atomic<uint64_t> established_users_{0};
@@ -364,18 +431,13 @@ class PreferenceEngine {
 
   // Serializes refreshes, so an older refit can never be published over a newer one.
   Mutex refresh_work_mu_;
-  // Established users when trust was last fitted (refits wait for the users to change).
-  uint64_t trust_fitted_users_ ABSL_GUARDED_BY(refresh_work_mu_) = 0;
-  // The reference set and its graph, carried from refresh to refresh.
-  ReferencePool reference_pool_ ABSL_GUARDED_BY(refresh_work_mu_);
   std::atomic<uint64_t> index_rebuilds_{0};
   std::atomic<uint64_t> blend_hits_{0};
   std::atomic<uint64_t> blend_misses_{0};
   std::atomic<uint64_t> index_changes_{0};
   mutable Mutex external_mu_;
   std::shared_ptr<const std::vector<ExternalReference>> external_ ABSL_GUARDED_BY(external_mu_);
-  std::vector<model::Population> external_populations_ ABSL_GUARDED_BY(external_mu_);
-  model::Population local_population_ ABSL_GUARDED_BY(external_mu_);
+  std::vector<GroupPopulation> external_populations_ ABSL_GUARDED_BY(external_mu_);
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;
   bool stopping_ = false;  // guarded by stop_mu_

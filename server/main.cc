@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -66,6 +67,10 @@ ABSL_FLAG(std::string, auth_tokens_file, "",
 ABSL_FLAG(std::string, tenant_quotas_file, "",
           "per-tenant request quotas, one 'TENANT REQUESTS_PER_SECOND [BURST]' per line ('*': "
           "every other tenant); reloaded on SIGHUP (empty: no quotas; needs --auth_tokens_file)");
+ABSL_FLAG(std::vector<std::string>, share_knowledge, {},
+          "tenants that opt in to sharing one knowledge (population prior, cold-start neighbours, "
+          "trust), comma-separated ('*': every tenant); every other tenant's is its own (needs "
+          "--auth_tokens_file)");
 ABSL_FLAG(bool, require_user_header, false,
           "refuse per-user calls without x-user-id metadata (sharded deployments)");
 ABSL_FLAG(int32_t, belief_cache_users, kDefaults.belief_cache_users,
@@ -133,6 +138,7 @@ int main(int argc, char** argv) {
   config.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
   config.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
   config.tenant_quotas_file = absl::GetFlag(FLAGS_tenant_quotas_file);
+  config.share_knowledge = absl::GetFlag(FLAGS_share_knowledge);
   config.cluster_nats = absl::GetFlag(FLAGS_cluster_nats);
   config.cluster_partitions = absl::GetFlag(FLAGS_cluster_partitions);
   config.cluster_replicas = absl::GetFlag(FLAGS_cluster_replicas);

@@ -50,55 +50,71 @@ prometheus::MetricFamily Family(const char* name, const char* help, prometheus::
   return family;
 }
 
-// The fitted trust and the live safety net's shares, one sample per experience level.
-std::vector<prometheus::MetricFamily> TrustFamilies(const engine::TrustReport& report) {
+// The fitted trust and the live safety net's shares of each knowledge group (label
+// knowledge_group: the tenant, "*" for tenants that share, "" without tenants), one sample per
+// experience level.
+std::vector<prometheus::MetricFamily> TrustFamilies(
+    const std::vector<std::pair<std::string, engine::TrustReport>>& groups) {
   using prometheus::MetricType;
-  const model::Trust& t = report.trust;
   std::vector<prometheus::MetricFamily> out = {
-      Family("tailor_trust_calibration_users",
-             "Established users held out at the last refit of trust (0: defaults in force).",
-             MetricType::Gauge, static_cast<double>(t.calibration_users)),
-      Family("tailor_trust_prior_scale",
-             "Fitted multiplier of the population covariance in users' own priors.",
-             MetricType::Gauge, t.prior_scale),
-      Family("tailor_trust_neighbour_temperature",
-             "Fitted temperature of the neighbour likelihood.", MetricType::Gauge,
-             t.neighbour_temperature),
-      Family("tailor_trust_own_log_prior_odds",
-             "Fitted prior log-odds of the own posterior against the neighbours in the blend.",
-             MetricType::Gauge, t.own_log_prior_odds)};
-  prometheus::MetricFamily weights{"tailor_trust_weight",
-                                   "Fitted weight of each source in the served log-odds, by "
-                                   "experience level (fewest pairs of the level).",
-                                   MetricType::Gauge,
-                                   {}};
-  prometheus::MetricFamily shares{"tailor_trust_live_share",
-                                  "The live safety net's share of each candidate combination "
-                                  "(fitted, population alone, own posterior alone) by level.",
-                                  MetricType::Gauge,
-                                  {}};
-  for (size_t i = 0; i < t.levels.size(); ++i) {
-    const model::ExperienceLevel& level = t.levels[i];
-    const std::string min_pairs = std::to_string(level.min_pairs);
-    for (auto [source, value] :
-         {std::pair{"population", level.fitted.population}, std::pair{"own", level.fitted.own},
-          std::pair{"blend", level.fitted.blend}}) {
-      prometheus::ClientMetric metric;
-      metric.label = {{"min_pairs", min_pairs}, {"source", source}};
-      metric.gauge.value = value;
-      weights.metric.push_back(std::move(metric));
-    }
-    for (auto [candidate, c] : {std::pair{"fitted", engine::LiveGuard::kFitted},
-                                std::pair{"population", engine::LiveGuard::kPopulation},
-                                std::pair{"own", engine::LiveGuard::kOwn}}) {
-      prometheus::ClientMetric metric;
-      metric.label = {{"min_pairs", min_pairs}, {"candidate", candidate}};
-      metric.gauge.value = report.live_shares[i][static_cast<size_t>(c)];
-      shares.metric.push_back(std::move(metric));
+      {"tailor_trust_calibration_users",
+       "Established users held out at the last refit of trust (0: defaults in force).",
+       MetricType::Gauge,
+       {}},
+      {"tailor_trust_prior_scale",
+       "Fitted multiplier of the population covariance in users' own priors.",
+       MetricType::Gauge,
+       {}},
+      {"tailor_trust_neighbour_temperature",
+       "Fitted temperature of the neighbour likelihood.",
+       MetricType::Gauge,
+       {}},
+      {"tailor_trust_own_log_prior_odds",
+       "Fitted prior log-odds of the own posterior against the neighbours in the blend.",
+       MetricType::Gauge,
+       {}},
+      {"tailor_trust_weight",
+       "Fitted weight of each source in the served log-odds, by experience level (fewest pairs "
+       "of the level).",
+       MetricType::Gauge,
+       {}},
+      {"tailor_trust_live_share",
+       "The live safety net's share of each candidate combination (fitted, population alone, "
+       "own posterior alone) by level.",
+       MetricType::Gauge,
+       {}}};
+  const auto add = [](prometheus::MetricFamily& family,
+                      std::vector<prometheus::ClientMetric::Label> label, double value) {
+    prometheus::ClientMetric metric;
+    metric.label = std::move(label);
+    metric.gauge.value = value;
+    family.metric.push_back(std::move(metric));
+  };
+  for (const auto& [group, report] : groups) {
+    const model::Trust& t = report.trust;
+    const prometheus::ClientMetric::Label in_group{"knowledge_group", group};
+    add(out[0], {in_group}, static_cast<double>(t.calibration_users));
+    add(out[1], {in_group}, t.prior_scale);
+    add(out[2], {in_group}, t.neighbour_temperature);
+    add(out[3], {in_group}, t.own_log_prior_odds);
+    for (size_t i = 0; i < t.levels.size(); ++i) {
+      const model::ExperienceLevel& level = t.levels[i];
+      const std::string min_pairs = std::to_string(level.min_pairs);
+      for (auto [source, value] :
+           {std::pair{"population", level.fitted.population}, std::pair{"own", level.fitted.own},
+            std::pair{"blend", level.fitted.blend}}) {
+        add(out[4], {in_group, {"min_pairs", min_pairs}, {"source", source}}, value);
+      }
+      for (auto [candidate, c] : {std::pair{"fitted", engine::LiveGuard::kFitted},
+                                  std::pair{"population", engine::LiveGuard::kPopulation},
+                                  std::pair{"own", engine::LiveGuard::kOwn}}) {
+        add(out[5], {in_group, {"min_pairs", min_pairs}, {"candidate", candidate}},
+            report.live_shares[i][static_cast<size_t>(c)]);
+      }
     }
   }
-  if (!weights.metric.empty()) out.push_back(std::move(weights));
-  if (!shares.metric.empty()) out.push_back(std::move(shares));
+  out.erase(std::remove_if(out.begin(), out.end(), [](const auto& f) { return f.metric.empty(); }),
+            out.end());
   return out;
 }
 
@@ -199,7 +215,11 @@ class EngineCollector final : public prometheus::Collectable {
     const storage::StoreStats s = engine_->store().Stats();
     const ProcessStats p = ReadProcessStats();
     const auto d = [](uint64_t v) { return static_cast<double>(v); };
-    std::vector<prometheus::MetricFamily> families = TrustFamilies(engine_->Trust());
+    std::vector<std::pair<std::string, engine::TrustReport>> trust;
+    for (const std::string& group : engine_->KnowledgeGroups()) {
+      trust.emplace_back(group, engine_->Trust(group));
+    }
+    std::vector<prometheus::MetricFamily> families = TrustFamilies(trust);
     families.push_back(CommitLatencyFamily(s));
     if (e.knowledge_as_of_micros > 0) {
       families.push_back(Family(

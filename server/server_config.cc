@@ -3,6 +3,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "server/auth.h"
 
 namespace tailor::server {
 namespace {
@@ -37,6 +38,18 @@ absl::Status ServerConfig::Validate() const {
     return absl::InvalidArgumentError(
         "--tenant_quotas_file: needs --auth_tokens_file (quotas are per tenant, and without "
         "tokens there are no tenants)");
+  }
+  if (!share_knowledge.empty() && auth_tokens_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--share_knowledge: needs --auth_tokens_file (without tokens there are no tenants, and "
+        "every user shares one knowledge)");
+  }
+  for (const std::string& tenant : share_knowledge) {
+    if (tenant != "*" && !ValidTenantName(tenant)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--share_knowledge: '", tenant,
+          "' is not a tenant name (1-64 characters of [A-Za-z0-9_.-]) or '*' (every tenant)"));
+    }
   }
   if (!(forget_half_life_pairs == 0 ||
         (forget_half_life_pairs >= 1 && forget_half_life_pairs <= 1e9))) {

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 
@@ -66,6 +67,10 @@ struct ServerConfig {
   std::string auth_tokens_file;
   // Per-tenant request quotas (server/quota.h); empty = none. Needs auth_tokens_file.
   std::string tenant_quotas_file;
+  // With auth_tokens_file each tenant's knowledge (population prior, neighbours, trust) is its
+  // own; the tenants listed here opt in to one knowledge they share ("*": every tenant, as
+  // without tenants). Needs auth_tokens_file.
+  std::vector<std::string> share_knowledge;
   // Refuse per-user calls without x-user-id metadata (sharded deployments, where the router
   // hashes that header). A header that disagrees with the message is refused regardless.
   bool require_user_header = false;

@@ -48,6 +48,9 @@ engine::EngineOptions EngineOptionsFor(const ServerConfig& config) {
   engine::EngineOptions options;
   // With token auth every user id is "tenant/user": GetServerInfo answers per tenant.
   options.count_by_tenant = !config.auth_tokens_file.empty();
+  // ... and each tenant's knowledge is its own, but for those that opt in to share.
+  options.knowledge_by_tenant = !config.auth_tokens_file.empty();
+  options.shared_knowledge_tenants = config.share_knowledge;
   options.refresh_period = absl::Milliseconds(config.refresh_ms);
   if (!config.neighbour_cold_start) options.handover_pairs = 0;
   options.forget_half_life_pairs = config.forget_half_life_pairs;

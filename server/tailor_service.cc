@@ -1003,12 +1003,16 @@ grpc::ServerUnaryReactor* TailorService::Info(const CallRecord& call,
     }
     for (int owner : table.owners) routing->add_owners(owner);
   }
+  // The knowledge that serves the caller's tenant.
+  const std::string group = engine_.KnowledgeGroupOfTenant(scope->tenant);
+  const engine::KnowledgeSummary summary = engine_.KnowledgeOf(group);
   v1::Knowledge* knowledge = response->mutable_knowledge();
-  knowledge->set_version(stats.knowledge_version);
+  knowledge->set_group(group);
+  knowledge->set_version(summary.version);
   knowledge->set_as_of_micros(stats.knowledge_as_of_micros);
-  knowledge->set_reference_users(stats.reference_users);
-  knowledge->set_population_users(stats.population_users);
-  const engine::TrustReport trust = engine_.Trust();
+  knowledge->set_reference_users(summary.reference_users);
+  knowledge->set_population_users(summary.population_users);
+  const engine::TrustReport trust = engine_.Trust(group);
   knowledge->set_calibration_users(static_cast<uint64_t>(trust.trust.calibration_users));
   knowledge->set_prior_scale(trust.trust.prior_scale);
   knowledge->set_neighbour_temperature(trust.trust.neighbour_temperature);

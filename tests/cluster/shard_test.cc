@@ -61,7 +61,8 @@ class ClusterShardTest : public ::testing::Test {
   // Opens shard `name` on data directory `data`; `map_poll` long = a shard that does not notice
   // map changes by itself.
   std::unique_ptr<Shard> Open(const std::string& name, const std::string& data,
-                              absl::Duration map_poll = absl::Milliseconds(20)) {
+                              absl::Duration map_poll = absl::Milliseconds(20),
+                              bool knowledge_by_tenant = false) {
     auto owned = std::make_unique<Shard>();
     Shard& shard = *owned;
     storage::StoreOptions store_options;
@@ -70,6 +71,7 @@ class ClusterShardTest : public ::testing::Test {
     shard.store = *storage::FeedbackStore::Open(store_options);
     engine::EngineOptions engine_options;
     engine_options.refresh_period = absl::ZeroDuration();
+    engine_options.knowledge_by_tenant = knowledge_by_tenant;
     shard.engine = *engine::PreferenceEngine::Open(testing::IdentitySchema(kDimension),
                                                    *shard.store, engine_options);
     FeedbackLogOptions log_options;
@@ -133,9 +135,9 @@ class ClusterShardTest : public ::testing::Test {
     return e;
   }
 
-  static std::vector<std::string> Users(int n) {
+  static std::vector<std::string> Users(int n, const std::string& tenant = "tenant") {
     std::vector<std::string> users;
-    for (int u = 0; u < n; ++u) users.push_back(absl::StrCat("tenant/user-", u));
+    for (int u = 0; u < n; ++u) users.push_back(absl::StrCat(tenant, "/user-", u));
     return users;
   }
 
@@ -312,7 +314,8 @@ TEST_F(ClusterShardTest, ShardsLendEachOtherTheirEstablishedUsersAsNeighbours) {
   EXPECT_EQ(a->engine->Stats().reference_users, 30u);
   // And, once b has fitted its population and published it, a's prior pools both shards'.
   b->engine->RefreshKnowledge();
-  EXPECT_EQ(a->engine->LocalPopulation().users, on_a);
+  ASSERT_EQ(a->engine->LocalPopulations().size(), 1u);
+  EXPECT_EQ(a->engine->LocalPopulations()[0].population.users, on_a);
   EXPECT_TRUE(Eventually([&] {
     a->engine->RefreshKnowledge();
     return a->engine->Stats().population_users == 30u;
@@ -324,6 +327,35 @@ TEST_F(ClusterShardTest, ShardsLendEachOtherTheirEstablishedUsersAsNeighbours) {
   }
   ASSERT_TRUE(a->cluster->DeleteUser(deleted).ok());
   EXPECT_TRUE(Eventually([&] { return b->cluster->Stats().borrowed_references == on_a - 1; }));
+}
+
+TEST_F(ClusterShardTest, WithKnowledgePerTenantShardsLendUsersOnlyToTheirOwnTenant) {
+  const absl::Duration poll = absl::Milliseconds(20);
+  std::unique_ptr<Shard> a = Open("a", dir_.Sub("a"), poll, /*knowledge_by_tenant=*/true);
+  std::unique_ptr<Shard> b = Open("b", dir_.Sub("b"), poll, /*knowledge_by_tenant=*/true);
+  Rebalance({"a", "b"});
+  ASSERT_TRUE(Eventually(
+      [&] { return a->cluster->Stats().owned + b->cluster->Stats().owned == kPartitions; }));
+  std::vector<std::string> users = Users(20, "t1");
+  for (const std::string& u : Users(20, "t2")) users.push_back(u);
+  for (int i = 0; i < 16; ++i) {
+    for (const std::string& u : users) Write({a.get(), b.get()}, u, i);
+  }
+  ASSERT_EQ(a->engine->Stats().established_users + b->engine->Stats().established_users, 40u);
+  for (Shard* s : {a.get(), b.get()}) s->engine->RefreshKnowledge();
+  // Each shard's knowledge of each tenant comes to that tenant's users on both shards: its
+  // neighbours and its pooled prior; never the other tenant's.
+  EXPECT_TRUE(Eventually([&] {
+    a->engine->RefreshKnowledge();
+    return a->engine->KnowledgeOf("t1").reference_users == 20u &&
+           a->engine->KnowledgeOf("t2").reference_users == 20u &&
+           a->engine->KnowledgeOf("t1").population_users == 20u &&
+           a->engine->KnowledgeOf("t2").population_users == 20u;
+  })) << a->engine->KnowledgeOf("t1").reference_users
+      << " " << a->engine->KnowledgeOf("t2").reference_users << " "
+      << a->engine->KnowledgeOf("t1").population_users << " "
+      << a->engine->KnowledgeOf("t2").population_users;
+  EXPECT_EQ(a->engine->Stats().reference_users, 40u);
 }
 
 TEST(PartitionPlanTest, RebalancingSpreadsEvenlyAndMovesLittle) {

@@ -123,13 +123,13 @@ TEST_P(RealShardsTest, AShardBorrowingFromTheOthersServesRealColdUsersAsOneEngin
     }
   }
   auto external = std::make_shared<std::vector<ExternalReference>>();
-  std::vector<model::Population> populations;
+  std::vector<GroupPopulation> populations;
   for (size_t s = 0; s < others.size(); ++s) {
     others[s]->RefreshKnowledge();
     for (ExternalReference& r : others[s]->ReferenceSample(100000, absl::StrCat("s", s, "/"))) {
       external->push_back(std::move(r));
     }
-    populations.push_back(others[s]->LocalPopulation());
+    for (GroupPopulation& g : others[s]->LocalPopulations()) populations.push_back(std::move(g));
   }
   borrowing->SetExternalReferences(external);
   borrowing->SetExternalPopulations(populations);

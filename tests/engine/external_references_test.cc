@@ -1,6 +1,6 @@
 // Cold start across shards (cluster mode): a shard that borrows other shards' established users
 // as neighbours (PreferenceEngine::SetExternalReferences, fed from ReferenceSample) and pools
-// their population fits into its prior (SetExternalPopulations, fed from LocalPopulation)
+// their population fits into its prior (SetExternalPopulations, fed from LocalPopulations)
 // serves its cold users as well as one engine holding every user, and better than the shard
 // alone. A clustered population (12 tastes, users close to theirs), split over 3 or 8 shards by
 // hash; cold users with 3 pairs are scored on 20 held-out pairs each. Fixed seeds; the
@@ -161,10 +161,11 @@ TEST_P(ExternalReferencesTest, AShardBorrowingOtherShardsNeighboursServesColdUse
   }
   borrowing->SetExternalReferences(external);
   // And it pools the other shards' population fits into its prior.
-  std::vector<model::Population> populations;
+  std::vector<GroupPopulation> populations;
   for (int s = 1; s < kShards; ++s) {
     shards[static_cast<size_t>(s)]->RefreshKnowledge();
-    populations.push_back(shards[static_cast<size_t>(s)]->LocalPopulation());
+    for (GroupPopulation& g : shards[static_cast<size_t>(s)]->LocalPopulations())
+      populations.push_back(std::move(g));
   }
   borrowing->SetExternalPopulations(populations);
   for (PreferenceEngine* engine : {single.get(), shards[0].get(), borrowing.get()}) {
@@ -173,7 +174,8 @@ TEST_P(ExternalReferencesTest, AShardBorrowingOtherShardsNeighboursServesColdUse
   }
   EXPECT_EQ(borrowing->Stats().reference_users, single->Stats().reference_users);
   EXPECT_EQ(borrowing->Stats().population_users, single->Stats().population_users);
-  EXPECT_EQ(borrowing->LocalPopulation().users, shards[0]->Stats().population_users);
+  ASSERT_EQ(borrowing->LocalPopulations().size(), 1u);
+  EXPECT_EQ(borrowing->LocalPopulations()[0].population.users, shards[0]->Stats().population_users);
   EXPECT_GT(borrowing->Trust().trust.calibration_users, 0);  // calibrated on local users
 
   const double one = ColdAccuracy(*single, cold);

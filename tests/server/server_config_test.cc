@@ -10,6 +10,15 @@ using ::testing::HasSubstr;
 
 TEST(ServerConfigTest, DefaultsAreValid) { EXPECT_TRUE(ServerConfig().Validate().ok()); }
 
+TEST(ServerConfigTest, TenantsMayOptInToShareKnowledge) {
+  ServerConfig config;
+  config.auth_tokens_file = "tokens";
+  config.share_knowledge = {"acme", "globex"};
+  EXPECT_TRUE(config.Validate().ok());
+  config.share_knowledge = {"*"};
+  EXPECT_TRUE(config.Validate().ok());
+}
+
 struct BadConfigCase {
   const char* name;
   void (*mutate)(ServerConfig&);
@@ -59,7 +68,16 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfigCase{"NegativeExactScan", [](ServerConfig& c) { c.exact_scan_max_users = -5; },
                       "--exact_scan_max_users: must be in"},
         BadConfigCase{"NegativeBeliefCache", [](ServerConfig& c) { c.belief_cache_users = -1; },
-                      "--belief_cache_users: must be in"}),
+                      "--belief_cache_users: must be in"},
+        BadConfigCase{"ShareKnowledgeWithoutTenants",
+                      [](ServerConfig& c) { c.share_knowledge = {"acme"}; },
+                      "--share_knowledge: needs --auth_tokens_file"},
+        BadConfigCase{"ShareKnowledgeOfNoTenant",
+                      [](ServerConfig& c) {
+                        c.auth_tokens_file = "tokens";
+                        c.share_knowledge = {"acme", "no/such"};
+                      },
+                      "--share_knowledge: 'no/such' is not a tenant name"}),
     [](const ::testing::TestParamInfo<BadConfigCase>& param) { return param.param.name; });
 
 }  // namespace
