@@ -22,18 +22,12 @@ constexpr size_t kMaxHeldOutPairs = 64;
 // responses the user already compared would reward memorising items, not knowing the user.
 // A user whose pairs all share one prompt is split by sequence instead.
 absl::StatusOr<model::CalibrationUser> ReadCalibrationUser(const std::string& user_id,
-                                                           const model::FeatureSchema& schema,
+                                                           const SchemaHistory& schema,
                                                            storage::FeedbackStore& store) {
   std::vector<std::pair<std::string, Eigen::VectorXd>> pairs;
   absl::Status scan = store.ScanHistory(user_id, [&](const storage::records::FeedbackRecord& r) {
-    if (r.chosen_features_size() != schema.dimension() ||
-        r.rejected_features_size() != schema.dimension()) {
-      return true;
-    }
-    pairs.emplace_back(
-        r.prompt_id(),
-        schema.Normalize(std::span(r.chosen_features().data(), r.chosen_features_size())) -
-            schema.Normalize(std::span(r.rejected_features().data(), r.rejected_features_size())));
+    std::optional<Eigen::VectorXd> pair = schema.PairOf(r);
+    if (pair.has_value()) pairs.emplace_back(r.prompt_id(), *std::move(pair));
     return true;
   });
   if (!scan.ok()) return scan;
@@ -76,7 +70,7 @@ void ApplyTrust(Knowledge& knowledge, model::Trust trust) {
 
 std::shared_ptr<Knowledge> BuildKnowledge(
     const model::Population& population, const std::vector<EstablishedUser>& fit_users,
-    const ReferencePool& pool, const model::FeatureSchema& schema, storage::FeedbackStore& store,
+    const ReferencePool& pool, const SchemaHistory& schema, storage::FeedbackStore& store,
     const model::Population& base, const KnowledgeOptions& options, const model::Trust* reuse) {
   auto knowledge = std::make_shared<Knowledge>();
   knowledge->population = population;

@@ -12,6 +12,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "engine/reference_pool.h"
+#include "engine/schema_history.h"
 #include "model/belief.h"
 #include "model/neighbour_index.h"
 #include "model/population.h"
@@ -79,7 +80,7 @@ struct EstablishedUser {
 // are needed only when the users have changed enough).
 std::shared_ptr<Knowledge> BuildKnowledge(
     const model::Population& population, const std::vector<EstablishedUser>& fit_users,
-    const ReferencePool& pool, const model::FeatureSchema& schema, storage::FeedbackStore& store,
+    const ReferencePool& pool, const SchemaHistory& schema, storage::FeedbackStore& store,
     const model::Population& base, const KnowledgeOptions& options, const model::Trust* reuse);
 
 // The prior-scaled population and its information for `trust` (shared by the constructor's

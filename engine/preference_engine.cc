@@ -79,18 +79,6 @@ struct PreferenceEngine::Blend {
   }
 };
 
-storage::records::SchemaRecord ToRecord(const model::FeatureSchema& schema) {
-  storage::records::SchemaRecord record;
-  for (const model::FeatureSpec& spec : schema.features()) {
-    storage::records::SchemaFeature* feature = record.add_features();
-    feature->set_name(spec.name);
-    feature->set_mean(spec.mean);
-    feature->set_sd(spec.sd);
-  }
-  record.set_fingerprint(schema.fingerprint());
-  return record;
-}
-
 absl::StatusOr<std::unique_ptr<PreferenceEngine>> PreferenceEngine::Open(
     model::FeatureSchema schema, storage::FeedbackStore& store, EngineOptions options) {
   absl::StatusOr<std::unique_ptr<PreferenceEngine>> engine =
@@ -102,9 +90,17 @@ absl::StatusOr<std::unique_ptr<PreferenceEngine>> PreferenceEngine::Open(
 
 absl::StatusOr<std::unique_ptr<PreferenceEngine>> PreferenceEngine::Create(
     model::FeatureSchema schema, storage::FeedbackStore& store, EngineOptions options) {
-  if (absl::Status bound = store.BindSchema(ToRecord(schema)); !bound.ok()) return bound;
+  absl::StatusOr<std::shared_ptr<const SchemaHistory>> history =
+      SchemaHistory::Bind(schema, store, options.evolve_schema);
+  if (!history.ok()) return history.status();
   return std::unique_ptr<PreferenceEngine>(
-      new PreferenceEngine(std::move(schema), store, std::move(options)));
+      new PreferenceEngine(std::move(schema), *std::move(history), store, std::move(options)));
+}
+
+bool PreferenceEngine::StateIsCurrent(const records::UserState& state) const {
+  return FromState(state, schema_.dimension()).has_value() &&
+         state.forget_half_life_pairs() == options_.forget_half_life_pairs &&
+         std::max<uint32_t>(state.schema_version(), 1) == schema_history_->current_version();
 }
 
 absl::Status PreferenceEngine::Load() {
@@ -120,9 +116,11 @@ absl::Status PreferenceEngine::Load() {
   return absl::OkStatus();
 }
 
-PreferenceEngine::PreferenceEngine(model::FeatureSchema schema, storage::FeedbackStore& store,
-                                   EngineOptions options)
+PreferenceEngine::PreferenceEngine(model::FeatureSchema schema,
+                                   std::shared_ptr<const SchemaHistory> schema_history,
+                                   storage::FeedbackStore& store, EngineOptions options)
     : schema_(std::move(schema)),
+      schema_history_(std::move(schema_history)),
       store_(store),
       options_(std::move(options)),
       base_prior_(model::BasePrior(schema_.dimension(), options_.base_prior_variance)),
@@ -236,13 +234,10 @@ absl::StatusOr<std::shared_ptr<const PreferenceEngine::UserEntry>> PreferenceEng
   auto entry = std::make_shared<UserEntry>(
       UserEntry{CompactPosterior(posterior), 0, 0, 0, {}, next_serial_++});
   absl::Status scan = store_.ScanHistory(user_id, [&](const records::FeedbackRecord& r) {
-    if (r.chosen_features_size() != schema_.dimension() ||
-        r.rejected_features_size() != schema_.dimension()) {
-      return true;  // cannot be learned from in this schema; kept in history for export
-    }
-    const Eigen::VectorXd diff =
-        schema_.Normalize(std::span(r.chosen_features().data(), r.chosen_features_size())) -
-        schema_.Normalize(std::span(r.rejected_features().data(), r.rejected_features_size()));
+    // Read under the schema version it was recorded with, into the current one.
+    const std::optional<Eigen::VectorXd> pair = schema_history_->PairOf(r);
+    if (!pair.has_value()) return true;  // unreadable; kept in history for export
+    const Eigen::VectorXd& diff = *pair;
     posterior.Forget(forget_keep_, base_prior_.mean, base_prior_.cov);
     posterior.Observe(diff);
     entry->count = r.sequence();
@@ -268,9 +263,10 @@ absl::Status PreferenceEngine::LoadUsers() {
         // Cold users' recent pairs live only in history: rebuild them from it too.
         users_loaded_.fetch_add(1, std::memory_order_relaxed);
         // So are users learned with another forgetting half-life than this engine's.
+        // And users learned under an older schema version.
         if (!posterior.has_value() ||
             state->feedback_count() < static_cast<uint64_t>(options_.handover_pairs) ||
-            state->forget_half_life_pairs() != options_.forget_half_life_pairs) {
+            !StateIsCurrent(*state)) {
           to_rebuild.emplace_back(user_id);
           return;
         }
@@ -289,12 +285,12 @@ absl::Status PreferenceEngine::LoadUsers() {
     // Persist a fresh state where the stored one was unreadable or outdated.
     std::optional<records::UserState> stored;
     if (auto read = store_.ReadState(user_id); read.ok()) stored = *read;
-    if (!stored.has_value() || !FromState(*stored, schema_.dimension()).has_value() ||
-        stored->forget_half_life_pairs() != options_.forget_half_life_pairs) {
+    if (!stored.has_value() || !StateIsCurrent(*stored)) {
       storage::UserCommit commit;
       commit.user_id = user_id;
       commit.state = ToState((*entry)->posterior.Unpack(), (*entry)->count, (*entry)->first_micros,
-                             (*entry)->last_micros, options_.forget_half_life_pairs);
+                             (*entry)->last_micros, options_.forget_half_life_pairs,
+                             schema_history_->current_version());
       if (absl::Status w = store_.Commit(commit); !w.ok()) return w;
       rebuilt_states_.fetch_add(1);
     }
@@ -502,8 +498,8 @@ void PreferenceEngine::RefreshGroup(Group& group, ReferencePool& pool, bool quic
       static_cast<double>(seen) <= 0.98 * static_cast<double>(group.trust_fitted_users);
   const bool refit = !quick && (!fitted || changed);
   std::shared_ptr<Knowledge> knowledge =
-      BuildKnowledge(population, fit_users, pool, schema_, store_, base_prior_, knowledge_options_,
-                     refit ? nullptr : &current_trust);
+      BuildKnowledge(population, fit_users, pool, *schema_history_, store_, base_prior_,
+                     knowledge_options_, refit ? nullptr : &current_trust);
   const bool refitted = refit && knowledge->trust.calibration_users > 0;
   if (refitted) group.trust_fitted_users = seen;
   const size_t fitted_users = fit.size();
@@ -953,13 +949,14 @@ std::vector<absl::StatusOr<FeedbackResult>> PreferenceEngine::RecordFeedbackBatc
                                             event.rejected.features.end());
     record.set_timestamp_micros(when);
     record.set_applied_micros(now);
+    record.set_schema_version(schema_history_->current_version());
     record.set_predicted_chosen_probability(predicted);
     if (position.has_value()) record.set_log_sequence(position->sequence);
     stored.idempotency.set_sequence(next->count);
     stored.idempotency.set_user_feedback_count(next->count);
     stored.idempotency.set_predicted_chosen_probability(predicted);
     commit.state = ToState(posterior, next->count, next->first_micros, next->last_micros,
-                           options_.forget_half_life_pairs);
+                           options_.forget_half_life_pairs, schema_history_->current_version());
 
     latest[event.user_id] = next;
     applied_at.emplace(std::pair{event.user_id, event.event_id}, i);

@@ -29,6 +29,7 @@
 #include "engine/live_guard.h"
 #include "engine/mutex.h"
 #include "engine/reference_pool.h"
+#include "engine/schema_history.h"
 #include "model/belief.h"
 #include "model/neighbour_index.h"
 #include "model/neighbour_track.h"
@@ -40,6 +41,9 @@
 namespace tailor::engine {
 
 struct EngineOptions {
+  // A data directory made for another schema: make the engine's schema its next version
+  // (engine/schema_history.h; every user is rebuilt from history under it) instead of refusing.
+  bool evolve_schema = false;
   // Preference drift: a pair counts half as much after this many newer pairs of the same
   // user (model::Posterior::Forget before each one, online and when rebuilding); 0 = pairs
   // count for ever.
@@ -226,7 +230,8 @@ struct UserExport {
 
 class PreferenceEngine {
  public:
-  // Binds the store to `schema` (refusing a data directory made for another schema), loads
+  // Binds the store to `schema` (refusing a data directory made for another schema unless
+  // options.evolve_schema), loads
   // every user's state (rebuilding any that is missing or unreadable from its history), and
   // fits the population. `store` must outlive the engine.
   static absl::StatusOr<std::unique_ptr<PreferenceEngine>> Open(model::FeatureSchema schema,
@@ -294,6 +299,8 @@ class PreferenceEngine {
   std::vector<ExternalReference> ReferenceSample(int limit, const std::string& id_prefix) const;
 
   const model::FeatureSchema& schema() const { return schema_; }
+  // The data directory's schema versions; the last is schema()'s.
+  const SchemaHistory& schema_history() const { return *schema_history_; }
   storage::FeedbackStore& store() { return store_; }
   EngineStats Stats() const;
   // The users of `tenant` (ids "tenant/…"); zeros unless EngineOptions::count_by_tenant.
@@ -348,8 +355,11 @@ class PreferenceEngine {
   };
   static constexpr int kStripes = 256;
 
-  PreferenceEngine(model::FeatureSchema schema, storage::FeedbackStore& store,
-                   EngineOptions options);
+  PreferenceEngine(model::FeatureSchema schema, std::shared_ptr<const SchemaHistory> schema_history,
+                   storage::FeedbackStore& store, EngineOptions options);
+  // Whether a stored state can serve as it is: readable, and learned with this engine's
+  // forgetting and schema version (else it is rebuilt from history).
+  bool StateIsCurrent(const storage::records::UserState& state) const;
   absl::Status LoadUsers();
   absl::StatusOr<std::shared_ptr<const UserEntry>> Rebuild(absl::string_view user_id);
   static size_t StripeIndex(absl::string_view user_id);
@@ -403,6 +413,7 @@ class PreferenceEngine {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(refresh_work_mu_);
 
   const model::FeatureSchema schema_;
+  const std::shared_ptr<const SchemaHistory> schema_history_;
   storage::FeedbackStore& store_;
   const EngineOptions options_;
   const model::Population base_prior_;
@@ -443,9 +454,6 @@ class PreferenceEngine {
   bool stopping_ = false;  // guarded by stop_mu_
   std::thread refresher_;
 };
-
-// The schema as stored in a data directory.
-storage::records::SchemaRecord ToRecord(const model::FeatureSchema& schema);
 
 }  // namespace tailor::engine
 

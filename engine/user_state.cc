@@ -19,9 +19,10 @@ bool Plausible(double value) { return std::isfinite(value) && std::abs(value) <=
 }  // namespace
 
 records::UserState ToState(const model::Posterior& posterior, uint64_t count, int64_t first,
-                           int64_t last, double forget_half_life_pairs) {
+                           int64_t last, double forget_half_life_pairs, uint32_t schema_version) {
   records::UserState state;
   state.set_format_version(kStateFormatVersion);
+  state.set_schema_version(schema_version);
   state.set_feedback_count(count);
   for (double m : posterior.mean()) state.add_mean(m);
   state.set_covariance_is_diagonal(posterior.covariance_is_diagonal());

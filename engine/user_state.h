@@ -16,7 +16,7 @@ namespace tailor::engine {
 
 storage::v1::UserState ToState(const model::Posterior& posterior, uint64_t count,
                                int64_t first_micros, int64_t last_micros,
-                               double forget_half_life_pairs);
+                               double forget_half_life_pairs, uint32_t schema_version);
 
 // nullopt if the record does not describe a usable posterior of dimension d in this format.
 std::optional<model::Posterior> FromState(const storage::v1::UserState& state, int d);

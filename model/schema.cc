@@ -42,6 +42,7 @@ absl::StatusOr<FeatureSchema> FeatureSchema::FromCsv(absl::string_view csv) {
   const int name_col = FindColumn(header, "name");
   const int mean_col = FindColumn(header, "mean");
   const int sd_col = FindColumn(header, "sd");
+  const int renamed_col = FindColumn(header, "renamed_from");
   if (name_col < 0 || mean_col < 0 || sd_col < 0) {
     return absl::InvalidArgumentError("schema: header must name the columns name, mean and sd");
   }
@@ -68,6 +69,7 @@ absl::StatusOr<FeatureSchema> FeatureSchema::FromCsv(absl::string_view csv) {
     if (!absl::SimpleAtod(row[sd_col], &spec.sd) || !std::isfinite(spec.sd) || spec.sd <= 0) {
       return absl::InvalidArgumentError(where + ": sd must be a finite number > 0");
     }
+    if (renamed_col >= 0) spec.renamed_from = row[renamed_col];
     features.push_back(std::move(spec));
   }
   return FeatureSchema(std::move(features));

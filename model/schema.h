@@ -17,13 +17,16 @@ struct FeatureSpec {
   std::string name;
   double mean = 0.0;
   double sd = 1.0;
+  // Schema evolution (model/schema_evolution.h): the name this feature had in the data
+  // directory's current schema, if it is being renamed; not part of the fingerprint.
+  std::string renamed_from;
 };
 
 class FeatureSchema {
  public:
-  // Parses CSV text with a header naming at least the columns `name`, `mean` and `sd`
-  // (other columns, such as PersonalLLM's `model_id`, are ignored). Names must be unique and
-  // non-empty; means finite; sds finite and > 0.
+  // Parses CSV text with a header naming at least the columns `name`, `mean` and `sd`, and
+  // optionally `renamed_from` (other columns, such as PersonalLLM's `model_id`, are ignored).
+  // Names must be unique and non-empty; means finite; sds finite and > 0.
   static absl::StatusOr<FeatureSchema> FromCsv(absl::string_view csv);
 
   explicit FeatureSchema(std::vector<FeatureSpec> features);

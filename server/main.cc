@@ -71,6 +71,10 @@ ABSL_FLAG(std::vector<std::string>, share_knowledge, {},
           "tenants that opt in to sharing one knowledge (population prior, cold-start neighbours, "
           "trust), comma-separated ('*': every tenant); every other tenant's is its own (needs "
           "--auth_tokens_file)");
+ABSL_FLAG(bool, evolve_schema, false,
+          "when --data_dir was made for another schema, make --schema its next version (features "
+          "matched by name or a renamed_from column; users' weights on kept features carry over) "
+          "instead of refusing to start");
 ABSL_FLAG(bool, require_user_header, false,
           "refuse per-user calls without x-user-id metadata (sharded deployments)");
 ABSL_FLAG(int32_t, belief_cache_users, kDefaults.belief_cache_users,
@@ -139,6 +143,7 @@ int main(int argc, char** argv) {
   config.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
   config.tenant_quotas_file = absl::GetFlag(FLAGS_tenant_quotas_file);
   config.share_knowledge = absl::GetFlag(FLAGS_share_knowledge);
+  config.evolve_schema = absl::GetFlag(FLAGS_evolve_schema);
   config.cluster_nats = absl::GetFlag(FLAGS_cluster_nats);
   config.cluster_partitions = absl::GetFlag(FLAGS_cluster_partitions);
   config.cluster_replicas = absl::GetFlag(FLAGS_cluster_replicas);

@@ -39,6 +39,11 @@ absl::Status ServerConfig::Validate() const {
         "--tenant_quotas_file: needs --auth_tokens_file (quotas are per tenant, and without "
         "tokens there are no tenants)");
   }
+  if (evolve_schema && !cluster_nats.empty()) {
+    return absl::InvalidArgumentError(
+        "--evolve_schema: not in cluster mode (the shards and the replicated log would have to "
+        "change schema together; that is not built)");
+  }
   if (!share_knowledge.empty() && auth_tokens_file.empty()) {
     return absl::InvalidArgumentError(
         "--share_knowledge: needs --auth_tokens_file (without tokens there are no tenants, and "

@@ -71,6 +71,9 @@ struct ServerConfig {
   // own; the tenants listed here opt in to one knowledge they share ("*": every tenant, as
   // without tenants). Needs auth_tokens_file.
   std::vector<std::string> share_knowledge;
+  // A data directory made for another schema: make --schema its next version instead of
+  // refusing to start (single node only).
+  bool evolve_schema = false;
   // Refuse per-user calls without x-user-id metadata (sharded deployments, where the router
   // hashes that header). A header that disagrees with the message is refused regardless.
   bool require_user_header = false;

@@ -54,6 +54,7 @@ engine::EngineOptions EngineOptionsFor(const ServerConfig& config) {
   options.refresh_period = absl::Milliseconds(config.refresh_ms);
   if (!config.neighbour_cold_start) options.handover_pairs = 0;
   options.forget_half_life_pairs = config.forget_half_life_pairs;
+  options.evolve_schema = config.evolve_schema;
   options.max_reference_users = config.max_reference_users;
   options.exact_scan_max_users = config.exact_scan_max_users;
   options.blend_cache_users = config.belief_cache_users;
@@ -146,6 +147,10 @@ absl::StatusOr<std::unique_ptr<TailorServer>> TailorServer::Start(const ServerCo
                                        EngineOptionsFor(config));
   if (!engine.ok()) return engine.status();
   server->engine_ = *std::move(engine);
+  if (const std::string& change = server->engine_->schema_history().change(); !change.empty()) {
+    Log(LogLevel::kInfo,
+        absl::StrCat("--evolve_schema: ", change, "; every user is rebuilt from history under it"));
+  }
 
   server->queue_ = std::make_unique<WorkQueue>(kWorkThreads);
   server->metrics_->Watch(*server->engine_, *server->queue_);

@@ -480,6 +480,7 @@ class ExportWriter final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     out->set_sequence(r.sequence());
     out->set_applied_micros(r.applied_micros());
     out->set_predicted_chosen_probability(r.predicted_chosen_probability());
+    out->set_schema_version(std::max<uint32_t>(1, r.schema_version()));
     v1::FeedbackEvent* event = out->mutable_event();
     event->set_event_id(r.event_id());
     event->set_user_id(user_id_);
@@ -968,6 +969,7 @@ grpc::ServerUnaryReactor* TailorService::Info(const CallRecord& call,
     feature->set_sd(spec.sd);
   }
   schema->set_fingerprint(engine_.schema().fingerprint());
+  schema->set_version(engine_.schema_history().current_version());
   v1::Limits* limits = response->mutable_limits();
   limits->set_max_candidates(static_cast<uint32_t>(config_.max_candidates));
   limits->set_max_id_bytes(kMaxIdBytes);

@@ -184,31 +184,75 @@ absl::Status FeedbackStore::Corrupt(absl::string_view what, absl::string_view us
   return absl::DataLossError(absl::StrCat("corrupt ", what, " record for user '", user_id, "'"));
 }
 
-absl::Status FeedbackStore::BindSchema(const records::SchemaRecord& schema) {
+namespace {
+
+// meta key of schema version `version`.
+std::string SchemaVersionKey(uint32_t version) {
+  return absl::StrCat(kSchemaKey, "/v/", BigEndian(version, 4));
+}
+
+// Version and ids as a record made before schema versions implies them.
+void FillSchemaDefaults(records::SchemaRecord& record) {
+  if (record.version() == 0) record.set_version(1);
+  for (int i = 0; i < record.features_size(); ++i) {
+    if (record.features(i).id() == 0)
+      record.mutable_features(i)->set_id(static_cast<uint32_t>(i + 1));
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<records::SchemaRecord>> FeedbackStore::SchemaVersions() {
+  std::vector<records::SchemaRecord> versions;
+  rocksdb::ReadOptions read;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read, meta()));
+  const std::string prefix = absl::StrCat(kSchemaKey, "/v/");
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    records::SchemaRecord record;
+    if (!record.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+      corrupt_records_.fetch_add(1, std::memory_order_relaxed);
+      return absl::DataLossError("corrupt schema version record in the data directory");
+    }
+    FillSchemaDefaults(record);
+    versions.push_back(std::move(record));
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "reading schema versions");
+  if (!versions.empty()) return versions;
+  // A directory made before schema versions: its one schema is version 1.
   absl::StatusOr<std::optional<std::string>> stored = Get(meta(), kSchemaKey);
   if (!stored.ok()) return stored.status();
-  if (stored->has_value()) {
-    records::SchemaRecord existing;
-    if (!existing.ParseFromString(**stored)) {
-      corrupt_records_.fetch_add(1, std::memory_order_relaxed);
-      return absl::DataLossError("corrupt schema record in the data directory");
-    }
-    if (existing.fingerprint() != schema.fingerprint()) {
-      std::string names;
-      for (const auto& f : existing.features())
-        absl::StrAppend(&names, names.empty() ? "" : ",", f.name());
-      return absl::FailedPreconditionError(absl::StrCat(
-          "data directory ", options_.path, " holds data for schema ", existing.fingerprint(), " (",
-          existing.features_size(), " features: ", names, ") but tailord was started with ",
-          "schema ", schema.fingerprint(), " (", schema.features_size(),
-          " features); start with the matching --schema or a new --data_dir"));
-    }
-    return absl::OkStatus();
+  if (!stored->has_value()) return versions;
+  records::SchemaRecord record;
+  if (!record.ParseFromString(**stored)) {
+    corrupt_records_.fetch_add(1, std::memory_order_relaxed);
+    return absl::DataLossError("corrupt schema record in the data directory");
   }
+  FillSchemaDefaults(record);
+  versions.push_back(std::move(record));
+  return versions;
+}
+
+absl::StatusOr<uint32_t> FeedbackStore::AddSchemaVersion(records::SchemaRecord schema) {
+  absl::StatusOr<std::vector<records::SchemaRecord>> versions = SchemaVersions();
+  if (!versions.ok()) return versions.status();
+  rocksdb::WriteBatch batch;
+  // The versions so far are all kept (a directory made before schema versions gets its
+  // version 1 written out now).
+  for (const records::SchemaRecord& v : *versions) {
+    batch.Put(meta(), SchemaVersionKey(v.version()), v.SerializeAsString());
+  }
+  const uint32_t version = versions->empty() ? 1 : versions->back().version() + 1;
+  schema.set_version(version);
+  FillSchemaDefaults(schema);
+  const std::string value = schema.SerializeAsString();
+  batch.Put(meta(), SchemaVersionKey(version), value);
+  batch.Put(meta(), kSchemaKey, value);
   rocksdb::WriteOptions write;
   write.sync = true;
-  return FromRocks(db_->Put(write, meta(), kSchemaKey, schema.SerializeAsString()),
-                   "writing schema");
+  if (absl::Status s = FromRocks(db_->Write(write, &batch), "writing schema version"); !s.ok()) {
+    return s;
+  }
+  return version;
 }
 
 absl::StatusOr<std::optional<records::UserState>> FeedbackStore::ReadState(

@@ -119,9 +119,12 @@ class FeedbackStore {
   FeedbackStore(const FeedbackStore&) = delete;
   FeedbackStore& operator=(const FeedbackStore&) = delete;
 
-  // Binds the data directory to a feature schema: stores it on first use, and afterwards
-  // returns FAILED_PRECONDITION if a different schema is presented.
-  absl::Status BindSchema(const records::SchemaRecord& schema);
+  // Every schema version of the data directory, oldest first (empty: none bound yet), with
+  // versions and feature ids filled in for records made before schema versions.
+  absl::StatusOr<std::vector<records::SchemaRecord>> SchemaVersions();
+  // Makes `schema` the current schema, as version (last + 1, or 1), durably, keeping every
+  // earlier version. Returns the version.
+  absl::StatusOr<uint32_t> AddSchemaVersion(records::SchemaRecord schema);
 
   absl::StatusOr<std::optional<records::UserState>> ReadState(absl::string_view user_id);
   absl::StatusOr<std::optional<records::IdempotencyRecord>> FindEvent(absl::string_view user_id,
@@ -168,6 +171,7 @@ class FeedbackStore {
 
   StoreStats Stats() const;
   bool sync_wal() const { return options_.sync_wal; }
+  const std::string& path() const { return options_.path; }
 
  private:
   FeedbackStore(StoreOptions options, rocksdb::DB* db,

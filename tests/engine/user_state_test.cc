@@ -10,7 +10,7 @@ namespace {
 
 storage::v1::UserState Valid() {
   model::Posterior posterior(Eigen::VectorXd::Constant(2, 0.5), Eigen::MatrixXd::Identity(2, 2));
-  return ToState(posterior, 3, 10, 20, /*forget_half_life_pairs=*/0);
+  return ToState(posterior, 3, 10, 20, /*forget_half_life_pairs=*/0, /*schema_version=*/1);
 }
 
 TEST(UserStateTest, RoundTrips) {

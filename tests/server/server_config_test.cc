@@ -69,6 +69,12 @@ INSTANTIATE_TEST_SUITE_P(
                       "--exact_scan_max_users: must be in"},
         BadConfigCase{"NegativeBeliefCache", [](ServerConfig& c) { c.belief_cache_users = -1; },
                       "--belief_cache_users: must be in"},
+        BadConfigCase{"EvolveSchemaInClusterMode",
+                      [](ServerConfig& c) {
+                        c.evolve_schema = true;
+                        c.cluster_nats = "nats://127.0.0.1:4222";
+                      },
+                      "--evolve_schema: not in cluster mode"},
         BadConfigCase{"ShareKnowledgeWithoutTenants",
                       [](ServerConfig& c) { c.share_knowledge = {"acme"}; },
                       "--share_knowledge: needs --auth_tokens_file"},

@@ -129,6 +129,54 @@ TEST(TailordProcessTest, RefusesADataDirMadeForAnotherSchema) {
   EXPECT_EQ(tailord.WaitForExit(), 1);
   EXPECT_THAT(tailord.log(), HasSubstr("holds data for schema"));
   EXPECT_THAT(tailord.log(), HasSubstr("beaver_7b"));
+  EXPECT_THAT(tailord.log(), HasSubstr("--evolve_schema"));
+}
+
+TEST(TailordProcessTest, EvolveSchemaMakesTheNewSchemaTheDirectorysNextVersion) {
+  TempDir dir;
+  std::ofstream(dir.Sub("v1.csv")) << "name,mean,sd\nhelpful,0,1\nconcise,0,1\n";
+  std::ofstream(dir.Sub("v2.csv"))
+      << "name,mean,sd,renamed_from\nhelpfulness,0,1,helpful\nconcise,0,2,\nsafe,0,1,\n";
+  {
+    TailordProcess tailord(TAILORD_BINARY,
+                           {"--data_dir=" + dir.Sub("db"), "--schema=" + dir.Sub("v1.csv")});
+    ASSERT_TRUE(tailord.WaitUntilServing()) << tailord.log();
+    auto client = ClientFor(tailord);
+    v1::FeedbackEvent event;
+    event.set_event_id("e1");
+    event.set_user_id("ann");
+    event.mutable_chosen()->set_id("a");
+    event.mutable_chosen()->add_features(1);
+    event.mutable_chosen()->add_features(0);
+    event.mutable_rejected()->set_id("b");
+    event.mutable_rejected()->add_features(0);
+    event.mutable_rejected()->add_features(1);
+    auto ack = client.SubmitFeedback(event);
+    ASSERT_TRUE(ack.ok()) << ack.status();
+    EXPECT_EQ(client.GetServerInfo()->schema().version(), 1u);
+    tailord.Signal(SIGTERM);
+    ASSERT_EQ(tailord.WaitForExit(), 0);
+  }
+  TailordProcess tailord(TAILORD_BINARY, {"--data_dir=" + dir.Sub("db"),
+                                          "--schema=" + dir.Sub("v2.csv"), "--evolve_schema"});
+  ASSERT_TRUE(tailord.WaitUntilServing()) << tailord.log();
+  EXPECT_THAT(tailord.log(),
+              HasSubstr("schema version 2: added safe; renamed helpful to helpfulness; "
+                        "renormalised concise"));
+  auto client = ClientFor(tailord);
+  auto info = client.GetServerInfo();
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->schema().version(), 2u);
+  EXPECT_EQ(info->schema().features_size(), 3);
+  // ann's event is kept as recorded, under version 1.
+  auto exported = client.ExportUser("ann");
+  ASSERT_TRUE(exported.ok()) << exported.status();
+  ASSERT_EQ(exported->size(), 2u);
+  EXPECT_EQ((*exported)[1].feedback().schema_version(), 1u);
+  EXPECT_EQ((*exported)[1].feedback().event().chosen().features_size(), 2);
+  EXPECT_EQ((*exported)[0].profile().weight_mean_size(), 3);
+  tailord.Signal(SIGTERM);
+  EXPECT_EQ(tailord.WaitForExit(), 0);
 }
 
 TEST(TailordProcessTest, CustomSchemaIsServed) {

@@ -263,19 +263,52 @@ TEST(FeedbackStoreTest, LogPositionsAreWrittenWithTheStateTheyProducedAndSurvive
   EXPECT_EQ(*store->ReadLogPositions(), (std::map<int, uint64_t>{{3, 19}, {300, 18}}));
 }
 
-TEST(FeedbackStoreTest, SchemaGuardRefusesAnotherSchema) {
+TEST(FeedbackStoreTest, SchemaVersionsAreKeptOldestFirst) {
   TempDir dir;
   {
     auto store = OpenStore(dir.Sub("db"));
     ASSERT_NE(store, nullptr);
-    EXPECT_TRUE(store->BindSchema(Schema("aaaa")).ok());
-    EXPECT_TRUE(store->BindSchema(Schema("aaaa")).ok());
+    EXPECT_TRUE(store->SchemaVersions()->empty());
+    EXPECT_EQ(*store->AddSchemaVersion(Schema("aaaa")), 1u);
   }
   auto store = OpenStore(dir.Sub("db"));
   ASSERT_NE(store, nullptr);
-  absl::Status other = store->BindSchema(Schema("bbbb"));
-  EXPECT_EQ(other.code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(std::string(other.message()), HasSubstr("holds data for schema aaaa"));
+  EXPECT_EQ(*store->AddSchemaVersion(Schema("bbbb")), 2u);
+  const std::vector<records::SchemaRecord> versions = *store->SchemaVersions();
+  ASSERT_EQ(versions.size(), 2u);
+  EXPECT_EQ(versions[0].fingerprint(), "aaaa");
+  EXPECT_EQ(versions[0].version(), 1u);
+  EXPECT_EQ(versions[1].fingerprint(), "bbbb");
+  EXPECT_EQ(versions[1].version(), 2u);
+  EXPECT_EQ(versions[1].features(0).id(), 1u);  // ids filled in: position + 1
+}
+
+TEST(FeedbackStoreTest, ADirectoryMadeBeforeSchemaVersionsHoldsVersionOne) {
+  TempDir dir;
+  { ASSERT_NE(OpenStore(dir.Sub("db")), nullptr); }
+  // As a directory made before schema versions stored its schema: the "schema" key only, no
+  // version, no feature ids.
+  records::SchemaRecord legacy = Schema("aaaa");
+  legacy.add_features()->set_name("f1");
+  WriteRaw(dir.Sub("db"), rocksdb::kDefaultColumnFamilyName, "schema", legacy.SerializeAsString());
+  auto store = OpenStore(dir.Sub("db"));
+  ASSERT_NE(store, nullptr);
+  std::vector<records::SchemaRecord> versions = *store->SchemaVersions();
+  ASSERT_EQ(versions.size(), 1u);
+  EXPECT_EQ(versions[0].version(), 1u);
+  EXPECT_EQ(versions[0].features(1).id(), 2u);
+  // Its first change keeps it as version 1.
+  EXPECT_EQ(*store->AddSchemaVersion(Schema("bbbb")), 2u);
+  versions = *store->SchemaVersions();
+  ASSERT_EQ(versions.size(), 2u);
+  EXPECT_EQ(versions[0].fingerprint(), "aaaa");
+  // A damaged version record is DATA_LOSS, not a directory without a schema.
+  store.reset();
+  WriteRaw(dir.Sub("db"), rocksdb::kDefaultColumnFamilyName, std::string("schema/v/\0\0\0\x01", 13),
+           "\xff\xff");
+  store = OpenStore(dir.Sub("db"));
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->SchemaVersions().status().code(), absl::StatusCode::kDataLoss);
 }
 
 TEST(FeedbackStoreTest, StatesSurviveReopenAndScanVisitsEveryUser) {
@@ -319,7 +352,7 @@ TEST(FeedbackStoreTest, CheckpointWhileOpenCanBeServedFrom) {
   TempDir dir;
   auto store = OpenStore(dir.Sub("db"));
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->BindSchema(Schema("aaaa")).ok());
+  ASSERT_TRUE(store->AddSchemaVersion(Schema("aaaa")).ok());
   for (uint64_t seq = 1; seq <= 10; ++seq) ASSERT_TRUE(store->Commit(MakeCommit("u", seq)).ok());
   auto sequence = store->CreateCheckpoint(dir.Sub("backup"));
   ASSERT_TRUE(sequence.ok()) << sequence.status();
@@ -329,7 +362,8 @@ TEST(FeedbackStoreTest, CheckpointWhileOpenCanBeServedFrom) {
 
   auto restored = OpenStore(dir.Sub("backup"));
   ASSERT_NE(restored, nullptr);
-  EXPECT_TRUE(restored->BindSchema(Schema("aaaa")).ok());
+  ASSERT_EQ(restored->SchemaVersions()->size(), 1u);
+  EXPECT_EQ(restored->SchemaVersions()->front().fingerprint(), "aaaa");
   EXPECT_EQ(Sequences(*restored, "u").size(), 10u);
   EXPECT_EQ(restored->ReadState("u").value()->feedback_count(), 10u);
 }
