@@ -17,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "bench/catalogue_requests.h"
 #include "bench/progress.h"
 #include "bench/report_format.h"
 #include "bench/scratch_dir.h"
@@ -24,55 +25,6 @@
 #include "client/tailor_client.h"
 
 namespace tailor::bench {
-namespace {
-
-using CandidateList = google::protobuf::RepeatedPtrField<v1::Candidate>;
-
-// Everything the benchmark sends for one prompt: its responses in the catalogue's raw units.
-std::vector<CandidateList> RawCandidates(const Catalogue& catalogue) {
-  std::vector<CandidateList> out(catalogue.scores.size());
-  for (size_t p = 0; p < catalogue.scores.size(); ++p) {
-    const Eigen::MatrixXd& z = catalogue.scores[p];
-    for (Eigen::Index r = 0; r < z.rows(); ++r) {
-      v1::Candidate* c = out[p].Add();
-      c->set_id(absl::StrCat("r", r));
-      for (Eigen::Index b = 0; b < z.cols(); ++b) {
-        c->add_features(static_cast<float>(catalogue.raw_mean[b] + catalogue.raw_sd[b] * z(r, b)));
-      }
-    }
-  }
-  return out;
-}
-
-v1::FeedbackEvent Event(const std::vector<CandidateList>& raw, const Comparison& c,
-                        const std::string& user, const std::string& event_id) {
-  v1::FeedbackEvent event;
-  event.set_event_id(event_id);
-  event.set_user_id(user);
-  event.set_prompt_id(absl::StrCat("p", c.prompt));
-  *event.mutable_chosen() = raw[static_cast<size_t>(c.prompt)][c.chosen];
-  *event.mutable_rejected() = raw[static_cast<size_t>(c.prompt)][c.rejected];
-  return event;
-}
-
-absl::Status WriteSchema(const Catalogue& catalogue, const std::string& path) {
-  std::ofstream out(path);
-  out << "name,mean,sd\n";
-  for (int b = 0; b < catalogue.features(); ++b) {
-    out << absl::StrFormat("%s,%.17g,%.17g\n", catalogue.feature_names[static_cast<size_t>(b)],
-                           catalogue.raw_mean[b], catalogue.raw_sd[b]);
-  }
-  return out ? absl::OkStatus() : absl::InternalError("cannot write " + path);
-}
-
-std::vector<int> RankingOf(const v1::RankResponsesResponse& response) {
-  std::vector<int> order;
-  for (const auto& r : response.ranked()) order.push_back(std::stoi(r.id().substr(1)));
-  return order;
-}
-
-}  // namespace
-
 absl::StatusOr<QualityReport> RunQualityBenchmark(const Catalogue& catalogue,
                                                   const std::string& name,
                                                   const QualityOptions& options) {

@@ -68,6 +68,10 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return text.str();
 }
 
+// --tenants: tenant t's token, and which tenant a user is in.
+std::string TenantToken(int tenant) { return absl::StrCat("replay-tenant-token-", tenant); }
+constexpr uint64_t kTenantSeed = 0x7e4a47;
+
 v1::FeedbackEvent Renamed(const v1::FeedbackEvent& event, const std::string& user) {
   v1::FeedbackEvent out = event;
   out.set_user_id(user);
@@ -182,6 +186,7 @@ absl::StatusOr<ReplayReport> RunReplayBenchmark(const ReplayOptions& options) {
 
   ReplayReport report;
   report.events = options.events_path;
+  report.tenants = options.tenants;
   report.users = static_cast<int>(users.size());
   report.folds = options.folds;
   report.folds_run =
@@ -190,6 +195,11 @@ absl::StatusOr<ReplayReport> RunReplayBenchmark(const ReplayOptions& options) {
 
   absl::StatusOr<std::unique_ptr<ScratchDir>> scratch = ScratchDir::Create();
   if (!scratch.ok()) return scratch.status();
+  if (options.tenants > 0) {
+    std::ofstream tokens((*scratch)->Sub("tokens"));
+    for (int t = 0; t < options.tenants; ++t) tokens << "t" << t << " " << TenantToken(t) << "\n";
+    if (!tokens) return absl::InternalError("cannot write the tokens file");
+  }
   for (int fold = 0; fold < report.folds_run; ++fold) {
     std::vector<const LoggedUser*> history;
     std::vector<const LoggedUser*> test;
@@ -214,6 +224,7 @@ absl::StatusOr<ReplayReport> RunReplayBenchmark(const ReplayOptions& options) {
       if (neighbours) {
         args.insert(args.end(), options.tailord_flags.begin(), options.tailord_flags.end());
       }
+      if (options.tenants > 0) args.push_back("--auth_tokens_file=" + (*scratch)->Sub("tokens"));
       return std::make_unique<TailordProcess>(options.tailord_binary, args);
     };
     auto start_both = [&](std::unique_ptr<TailordProcess>& tailor,
@@ -237,29 +248,44 @@ absl::StatusOr<ReplayReport> RunReplayBenchmark(const ReplayOptions& options) {
     std::unique_ptr<TailordProcess> tailor;
     std::unique_ptr<TailordProcess> own;
     if (absl::Status s = start_both(tailor, own); !s.ok()) return s;
-    auto client_for = [](const TailordProcess& process) {
-      client::ClientOptions o;
-      o.target = process.target();
-      o.deadline = absl::Seconds(60);
-      return std::make_unique<client::TailorClient>(o);
+    // A client per tenant (one without tenants).
+    using Clients = std::vector<std::unique_ptr<client::TailorClient>>;
+    auto client_for = [&](const TailordProcess& process) {
+      Clients clients;
+      for (int t = 0; t < std::max(1, options.tenants); ++t) {
+        client::ClientOptions o;
+        o.target = process.target();
+        o.deadline = absl::Seconds(60);
+        if (options.tenants > 0) o.bearer_token = TenantToken(t);
+        clients.push_back(std::make_unique<client::TailorClient>(o));
+      }
+      return clients;
+    };
+    auto tenant_of = [&](const std::string& user) {
+      return options.tenants > 0 ? static_cast<size_t>(model::StableHash({user}, kTenantSeed) %
+                                                       static_cast<uint64_t>(options.tenants))
+                                 : size_t{0};
     };
 
     // 1. The historical users' logs stream into both servers.
     Progress ingest(absl::StrCat("fold ", fold + 1, "/", report.folds_run, ": history"),
                     static_cast<int64_t>(history.size()), options.progress);
     absl::Status streamed = Parallel(options.threads, [&](int t) -> absl::Status {
-      auto tc = client_for(*tailor);
-      auto oc = client_for(*own);
-      std::vector<v1::FeedbackEvent> batch;
+      Clients tc = client_for(*tailor);
+      Clients oc = client_for(*own);
+      std::vector<std::vector<v1::FeedbackEvent>> batches(tc.size());  // per tenant
       for (size_t u = static_cast<size_t>(t); u < history.size();
            u += static_cast<size_t>(options.threads)) {
+        std::vector<v1::FeedbackEvent>& batch = batches[tenant_of(history[u]->id)];
         for (const v1::FeedbackEvent* e : history[u]->events) batch.push_back(*e);
-        if (batch.size() >= 2000 || u + static_cast<size_t>(options.threads) >= history.size()) {
-          for (auto* c : {tc.get(), oc.get()}) {
-            auto acks = c->StreamFeedback(batch);
+        const bool last = u + static_cast<size_t>(options.threads) >= history.size();
+        for (size_t tenant = 0; tenant < batches.size(); ++tenant) {
+          if (batches[tenant].empty() || (batches[tenant].size() < 2000 && !last)) continue;
+          for (auto* c : {tc[tenant].get(), oc[tenant].get()}) {
+            auto acks = c->StreamFeedback(batches[tenant]);
             if (!acks.ok()) return acks.status();
           }
-          batch.clear();
+          batches[tenant].clear();
         }
         ingest.Add();
       }
@@ -270,8 +296,6 @@ absl::StatusOr<ReplayReport> RunReplayBenchmark(const ReplayOptions& options) {
       if (absl::Status s = stop(*process); !s.ok()) return s;
     }
     if (absl::Status s = start_both(tailor, own); !s.ok()) return s;
-    auto tc = client_for(*tailor);
-    auto oc = client_for(*own);
 
     // 2. Each test user, once per k under a fresh id: k pool events, then every held-out pair.
     Progress testing(absl::StrCat("fold ", fold + 1, "/", report.folds_run, ": test users"),
@@ -279,11 +303,13 @@ absl::StatusOr<ReplayReport> RunReplayBenchmark(const ReplayOptions& options) {
     std::vector<ReplayRow> rows(report.rows.size());
     std::mutex rows_mu;
     absl::Status measured = Parallel(options.threads, [&](int t) -> absl::Status {
-      auto tailor_client = client_for(*tailor);
-      auto own_client = client_for(*own);
+      Clients tailor_clients = client_for(*tailor);
+      Clients own_clients = client_for(*own);
       for (size_t u = static_cast<size_t>(t); u < test.size();
            u += static_cast<size_t>(options.threads)) {
         const LoggedUser& user = *test[u];
+        client::TailorClient* tailor_client = tailor_clients[tenant_of(user.id)].get();
+        client::TailorClient* own_client = own_clients[tenant_of(user.id)].get();
         for (size_t r = 0; r < options.ks.size(); ++r) {
           const int k = options.ks[r];
           if (static_cast<int>(user.pool.size()) < k) {
@@ -294,7 +320,7 @@ absl::StatusOr<ReplayReport> RunReplayBenchmark(const ReplayOptions& options) {
           std::vector<v1::FeedbackEvent> given;
           for (int i = 0; i < k; ++i)
             given.push_back(Renamed(*user.pool[static_cast<size_t>(i)], id));
-          for (auto* c : {tailor_client.get(), own_client.get()}) {
+          for (auto* c : {tailor_client, own_client}) {
             if (given.empty()) break;
             auto acks = c->StreamFeedback(given);
             if (!acks.ok()) return acks.status();
@@ -307,9 +333,9 @@ absl::StatusOr<ReplayReport> RunReplayBenchmark(const ReplayOptions& options) {
             const v1::Candidate& first = first_is_chosen ? e->chosen() : e->rejected();
             const v1::Candidate& second = first_is_chosen ? e->rejected() : e->chosen();
             for (auto [client, user_id, score, pooled] :
-                 {std::tuple{tailor_client.get(), id, &tailor_score, &local.tailor},
-                  std::tuple{own_client.get(), id, &own_score, &local.own},
-                  std::tuple{tailor_client.get(), "replay-never-seen-" + user.id, &population_score,
+                 {std::tuple{tailor_client, id, &tailor_score, &local.tailor},
+                  std::tuple{own_client, id, &own_score, &local.own},
+                  std::tuple{tailor_client, "replay-never-seen-" + user.id, &population_score,
                              &local.population}}) {
               absl::StatusOr<double> p = PredictFirst(*client, user_id, first, second);
               if (!p.ok()) return p.status();
@@ -335,7 +361,10 @@ absl::StatusOr<ReplayReport> RunReplayBenchmark(const ReplayOptions& options) {
       return absl::OkStatus();
     });
     if (!measured.ok()) return measured;
-    for (auto [client, name] : {std::pair{tc.get(), "Tailor"}, std::pair{oc.get(), "own only"}}) {
+    Clients tc = client_for(*tailor);  // tenant 0's knowledge is described
+    Clients oc = client_for(*own);
+    for (auto [client, name] :
+         {std::pair{tc[0].get(), "Tailor"}, std::pair{oc[0].get(), "own only"}}) {
       absl::StatusOr<v1::ServerInfo> info = client->GetServerInfo();
       if (!info.ok()) return info.status();
       report.knowledge.push_back(
@@ -355,13 +384,19 @@ absl::StatusOr<ReplayReport> RunReplayBenchmark(const ReplayOptions& options) {
 std::string ReplayMarkdown(const ReplayReport& r) {
   std::string out = absl::StrFormat(
       "%s: %d users, %d-fold over users (%d fold%s run), %d held-out pairs per k (prompts the "
-      "user gave no feedback on), %d test users skipped (fewer than two prompts)\n\n"
-      "Held-out pairwise accuracy, mean over test users ± standard error; differences are "
-      "paired per user (Tailor − baseline)\n\n"
-      "| k | users | population | own posterior only | Tailor | Tailor − population | Tailor − "
-      "own only |\n|---:|---:|---|---|---|---|---|\n",
+      "user gave no feedback on), %d test users skipped (fewer than two prompts)\n\n",
       r.events, r.users, r.folds, r.folds_run, r.folds_run == 1 ? "" : "s", r.held_out_pairs,
       r.skipped_users);
+  if (r.tenants > 0) {
+    absl::StrAppend(&out, "Users split by id hash over ", r.tenants,
+                    " tenants (token auth); the Tailor server's flags say whether they share "
+                    "knowledge.\n\n");
+  }
+  absl::StrAppend(&out,
+                  "Held-out pairwise accuracy, mean over test users ± standard error; differences "
+                  "are paired per user (Tailor − baseline)\n\n"
+                  "| k | users | population | own posterior only | Tailor | Tailor − population | "
+                  "Tailor − own only |\n|---:|---:|---|---|---|---|---|\n");
   auto cell = [](const MeanSe& m) { return absl::StrFormat("%.3f ± %.3f", m.mean, m.se); };
   auto diff = [](const MeanSe& m) { return absl::StrFormat("%+.4f ± %.4f", m.mean, m.se); };
   for (const ReplayRow& row : r.rows) {

@@ -30,6 +30,9 @@ struct ReplayOptions {
   bool progress = true;
   // Extra tailord flags for the Tailor server (e.g. to compare settings).
   std::vector<std::string> tailord_flags;
+  // Above 0: both servers run with token auth and this many tenants, each user in the tenant
+  // its id hashes to (knowledge is then per tenant unless tailord_flags share it).
+  int tenants = 0;
 };
 
 // One method's held-out predictions at one k.
@@ -55,6 +58,7 @@ struct ReplayRow {
 
 struct ReplayReport {
   std::string events;
+  int tenants = 0;  // ReplayOptions::tenants
   int users = 0;
   int folds = 0;
   int folds_run = 0;

@@ -27,6 +27,7 @@
 #include "bench/quality_benchmark.h"
 #include "bench/refresh_benchmark.h"
 #include "bench/replay_benchmark.h"
+#include "bench/schema_change_benchmark.h"
 #include "bench/synthetic_catalogue.h"
 
 ABSL_FLAG(double, rho, 0.42, "correlation between reward models in the synthetic catalogue");
@@ -47,6 +48,14 @@ ABSL_FLAG(std::vector<std::string>, ks,
           std::vector<std::string>({"0", "1", "2", "4", "8", "16", "32"}),
           "quality: numbers of pairs test users give");
 ABSL_FLAG(int32_t, threads, 4, "quality: client threads");
+ABSL_FLAG(std::string, scenario, "",
+          "quality: empty for the PersonalLLM protocol, or a schema change: add_feature (the "
+          "catalogue's last reward model arrives) or remove_feature (its first is retired); see "
+          "bench/schema_change_benchmark.h");
+ABSL_FLAG(int32_t, history_pairs, 24,
+          "quality --scenario: each test user's pairs before the change");
+ABSL_FLAG(int32_t, historical_pairs_after, 8,
+          "quality --scenario: pairs each historical user gives after the change");
 ABSL_FLAG(double, train_fraction, 0.75,
           "quality: share of prompts used for feedback; the rest are held out for scoring");
 ABSL_FLAG(std::string, tailord, "", "quality: tailord binary (default: next to tailor-bench)");
@@ -80,6 +89,10 @@ ABSL_FLAG(std::string, events, "", "replay: feedback log, tailorctl feedback CSV
 ABSL_FLAG(std::string, schema, "", "replay: tailord --schema file for the log's features");
 ABSL_FLAG(int32_t, folds, 5, "replay: folds over users (each user is a test user once)");
 ABSL_FLAG(int32_t, max_folds, 0, "replay: run only the first this many folds (0 = all)");
+ABSL_FLAG(
+    int32_t, tenants, 0,
+    "replay: above 0, tailord runs with token auth and this many tenants, each user in the "
+    "tenant its id hashes to (knowledge per tenant unless --tailord_flags=--share_knowledge=*)");
 ABSL_FLAG(std::vector<std::string>, tailord_flags, {},
           "replay, load: extra flags for the Tailor server (replay: not the own-only baseline), "
           "e.g. "
@@ -336,6 +349,38 @@ absl::StatusOr<tailor::bench::Catalogue> LoadCatalogue(const std::string& source
   return tailor::bench::LoadCatalogueCsv(source);
 }
 
+// quality --scenario=add_feature|remove_feature.
+int SchemaChange(const std::string& tailord) {
+  tailor::bench::SchemaChangeOptions options;
+  options.tailord_binary = tailord;
+  options.scenario = absl::GetFlag(FLAGS_scenario);
+  options.historical_users = absl::GetFlag(FLAGS_historical_users);
+  options.min_pairs = absl::GetFlag(FLAGS_min_pairs);
+  options.max_pairs = absl::GetFlag(FLAGS_max_pairs);
+  options.test_users = absl::GetFlag(FLAGS_test_users);
+  options.history_pairs = absl::GetFlag(FLAGS_history_pairs);
+  options.historical_pairs_after = absl::GetFlag(FLAGS_historical_pairs_after);
+  options.eval_prompts = absl::GetFlag(FLAGS_eval_prompts);
+  options.alpha = absl::GetFlag(FLAGS_alpha);
+  options.threads = absl::GetFlag(FLAGS_threads);
+  options.train_fraction = absl::GetFlag(FLAGS_train_fraction);
+  options.seed = absl::GetFlag(FLAGS_seed);
+  if (!ParseCounts("ks", absl::GetFlag(FLAGS_ks), options.ks)) return 2;
+  std::string name;
+  auto catalogue = LoadCatalogue(absl::GetFlag(FLAGS_catalogue), options.seed, true, name);
+  if (!catalogue.ok()) {
+    std::fprintf(stderr, "tailor-bench: %s\n", std::string(catalogue.status().message()).c_str());
+    return 2;
+  }
+  auto report = tailor::bench::RunSchemaChangeBenchmark(*catalogue, name, options);
+  if (!report.ok()) {
+    std::fprintf(stderr, "tailor-bench: %s\n", std::string(report.status().message()).c_str());
+    return 1;
+  }
+  std::printf("%s", tailor::bench::SchemaChangeMarkdown(*report).c_str());
+  return 0;
+}
+
 int Quality(const char* argv0) {
   tailor::bench::QualityOptions options;
   options.tailord_binary = absl::GetFlag(FLAGS_tailord);
@@ -350,6 +395,7 @@ int Quality(const char* argv0) {
   options.alpha = absl::GetFlag(FLAGS_alpha);
   options.threads = absl::GetFlag(FLAGS_threads);
   options.train_fraction = absl::GetFlag(FLAGS_train_fraction);
+  if (!absl::GetFlag(FLAGS_scenario).empty()) return SchemaChange(options.tailord_binary);
   if (!ParseCounts("ks", absl::GetFlag(FLAGS_ks), options.ks)) return 2;
   const int repeats = absl::GetFlag(FLAGS_repeats);
   if (repeats < 1) {
@@ -414,6 +460,7 @@ int Replay(const char* argv0) {
   if (!ParseCounts("ks", absl::GetFlag(FLAGS_ks), options.ks)) return 2;
   options.seed = absl::GetFlag(FLAGS_seed);
   options.threads = absl::GetFlag(FLAGS_threads);
+  options.tenants = absl::GetFlag(FLAGS_tenants);
   options.tailord_flags = absl::GetFlag(FLAGS_tailord_flags);
   auto report = tailor::bench::RunReplayBenchmark(options);
   if (!report.ok()) {
