@@ -1,5 +1,6 @@
 #include "bench/catalogue_requests.h"
 
+#include <algorithm>
 #include <fstream>
 #include <numeric>
 
@@ -53,6 +54,18 @@ absl::Status WriteSchema(const Catalogue& catalogue, const std::string& path,
                            catalogue.raw_mean[b], catalogue.raw_sd[b]);
   }
   return out ? absl::OkStatus() : absl::InternalError("cannot write " + path);
+}
+
+absl::StatusOr<PromptSplit> SplitPrompts(const Catalogue& catalogue, double train_fraction,
+                                         std::mt19937_64& rng) {
+  std::vector<int> prompts(catalogue.scores.size());
+  std::iota(prompts.begin(), prompts.end(), 0);
+  std::shuffle(prompts.begin(), prompts.end(), rng);
+  const auto split = static_cast<size_t>(train_fraction * static_cast<double>(prompts.size()));
+  PromptSplit out{std::vector<int>(prompts.begin(), prompts.begin() + static_cast<long>(split)),
+                  std::vector<int>(prompts.begin() + static_cast<long>(split), prompts.end())};
+  if (out.train.empty() || out.test.empty()) return absl::InvalidArgumentError("too few prompts");
+  return out;
 }
 
 std::vector<int> RankingOf(const v1::RankResponsesResponse& response) {

@@ -5,10 +5,12 @@
 #ifndef TAILOR_BENCH_CATALOGUE_REQUESTS_H_
 #define TAILOR_BENCH_CATALOGUE_REQUESTS_H_
 
+#include <random>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "bench/simulator.h"
 #include "bench/synthetic_catalogue.h"
 #include "tailor/v1/tailor.pb.h"
@@ -30,6 +32,15 @@ v1::FeedbackEvent Event(const std::vector<CandidateList>& raw, const Comparison&
 // The tailord --schema for `features` (name, raw mean and sd of each).
 absl::Status WriteSchema(const Catalogue& catalogue, const std::string& path,
                          const std::vector<int>& features = {});
+
+// The catalogue's prompts in a seeded order, split into feedback prompts (`train_fraction` of
+// them) and held-out prompts; INVALID_ARGUMENT when either would be empty.
+struct PromptSplit {
+  std::vector<int> train;
+  std::vector<int> test;
+};
+absl::StatusOr<PromptSplit> SplitPrompts(const Catalogue& catalogue, double train_fraction,
+                                         std::mt19937_64& rng);
 
 // Response indices of a ranking, best first.
 std::vector<int> RankingOf(const v1::RankResponsesResponse& response);

@@ -31,14 +31,10 @@ absl::StatusOr<QualityReport> RunQualityBenchmark(const Catalogue& catalogue,
   const auto started = std::chrono::steady_clock::now();
   std::mt19937_64 rng(options.seed);
   const int d = catalogue.features();
-  std::vector<int> prompts(catalogue.scores.size());
-  std::iota(prompts.begin(), prompts.end(), 0);
-  std::shuffle(prompts.begin(), prompts.end(), rng);
-  const auto split =
-      static_cast<size_t>(options.train_fraction * static_cast<double>(prompts.size()));
-  const std::vector<int> train(prompts.begin(), prompts.begin() + static_cast<long>(split));
-  const std::vector<int> test(prompts.begin() + static_cast<long>(split), prompts.end());
-  if (train.empty() || test.empty()) return absl::InvalidArgumentError("too few prompts");
+  absl::StatusOr<PromptSplit> split = SplitPrompts(catalogue, options.train_fraction, rng);
+  if (!split.ok()) return split.status();
+  const std::vector<int>& train = split->train;
+  const std::vector<int>& test = split->test;
   const std::vector<CandidateList> raw = RawCandidates(catalogue);
 
   // Two servers on a fresh data dir each: Tailor as shipped, and the own-posterior baseline.

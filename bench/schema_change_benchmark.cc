@@ -68,14 +68,10 @@ absl::StatusOr<SchemaChangeReport> RunSchemaChangeBenchmark(const Catalogue& cat
         absl::StrCat("--scenario: '", options.scenario, "' is not add_feature or remove_feature"));
   }
   std::mt19937_64 rng(options.seed);
-  std::vector<int> prompts(catalogue.scores.size());
-  std::iota(prompts.begin(), prompts.end(), 0);
-  std::shuffle(prompts.begin(), prompts.end(), rng);
-  const auto split =
-      static_cast<size_t>(options.train_fraction * static_cast<double>(prompts.size()));
-  const std::vector<int> train(prompts.begin(), prompts.begin() + static_cast<long>(split));
-  const std::vector<int> test(prompts.begin() + static_cast<long>(split), prompts.end());
-  if (train.empty() || test.empty()) return absl::InvalidArgumentError("too few prompts");
+  absl::StatusOr<PromptSplit> split = SplitPrompts(catalogue, options.train_fraction, rng);
+  if (!split.ok()) return split.status();
+  const std::vector<int>& train = split->train;
+  const std::vector<int>& test = split->test;
 
   absl::StatusOr<std::unique_ptr<ScratchDir>> scratch = ScratchDir::Create();
   if (!scratch.ok()) return scratch.status();

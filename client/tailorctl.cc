@@ -184,8 +184,13 @@ int Info(tailor::client::TailorClient& client, bool json) {
   std::printf("limits: max_candidates=%u max_id_bytes=%u max_message_bytes=%u\n",
               info->limits().max_candidates(), info->limits().max_id_bytes(),
               info->limits().max_message_bytes());
-  std::printf("schema %s (%d features):\n", info->schema().fingerprint().c_str(),
-              info->schema().features_size());
+  std::printf("knowledge: group '%s', version %llu, %llu reference users, %llu population users\n",
+              info->knowledge().group().c_str(),
+              static_cast<unsigned long long>(info->knowledge().version()),
+              static_cast<unsigned long long>(info->knowledge().reference_users()),
+              static_cast<unsigned long long>(info->knowledge().population_users()));
+  std::printf("schema %s, version %u (%d features):\n", info->schema().fingerprint().c_str(),
+              std::max<uint32_t>(1, info->schema().version()), info->schema().features_size());
   for (const auto& feature : info->schema().features()) {
     std::printf("  %-24s mean=%-10.4g sd=%.4g\n", feature.name().c_str(), feature.mean(),
                 feature.sd());

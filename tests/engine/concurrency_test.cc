@@ -1,6 +1,7 @@
 // Many threads ranking, suggesting and recording feedback for overlapping users while the
 // population refreshes: every applied event is reflected exactly once, histories stay
-// contiguous, and (in the ThreadSanitizer build) no data race is reported.
+// contiguous, and (in the ThreadSanitizer build) no data race is reported. Once with one
+// knowledge, once with knowledge per tenant (the users in two tenants).
 #include <atomic>
 #include <random>
 #include <string>
@@ -17,7 +18,12 @@ namespace {
 
 constexpr int kD = 10;
 
-TEST(EngineConcurrencyTest, OverlappingUsersEveryEventAppliedExactlyOnce) {
+// The parameter: knowledge per tenant.
+class EngineConcurrencyTest : public ::testing::TestWithParam<bool> {};
+INSTANTIATE_TEST_SUITE_P(Knowledge, EngineConcurrencyTest, ::testing::Values(false, true),
+                         [](const auto& param) { return param.param ? "PerTenant" : "Shared"; });
+
+TEST_P(EngineConcurrencyTest, OverlappingUsersEveryEventAppliedExactlyOnce) {
   testing::TempDir dir;
   storage::StoreOptions store_options;
   store_options.path = dir.Sub("db");
@@ -30,6 +36,9 @@ TEST(EngineConcurrencyTest, OverlappingUsersEveryEventAppliedExactlyOnce) {
   options.exact_scan_max_users = 2;
   options.neighbour_index.near = 2;
   options.neighbour_index.sampled = 2;
+  options.knowledge_by_tenant = GetParam();
+  // With knowledge per tenant, users alternate between two tenants (groups of 3).
+  const auto user_id = [](int u) { return absl::StrCat(u % 2 == 0 ? "a" : "b", "/user-", u); };
   auto engine = PreferenceEngine::Open(*model::FeatureSchema::FromCsv(model::DefaultSchemaCsv()),
                                        **store, options);
   ASSERT_TRUE(engine.ok());
@@ -61,7 +70,7 @@ TEST(EngineConcurrencyTest, OverlappingUsersEveryEventAppliedExactlyOnce) {
           const std::vector<float> rejected = features(event_rng);
           FeedbackInput event;
           event.event_id = absl::StrCat("w", owner, "-", i);
-          event.user_id = absl::StrCat("user-", (owner + i) % kUsers);
+          event.user_id = user_id((owner + i) % kUsers);
           event.chosen = {"a", chosen};
           event.rejected = {"b", rejected};
           auto result = (*engine)->RecordFeedback(event);
@@ -80,11 +89,11 @@ TEST(EngineConcurrencyTest, OverlappingUsersEveryEventAppliedExactlyOnce) {
       for (int i = 0; i < 8; ++i) candidates.push_back({absl::StrCat("c", i), rows[i]});
       while (writing.load()) {
         for (int u = 0; u < kUsers; ++u) {
-          auto ranked = (*engine)->Rank(absl::StrCat("user-", u), candidates, u % 2 == 0);
+          auto ranked = (*engine)->Rank(user_id(u), candidates, u % 2 == 0);
           ASSERT_TRUE(ranked.ok());
           ASSERT_EQ(ranked->ranked.size(), 8u);
-          ASSERT_TRUE((*engine)->Suggest(absl::StrCat("user-", u), candidates).ok());
-          (void)(*engine)->GetUser(absl::StrCat("user-", u));
+          ASSERT_TRUE((*engine)->Suggest(user_id(u), candidates).ok());
+          (void)(*engine)->GetUser(user_id(u));
         }
       }
     });
@@ -100,7 +109,7 @@ TEST(EngineConcurrencyTest, OverlappingUsersEveryEventAppliedExactlyOnce) {
   EXPECT_EQ((*engine)->Stats().indexed_users, static_cast<uint64_t>(kUsers));
   uint64_t stored = 0;
   for (int u = 0; u < kUsers; ++u) {
-    const std::string user = absl::StrCat("user-", u);
+    const std::string user = user_id(u);
     uint64_t expected_sequence = 1;
     ASSERT_TRUE((*store)
                     ->ScanHistory(user,

@@ -33,18 +33,8 @@ constexpr int kCold = 240;
 constexpr int kColdPairs = 3;
 constexpr int kTestPairs = 20;
 
-struct Pair {
-  std::vector<float> chosen, rejected;
-};
-
-// A pair answered by `taste` (the chosen one scores higher).
-Pair Answer(const Eigen::VectorXd& taste, std::mt19937_64& rng) {
-  Pair p{testing::RandomFeatures(kD, rng), testing::RandomFeatures(kD, rng)};
-  double margin = 0;
-  for (int f = 0; f < kD; ++f) margin += taste[f] * (p.chosen[f] - p.rejected[f]);
-  if (margin < 0) std::swap(p.chosen, p.rejected);
-  return p;
-}
+using Pair = testing::AnsweredPair;
+using testing::Answer;
 
 struct User {
   std::string id;

@@ -25,17 +25,8 @@ constexpr int kEstablishedPairs = 20;
 constexpr int kCold = 12;
 constexpr int kColdPairs = 3;
 
-struct Pair {
-  std::vector<float> chosen, rejected;
-};
-
-Pair Answer(const Eigen::VectorXd& taste, std::mt19937_64& rng) {
-  Pair p{testing::RandomFeatures(kD, rng), testing::RandomFeatures(kD, rng)};
-  double margin = 0;
-  for (int f = 0; f < kD; ++f) margin += taste[f] * (p.chosen[f] - p.rejected[f]);
-  if (margin < 0) std::swap(p.chosen, p.rejected);
-  return p;
-}
+using Pair = testing::AnsweredPair;
+using testing::Answer;
 
 Eigen::VectorXd Taste(std::mt19937_64& rng, double sign) {
   std::normal_distribution<double> normal(0, 1);

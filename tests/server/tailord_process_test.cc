@@ -256,6 +256,11 @@ TEST(TailorctlTest, CommandsWorkAndExitCodesFollowTheGrpcStatus) {
     }
   }
 
+  const CommandResult info = Tailorctl(tailord, "info");
+  EXPECT_EQ(info.exit_code, 0) << info.output;
+  EXPECT_THAT(info.output, HasSubstr(", version 1 (10 features):"));
+  EXPECT_THAT(info.output, HasSubstr("knowledge: group '', version"));
+
   CommandResult rank = Tailorctl(tailord, "rank bob " + dir.Sub("c.json"));
   EXPECT_EQ(rank.exit_code, 0) << rank.output;
   EXPECT_THAT(rank.output, HasSubstr("served from population"));
