@@ -1,6 +1,8 @@
 // Text files Tailor reads: the feature schema CSV (--schema), the tokens file
 // (--auth_tokens_file), the quotas file (--tenant_quotas_file) and tailorctl's feedback CSV. Each
-// either parses or is refused with a reason; none may crash. The first byte picks the parser.
+// either parses or is refused with a reason; none may crash. The first byte picks the parser. A
+// schema that parses is also evolved to (--evolve_schema) from a fixed one, and a pair read
+// across the change.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -9,6 +11,7 @@
 
 #include "client/feedback_csv.h"
 #include "model/schema.h"
+#include "model/schema_evolution.h"
 #include "server/auth.h"
 #include "server/quota.h"
 
@@ -19,6 +22,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 0: {
       auto schema = tailor::model::FeatureSchema::FromCsv(text);
       if (!schema.ok() && schema.status().message().empty()) std::abort();
+      if (!schema.ok()) break;
+      const std::vector<tailor::model::SchemaVersion> versions = {tailor::model::FirstVersion(
+          *tailor::model::FeatureSchema::FromCsv("name,mean,sd\nf0,0,1\nf1,1,2\nf2,0,0.5\n"))};
+      auto next = tailor::model::NextVersion(versions, *schema);
+      if (!next.ok()) {
+        if (next.status().message().empty()) std::abort();
+        break;
+      }
+      if (next->ids.size() != static_cast<size_t>(schema->dimension())) std::abort();
+      (void)tailor::model::DescribeChange(versions[0], *next);
+      const tailor::model::FeatureProjection projection(versions[0], *next);
+      const std::vector<float> chosen = {1, 2, 3}, rejected = {3, 2, 1};
+      const Eigen::VectorXd pair = projection.PairDifference(chosen, rejected);
+      if (pair.size() != schema->dimension() || !pair.allFinite()) std::abort();
       break;
     }
     case 1: {
