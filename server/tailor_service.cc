@@ -201,6 +201,11 @@ class FeedbackStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
       reading_ = false;
       if (!ok) {  // the client closed its side (or the call ended)
         reads_closed_ = true;
+      } else if (failure_.has_value()) {
+        // The stream has failed (a quota, a storage fault) and may already be finished: an
+        // event read now is dropped unacked like the rest after the failure. Queueing it would
+        // post work that could outlive the stream (gRPC deletes it once this reaction returns).
+        reads_closed_ = true;
       } else {
         pending_.emplace_back().Swap(&incoming_);
         received_at_.push_back(absl::Now());
@@ -375,7 +380,8 @@ class FeedbackStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
 
   // The last use of `this`: after Finish, OnDone may delete the stream.
   void End(const grpc::Status& status) {
-    // A read still outstanding after a failure completes (not ok) once the call is finished.
+    // A read still outstanding after a failure completes once the call is finished (with or
+    // without an event, which OnReadDone then drops).
     service_.metrics().RecordRpc(Rpc::kStreamFeedback, status.error_code(), absl::Now() - start_);
     Finish(status);
   }

@@ -2,13 +2,15 @@
 (--tenant_quotas_file). A tenant over its quota gets RESOURCE_EXHAUSTED naming the tenant and
 the quota, and nothing of the refused call is stored; a stream is acked up to its quota and
 then ends RESOURCE_EXHAUSTED; other tenants are untouched; tailor_quota_refusals_total counts
-the refusals by tenant (promtool accepts the exposition); SIGHUP re-reads the quotas."""
+the refusals by tenant (promtool accepts the exposition); SIGHUP re-reads the quotas; streams cut
+while their clients keep sending leave the server up."""
 import os
 import re
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -100,6 +102,34 @@ class QuotaTest(unittest.TestCase):
         self.assertEqual(self.stored_events(), 4)
         # The events read past the quota are counted (the rest were never read).
         self.assertGreaterEqual(self.refusals("acme"), 1)
+
+    def test_streams_cut_while_their_clients_keep_sending_leave_the_server_up(self):
+        # Found by CI: a stream cut by its quota while an event was still being read posted
+        # work for it after gRPC had deleted it (a use after free, SIGSEGV or an ASan report).
+        # Quota refilling at 300/s, so streams get some events in and are then cut mid-flow.
+        with open(self.quotas, "w") as f:
+            f.write("acme 300 5\n")
+        self.server.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        cut = []
+
+        def streams(t):
+            for r in range(10):
+                try:
+                    for _ in self.acme.stream_feedback(
+                            [self.event(f"e{i}", f"u{t}-{r}") for i in range(300)]):
+                        pass
+                except TailorError as e:
+                    cut.append(e.code.name)
+
+        threads = [threading.Thread(target=streams, args=(t,)) for t in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self.assertIn("RESOURCE_EXHAUSTED", cut)
+        self.assertIsNone(self.server.proc.poll(), "".join(self.server.log))
+        self.assertGreater(self.stored_events(), 0)
 
     def test_sighup_rereads_the_quotas(self):
         for _ in range(5):
