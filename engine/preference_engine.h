@@ -138,8 +138,8 @@ struct KnowledgeSummary {
   uint64_t indexed_users = 0;
 };
 
-// The knowledge group every user shares without knowledge_by_tenant, and the one tenants in
-// shared_knowledge_tenants share with it (no tenant name is empty or contains '*').
+// The knowledge group of every user without knowledge_by_tenant, and the group the tenants in
+// shared_knowledge_tenants share (no tenant name is empty or contains '*').
 inline constexpr char kAllUsersGroup[] = "";
 inline constexpr char kSharedKnowledgeGroup[] = "*";
 
