@@ -179,10 +179,16 @@ std::string PreferenceEngine::KnowledgeGroupOf(absl::string_view user_id) const 
                                                                  : user_id.substr(0, slash));
 }
 
-std::vector<std::string> PreferenceEngine::KnowledgeGroups() const {
+std::vector<PreferenceEngine::Group*> PreferenceEngine::AllGroups() const {
   MutexLock lock(&groups_mu_);
+  std::vector<Group*> groups;
+  for (const auto& [name, group] : groups_) groups.push_back(group.get());
+  return groups;
+}
+
+std::vector<std::string> PreferenceEngine::KnowledgeGroups() const {
   std::vector<std::string> names;
-  for (const auto& [name, group] : groups_) names.push_back(name);
+  for (const Group* group : AllGroups()) names.push_back(group->name);
   std::sort(names.begin(), names.end());
   return names;
 }
@@ -336,11 +342,7 @@ void PreferenceEngine::SetExternalPopulations(std::vector<GroupPopulation> popul
 }
 
 std::vector<GroupPopulation> PreferenceEngine::LocalPopulations() const {
-  std::vector<Group*> groups;
-  {
-    MutexLock lock(&groups_mu_);
-    for (const auto& [name, group] : groups_) groups.push_back(group.get());
-  }
+  std::vector<Group*> groups = AllGroups();
   std::vector<GroupPopulation> out;
   MutexLock lock(&external_mu_);
   for (const Group* group : groups) {
@@ -381,11 +383,7 @@ std::vector<ExternalReference> PreferenceEngine::ReferenceSample(
 void PreferenceEngine::Refresh(bool quick) {
   MutexLock serialize(&refresh_work_mu_);
   const absl::Time started = absl::Now();
-  std::vector<Group*> groups;
-  {
-    MutexLock lock(&groups_mu_);
-    for (const auto& [name, group] : groups_) groups.push_back(group.get());
-  }
+  std::vector<Group*> groups = AllGroups();
   for (Group* group : groups) {
     MutexLock lock(&group->knowledge_mu);
     group->deleted_during_refresh.clear();
@@ -418,11 +416,7 @@ void PreferenceEngine::Refresh(bool quick) {
     }
     established.clear();
   }
-  {
-    MutexLock lock(&groups_mu_);  // groups made by the users offered just now
-    groups.clear();
-    for (const auto& [name, group] : groups_) groups.push_back(group.get());
-  }
+  groups = AllGroups();  // with those made by the users offered just now
   std::shared_ptr<const std::vector<ExternalReference>> external;
   {
     MutexLock lock(&external_mu_);
@@ -531,6 +525,8 @@ void PreferenceEngine::RefreshGroup(Group& group, ReferencePool& pool, bool quic
   }
   // The live safety net compares the new candidates from here on.
   if (refitted) group.guard.Reset();
+  // The snapshot key holds one population: the all-users group's (with knowledge per tenant
+  // none is written; each tenant's is refitted at startup like every population).
   if (fitted_users > 0 && group.name == kAllUsersGroup) {
     records::PopulationSnapshot snapshot;
     snapshot.set_dimension(static_cast<uint32_t>(schema_.dimension()));
@@ -1141,15 +1137,18 @@ TenantCounts PreferenceEngine::CountsOf(absl::string_view tenant) const {
   return total;
 }
 
-KnowledgeSummary PreferenceEngine::KnowledgeOf(absl::string_view group) const {
-  const std::shared_ptr<const Knowledge> knowledge = CurrentKnowledge(GroupNamed(group));
+KnowledgeSummary PreferenceEngine::SummaryOf(const Knowledge& knowledge) {
   KnowledgeSummary summary;
-  summary.version = knowledge->version;
-  summary.reference_users = static_cast<uint64_t>(knowledge->reference->size());
-  summary.population_users = knowledge->population.users;
+  summary.version = knowledge.version;
+  summary.reference_users = static_cast<uint64_t>(knowledge.reference->size());
+  summary.population_users = knowledge.population.users;
   summary.indexed_users =
-      knowledge->index == nullptr ? 0 : static_cast<uint64_t>(knowledge->index->size());
+      knowledge.index == nullptr ? 0 : static_cast<uint64_t>(knowledge.index->size());
   return summary;
+}
+
+KnowledgeSummary PreferenceEngine::KnowledgeOf(absl::string_view group) const {
+  return SummaryOf(*CurrentKnowledge(GroupNamed(group)));
 }
 
 EngineStats PreferenceEngine::Stats() const {
@@ -1157,18 +1156,12 @@ EngineStats PreferenceEngine::Stats() const {
   stats.users = users_.load();
   stats.established_users = established_users_.load();
   stats.feedback_events = feedback_events_.load();
-  std::vector<const Group*> groups;
-  {
-    MutexLock lock(&groups_mu_);
-    for (const auto& [name, group] : groups_) groups.push_back(group.get());
-  }
+  const std::vector<Group*> groups = AllGroups();
   for (const Group* group : groups) {  // summed over the groups
-    const std::shared_ptr<const Knowledge> knowledge = CurrentKnowledge(*group);
-    stats.reference_users += static_cast<uint64_t>(knowledge->reference->size());
-    stats.population_users += knowledge->population.users;
-    if (knowledge->index != nullptr) {
-      stats.indexed_users += static_cast<uint64_t>(knowledge->index->size());
-    }
+    const KnowledgeSummary summary = SummaryOf(*CurrentKnowledge(*group));
+    stats.reference_users += summary.reference_users;
+    stats.population_users += summary.population_users;
+    stats.indexed_users += summary.indexed_users;
   }
   stats.knowledge_groups = groups.size();
   stats.belief_cache_hits = blend_hits_.load(std::memory_order_relaxed);

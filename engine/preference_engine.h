@@ -372,6 +372,9 @@ class PreferenceEngine {
   // removed, so the reference stays valid.
   Group& GroupNamed(absl::string_view name) const;
   Group& GroupOf(absl::string_view user_id) const { return GroupNamed(KnowledgeGroupOf(user_id)); }
+  // Every group so far (a copy of the pointers: groups may be made meanwhile).
+  std::vector<Group*> AllGroups() const;
+  static KnowledgeSummary SummaryOf(const Knowledge& knowledge);
   static std::shared_ptr<const Knowledge> CurrentKnowledge(const Group& group);
   // Knowledge before any refresh: the base prior, default trust, no neighbours.
   std::shared_ptr<const Knowledge> EmptyKnowledge() const;

@@ -9,6 +9,7 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.request
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 sys.path.insert(0, os.path.join(ROOT, "client", "python"))
@@ -98,6 +99,12 @@ class TenantKnowledgeTest(unittest.TestCase):
         self.assertEqual((info_a.reference_users, info_b.reference_users),
                          (ESTABLISHED, ESTABLISHED))
         self.assertEqual(info_b.population_users, ESTABLISHED)
+        # Each tenant's fitted trust is exported under its own knowledge_group.
+        with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.server.metrics_port}/metrics", timeout=10) as page:
+            body = page.read().decode()
+        for tenant in ("a", "b"):
+            self.assertRegex(body, rf'tailor_trust_calibration_users{{knowledge_group="{tenant}"}}')
         before = self.answers_of_b()
         # A's users turn to the opposite taste, new ones arrive, some leave; A's knowledge moves.
         rng = random.Random(3)
