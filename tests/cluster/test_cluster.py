@@ -289,8 +289,20 @@ class ClusterTest(unittest.TestCase):
                                   capture_output=True, text=True, timeout=60)
         self.assertEqual(streamed.returncode, 0, streamed.stderr)
         self.assertEqual(self.forwarded(), before)
+        # The Python client splits a lazy stream of many users by owner as it reads it.
+        def lazy_events():
+            for u in users:
+                a, b = candidate("a"), candidate("b")
+                yield tailor_pb2.FeedbackEvent(
+                    event_id=f"py-stream-{u}", user_id=u,
+                    chosen=tailor_pb2.Candidate(id=a[0], features=a[1]),
+                    rejected=tailor_pb2.Candidate(id=b[0], features=b[1]))
+        acks = list(routed.stream_feedback(lazy_events()))
+        self.assertEqual([a.event_id for a in acks], [f"py-stream-{u}" for u in users])
+        self.assertTrue(all(a.outcome == "applied" for a in acks), acks)
+        self.assertEqual(self.forwarded(), before)
         for u in users:
-            self.assertEqual(routed.get_user(u).feedback_count, 3)
+            self.assertEqual(routed.get_user(u).feedback_count, 4)
         routed.close()
 
         # nginx configured from the map sends calls carrying x-tailor-partition to the owner.
@@ -307,12 +319,12 @@ class ClusterTest(unittest.TestCase):
                 header = ((PARTITION_HEADER, str(partition_of(u, PARTITIONS))),)
                 profile = stub.GetUser(tailor_pb2.GetUserRequest(user_id=u), timeout=10,
                                        metadata=header)
-                self.assertEqual(profile.feedback_count, 3)
+                self.assertEqual(profile.feedback_count, 4)
             self.assertEqual(self.forwarded(), before)
             # Without the header, any shard answers (forwarding).
             for u in users:
                 self.assertEqual(stub.GetUser(tailor_pb2.GetUserRequest(user_id=u),
-                                              timeout=10).feedback_count, 3)
+                                              timeout=10).feedback_count, 4)
             channel.close()
         finally:
             nginx.terminate()

@@ -137,12 +137,12 @@ TEST(TailordProcessTest, EvolveSchemaMakesTheNewSchemaTheDirectorysNextVersion) 
   std::ofstream(dir.Sub("v1.csv")) << "name,mean,sd\nhelpful,0,1\nconcise,0,1\n";
   std::ofstream(dir.Sub("v2.csv"))
       << "name,mean,sd,renamed_from\nhelpfulness,0,1,helpful\nconcise,0,2,\nsafe,0,1,\n";
+  v1::FeedbackEvent event;
   {
     TailordProcess tailord(TAILORD_BINARY,
                            {"--data_dir=" + dir.Sub("db"), "--schema=" + dir.Sub("v1.csv")});
     ASSERT_TRUE(tailord.WaitUntilServing()) << tailord.log();
     auto client = ClientFor(tailord);
-    v1::FeedbackEvent event;
     event.set_event_id("e1");
     event.set_user_id("ann");
     event.mutable_chosen()->set_id("a");
@@ -175,6 +175,19 @@ TEST(TailordProcessTest, EvolveSchemaMakesTheNewSchemaTheDirectorysNextVersion) 
   EXPECT_EQ((*exported)[1].feedback().schema_version(), 1u);
   EXPECT_EQ((*exported)[1].feedback().event().chosen().features_size(), 2);
   EXPECT_EQ((*exported)[0].profile().weight_mean_size(), 3);
+  // Candidates now carry the new schema's features: the old width is refused, nothing stored.
+  event.set_event_id("e2");
+  auto old_width = client.SubmitFeedback(event);
+  EXPECT_EQ(old_width.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(old_width.status().message(), HasSubstr("chosen.features: has 2 values"));
+  v1::RankResponsesRequest rank;
+  rank.set_user_id("ann");
+  rank.add_candidates()->CopyFrom(event.chosen());
+  rank.add_candidates()->CopyFrom(event.rejected());
+  EXPECT_EQ(client.Rank(rank).status().code(), absl::StatusCode::kInvalidArgument);
+  exported = client.ExportUser("ann");
+  ASSERT_TRUE(exported.ok()) << exported.status();
+  EXPECT_EQ(exported->size(), 2u);
   tailord.Signal(SIGTERM);
   EXPECT_EQ(tailord.WaitForExit(), 0);
 }

@@ -10,7 +10,9 @@ user id as `x-user-id` metadata so a consistent-hash router keeps each user on o
 """
 from __future__ import annotations
 
+import collections
 import os
+import queue
 import sys
 import threading
 import time
@@ -286,9 +288,17 @@ class TailorClient:
 
         Behind a router that hashes x-user-id, stream one user's events per call and name
         that user in `user_id`; events of other users are then rejected by the server. In
-        cluster mode a stream naming `user_id` goes to that user's owner; a mixed stream goes
-        to `target`, whose shard forwards each event to its owner.
+        cluster mode (with `route_to_owner`) a stream naming `user_id` goes to that user's
+        owner, and a stream of many users is split as it is read: one stream per owner, run
+        concurrently, each event sent to its user's owner (`events` may be endless; at most
+        `_STREAM_READ_AHEAD` events are read ahead of their acks). A direct stream that fails
+        UNAVAILABLE sends the rest of its events, unacked ones first, through `target`.
         """
+        if not user_id and self._route_to_owner:
+            routing = self._routing_map()
+            if routing is not None and routing.partitions > 0:
+                yield from _OwnerStreams(self).run(events)
+                return
         stub, _, partition = self._route(user_id)
         try:
             for ack in stub.StreamFeedback(iter(events),
@@ -318,3 +328,153 @@ class TailorClient:
 
     def server_info(self) -> tailor_pb2.ServerInfo:
         return self._call("GetServerInfo", tailor_pb2.GetServerInfoRequest())
+
+
+# How many events of a mixed feedback stream are read from the caller's iterator ahead of
+# their acks.
+_STREAM_READ_AHEAD = 4096
+
+
+class _OwnerStream:
+    """One owner's share of a mixed feedback stream: its events not yet sent, those sent and not
+    yet acked, and the call carrying them. A direct call that fails UNAVAILABLE is replaced
+    once by a call through `target`, which is sent the unacked events first."""
+
+    def __init__(self, client: TailorClient, stub: tailor_pb2_grpc.TailorStub, direct: bool):
+        self._client = client
+        self._cond = threading.Condition()
+        self._todo: collections.deque = collections.deque()
+        self._unacked: collections.deque = collections.deque()
+        self._closed = False  # no more events will be added
+        self._generation = 0  # the call that _requests(generation) feeds
+        self._direct = direct
+        self._call = self._open(stub)
+
+    def _open(self, stub: tailor_pb2_grpc.TailorStub):
+        # Many users' events: no routing header, only the credentials.
+        return stub.StreamFeedback(self._requests(self._generation),
+                                   metadata=self._client._metadata())
+
+    def _requests(self, generation: int) -> Iterator[tailor_pb2.FeedbackEvent]:
+        while True:
+            with self._cond:
+                while not self._todo and not self._closed and generation == self._generation:
+                    self._cond.wait()
+                if generation != self._generation or not self._todo:
+                    return  # replaced, cancelled, or every event sent
+                event = self._todo.popleft()
+                self._unacked.append(event)
+            yield event
+
+    def add(self, event: tailor_pb2.FeedbackEvent) -> None:
+        with self._cond:
+            self._todo.append(event)
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def cancel(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._generation += 1
+            self._cond.notify_all()
+        self._call.cancel()
+
+    def next_ack(self) -> tailor_pb2.FeedbackAck:
+        """The ack of this stream's oldest unacked event; raises TailorError."""
+        while True:
+            try:
+                ack = next(self._call)
+            except StopIteration:
+                raise TailorError(grpc.StatusCode.UNAVAILABLE,
+                                  "feedback stream ended before every ack") from None
+            except grpc.RpcError as e:
+                if not self._direct or e.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise TailorError(e.code(), e.details()) from None
+                self._client._invalidate_map()
+                with self._cond:
+                    self._generation += 1
+                    self._todo.extendleft(reversed(self._unacked))
+                    self._unacked.clear()
+                    self._cond.notify_all()
+                self._direct = False
+                self._call = self._open(self._client._stub)
+                continue
+            with self._cond:
+                self._unacked.popleft()
+            return ack
+
+
+class _OwnerStreams:
+    """A feedback stream of many users split by owner as it is read (cluster mode). A feeder
+    thread reads the caller's events, adds each to its owner's stream and queues that stream in
+    input order; the caller's generator takes each event's ack from the stream it went to, so
+    acks come back in input order."""
+
+    def __init__(self, client: TailorClient):
+        self._client = client
+        self._lock = threading.Lock()
+        self._streams: dict[str, _OwnerStream] = {}  # by owner address; "" = `target`
+        self._order: queue.Queue = queue.Queue(maxsize=_STREAM_READ_AHEAD)
+        self._stop = threading.Event()
+
+    def _put(self, item) -> None:
+        while not self._stop.is_set():
+            try:
+                self._order.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _stream_for(self, user_id: str) -> _OwnerStream | None:
+        stub, address, _ = self._client._route(user_id)
+        with self._lock:
+            if self._stop.is_set():
+                return None
+            if address not in self._streams:
+                self._streams[address] = _OwnerStream(self._client, stub, direct=bool(address))
+            return self._streams[address]
+
+    def _feed(self, events: Iterable[tailor_pb2.FeedbackEvent]) -> None:
+        try:
+            for event in events:
+                stream = self._stream_for(event.user_id)
+                if stream is None:
+                    return
+                stream.add(event)
+                self._put(stream)
+            self._put(None)
+        except Exception as e:  # the caller's iterator failed: raised after the acks before it
+            self._put(e)
+        finally:
+            with self._lock:
+                streams = list(self._streams.values())
+            for stream in streams:
+                stream.close()
+
+    def run(self, events: Iterable[tailor_pb2.FeedbackEvent]) -> Iterator[Ack]:
+        feeder = threading.Thread(target=self._feed, args=(events,), daemon=True,
+                                  name="tailor-feedback-feeder")
+        feeder.start()
+        finished = False
+        try:
+            while True:
+                item = self._order.get()
+                if item is None:
+                    finished = True
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield _ack(item.next_ack())
+        finally:
+            with self._lock:
+                self._stop.set()
+                streams = list(self._streams.values())
+            if finished:
+                feeder.join()
+            else:  # an error, or the caller stopped reading: end every call (the feeder ends
+                for stream in streams:  # at its next event)
+                    stream.cancel()
