@@ -74,40 +74,26 @@ absl::StatusOr<std::unique_ptr<ReferenceExchange>> ReferenceExchange::Open(
   return std::unique_ptr<ReferenceExchange>(new ReferenceExchange(options, std::move(nats)));
 }
 
-absl::Status ReferenceExchange::Publish(const std::string& shard, uint64_t generation,
-                                        const std::vector<engine::ExternalReference>& rows,
-                                        const std::vector<engine::GroupPopulation>& populations) {
-  const int dimension = rows.empty() ? 0 : static_cast<int>(rows.front().mean.size());
+absl::Status ReferenceExchange::Publish(
+    const std::string& shard, uint64_t generation,
+    const std::vector<engine::ExternalReference>& rows,
+    const std::vector<engine::GroupPopulation>& populations,
+    const std::vector<engine::ExternalCalibrationUser>& calibration) {
+  int dimension = rows.empty() ? 0 : static_cast<int>(rows.front().mean.size());
+  if (dimension == 0 && !calibration.empty() && !calibration.front().user.feedback.empty()) {
+    dimension = static_cast<int>(calibration.front().user.feedback.front().size());
+  }
   const bool grouped = std::any_of(rows.begin(), rows.end(), [](const auto& row) {
     return row.group != engine::kAllUsersGroup;
   });
   // Id, floats, and a group name of at most 64 bytes.
   const size_t row_bytes = 48 + 4 * static_cast<size_t>(dimension) + (grouped ? 66 : 0);
-  const size_t per_chunk =
-      std::max<size_t>(1, static_cast<size_t>(options_.chunk_bytes) / row_bytes);
-  const size_t chunks = std::max<size_t>(1, (rows.size() + per_chunk - 1) / per_chunk);
-  const std::string subject = SubjectOf(shard);
-  for (size_t c = 0; c < chunks; ++c) {
-    v1::ReferenceChunk chunk;
-    chunk.set_shard(shard);
-    chunk.set_generation(generation);
-    chunk.set_chunk(static_cast<uint32_t>(c));
-    chunk.set_chunks(static_cast<uint32_t>(chunks));
-    chunk.set_dimension(static_cast<uint32_t>(dimension));
-    for (const engine::GroupPopulation& fit : populations) {
-      if (c != 0 || fit.population.users == 0) continue;
-      if (fit.group == engine::kAllUsersGroup) {
-        for (double m : fit.population.mean) chunk.add_population_mean(m);
-        for (Eigen::Index i = 0; i < fit.population.cov.size(); ++i) {
-          chunk.add_population_covariance(fit.population.cov.data()[i]);
-        }
-        chunk.set_population_users(fit.population.users);
-      } else {
-        v1::GroupPopulationFit* group = chunk.add_group_populations();
-        group->set_group(fit.group);
-        WritePopulation(fit.population, *group);
-      }
-    }
+  const size_t chunk_bytes = static_cast<size_t>(options_.chunk_bytes);
+  const size_t per_chunk = std::max<size_t>(1, chunk_bytes / row_bytes);
+  std::vector<v1::ReferenceChunk> chunks(
+      std::max<size_t>(1, (rows.size() + per_chunk - 1) / per_chunk));
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    v1::ReferenceChunk& chunk = chunks[c];
     for (size_t i = c * per_chunk; i < std::min(rows.size(), (c + 1) * per_chunk); ++i) {
       chunk.add_ids(rows[i].id);
       if (grouped) chunk.add_groups(rows[i].group);
@@ -115,6 +101,58 @@ absl::Status ReferenceExchange::Publish(const std::string& shard, uint64_t gener
         chunk.add_means(static_cast<float>(rows[i].mean[f]));
       }
     }
+  }
+  // Calibration users follow in chunks of their own, whole users per chunk.
+  size_t filled = chunk_bytes;  // bytes in the last calibration chunk: none open yet
+  for (const engine::ExternalCalibrationUser& user : calibration) {
+    const size_t pairs = user.user.feedback.size() + user.user.held_out.size();
+    const size_t bytes = 48 + 66 + 4 * static_cast<size_t>(dimension) * pairs;
+    if (filled + bytes > chunk_bytes) {
+      chunks.emplace_back();
+      filled = 0;
+    }
+    filled += bytes;
+    v1::CalibrationUser* out = chunks.back().add_calibration_users();
+    out->set_id(user.id);
+    out->set_group(user.group);
+    out->set_feedback_pairs(static_cast<uint32_t>(user.user.feedback.size()));
+    out->set_held_out_pairs(static_cast<uint32_t>(user.user.held_out.size()));
+    for (const auto* part : {&user.user.feedback, &user.user.held_out}) {
+      for (const Eigen::VectorXd& pair : *part) {
+        for (Eigen::Index f = 0; f < pair.size(); ++f) {
+          out->add_pairs(static_cast<float>(pair[f]));
+        }
+      }
+    }
+  }
+  // The first chunk carries the population fits.
+  for (const engine::GroupPopulation& fit : populations) {
+    if (fit.population.users == 0) continue;
+    if (fit.group == engine::kAllUsersGroup) {
+      for (double m : fit.population.mean) chunks[0].add_population_mean(m);
+      for (Eigen::Index i = 0; i < fit.population.cov.size(); ++i) {
+        chunks[0].add_population_covariance(fit.population.cov.data()[i]);
+      }
+      chunks[0].set_population_users(fit.population.users);
+    } else {
+      v1::GroupPopulationFit* group = chunks[0].add_group_populations();
+      group->set_group(fit.group);
+      WritePopulation(fit.population, *group);
+    }
+    if (fit.calibration.users > 0) {
+      v1::GroupPopulationFit* without = chunks[0].add_calibration_populations();
+      without->set_group(fit.group);
+      WritePopulation(fit.calibration, *without);
+    }
+  }
+  const std::string subject = SubjectOf(shard);
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    v1::ReferenceChunk& chunk = chunks[c];
+    chunk.set_shard(shard);
+    chunk.set_generation(generation);
+    chunk.set_chunk(static_cast<uint32_t>(c));
+    chunk.set_chunks(static_cast<uint32_t>(chunks.size()));
+    chunk.set_dimension(static_cast<uint32_t>(dimension));
     const std::string payload = chunk.SerializeAsString();
     natsMsg* msg = nullptr;
     natsStatus s = natsMsg_Create(&msg, subject.c_str(), nullptr, payload.data(),
@@ -165,15 +203,37 @@ absl::StatusOr<ReferenceExchange::Samples> ReferenceExchange::Read(
       if (chunks.empty() || chunks.size() != chunks.front().chunks()) continue;
       for (const v1::ReferenceChunk& chunk : chunks) {
         const int d = static_cast<int>(chunk.dimension());
+        const size_t first_fit = out.populations.size();
         if (std::optional<model::Population> fit = ReadPopulation(
                 chunk.population_mean(), chunk.population_covariance(), chunk.population_users())) {
-          out.populations.push_back({engine::kAllUsersGroup, *std::move(fit)});
+          out.populations.push_back({engine::kAllUsersGroup, *std::move(fit), {}});
         }
         for (const v1::GroupPopulationFit& group : chunk.group_populations()) {
           if (std::optional<model::Population> fit =
                   ReadPopulation(group.mean(), group.covariance(), group.users())) {
-            out.populations.push_back({group.group(), *std::move(fit)});
+            out.populations.push_back({group.group(), *std::move(fit), {}});
           }
+        }
+        for (const v1::GroupPopulationFit& group : chunk.calibration_populations()) {
+          std::optional<model::Population> fit =
+              ReadPopulation(group.mean(), group.covariance(), group.users());
+          for (size_t i = first_fit; fit.has_value() && i < out.populations.size(); ++i) {
+            if (out.populations[i].group == group.group()) out.populations[i].calibration = *fit;
+          }
+        }
+        for (const v1::CalibrationUser& user : chunk.calibration_users()) {
+          const size_t feedback = user.feedback_pairs();
+          const size_t pairs = feedback + user.held_out_pairs();
+          if (d == 0 || static_cast<size_t>(user.pairs_size()) != pairs * static_cast<size_t>(d)) {
+            continue;  // malformed: not read
+          }
+          engine::ExternalCalibrationUser lent{user.id(), user.group(), {}};
+          for (size_t i = 0; i < pairs; ++i) {
+            Eigen::VectorXd pair(d);
+            for (int f = 0; f < d; ++f) pair[f] = user.pairs(static_cast<int>(i) * d + f);
+            (i < feedback ? lent.user.feedback : lent.user.held_out).push_back(std::move(pair));
+          }
+          out.calibration.push_back(std::move(lent));
         }
         for (int r = 0; r < chunk.ids_size(); ++r) {
           engine::ExternalReference row{chunk.ids(r), Eigen::VectorXd(d),

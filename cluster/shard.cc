@@ -509,8 +509,9 @@ absl::Status ClusterShard::Follow(bool slow) {
 absl::Status ClusterShard::Exchange() {
   const std::vector<engine::ExternalReference> mine =
       engine_.ReferenceSample(options_.exchange_users, options_.name + "/");
-  if (absl::Status s = exchange_->Publish(options_.name, ++exchange_generation_, mine,
-                                          engine_.LocalPopulations());
+  if (absl::Status s = exchange_->Publish(
+          options_.name, ++exchange_generation_, mine, engine_.LocalPopulations(),
+          engine_.CalibrationSample(options_.exchange_calibration_users, options_.name + "/"));
       !s.ok()) {
     return s;
   }
@@ -522,9 +523,13 @@ absl::Status ClusterShard::Exchange() {
   absl::StatusOr<ReferenceExchange::Samples> others = exchange_->Read(options_.name, shards);
   if (!others.ok()) return others.status();
   borrowed_references_ = others->references.size();
+  borrowed_calibration_users_ = others->calibration.size();
   engine_.SetExternalReferences(std::make_shared<const std::vector<engine::ExternalReference>>(
       std::move(others->references)));
   engine_.SetExternalPopulations(std::move(others->populations));
+  engine_.SetExternalCalibration(
+      std::make_shared<const std::vector<engine::ExternalCalibrationUser>>(
+          std::move(others->calibration)));
   return absl::OkStatus();
 }
 
@@ -602,6 +607,7 @@ ClusterStats ClusterShard::Stats() const {
   stats.partitions_dropped = partitions_dropped_.load(std::memory_order_relaxed);
   stats.replayed_entries = replayed_entries_.load(std::memory_order_relaxed);
   stats.borrowed_references = borrowed_references_.load(std::memory_order_relaxed);
+  stats.borrowed_calibration_users = borrowed_calibration_users_.load(std::memory_order_relaxed);
   stats.exchange_failures = exchange_failures_.load(std::memory_order_relaxed);
   for (size_t i = 0; i < stats.append_latency_counts.size(); ++i) {
     stats.append_latency_counts[i] = append_latency_counts_[i].load(std::memory_order_relaxed);

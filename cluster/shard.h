@@ -55,6 +55,9 @@ struct ShardOptions {
   // size.
   absl::Duration exchange_period = absl::Seconds(30);
   int exchange_users = 100000;
+  // Trust across shards: at most this many of the users this shard's trust fits held out are
+  // lent with the sample (0: none; the others then fit trust from their own users only).
+  int exchange_calibration_users = 400;
 };
 
 // Upper bounds (seconds) of the log append latency histogram.
@@ -75,6 +78,7 @@ struct ClusterStats {
   // Other shards' established users this shard borrows as cold-start neighbours, and the
   // exchanges that failed (NATS unreachable).
   uint64_t borrowed_references = 0;
+  uint64_t borrowed_calibration_users = 0;  // other shards' users this shard fits trust on
   uint64_t exchange_failures = 0;
   // Appends by latency: counts per kAppendLatencyBounds bucket (not cumulative), then above.
   std::array<uint64_t, kAppendLatencyBounds.size() + 1> append_latency_counts{};
@@ -168,6 +172,7 @@ class ClusterShard {
   std::atomic<uint64_t> partitions_dropped_{0};
   std::atomic<uint64_t> replayed_entries_{0};
   std::atomic<uint64_t> borrowed_references_{0};
+  std::atomic<uint64_t> borrowed_calibration_users_{0};
   std::atomic<uint64_t> exchange_failures_{0};
   std::atomic<bool> exchange_due_{true};  // a deletion asks for a new sample at once
   uint64_t exchange_generation_ = 0;      // the loop thread's

@@ -59,6 +59,36 @@ absl::StatusOr<model::CalibrationUser> ReadCalibrationUser(const std::string& us
   return user;
 }
 
+// Adds other shards' calibration users (cluster mode) to `calibration` in a seeded order until
+// it holds `limit`, each with their own reference row (when it was lent) left out of the
+// neighbours they are predicted from. Pairs of another dimension are not read.
+void AddExternalCalibration(std::span<const ExternalCalibrationUser> external,
+                            const ReferenceRows& rows, int reference_size, int limit, int dimension,
+                            std::vector<model::CalibrationUser>& calibration) {
+  std::vector<std::pair<uint64_t, const ExternalCalibrationUser*>> order;
+  order.reserve(external.size());
+  for (const ExternalCalibrationUser& user : external) {
+    order.emplace_back(model::StableHash({user.id}, kCalibrationSeed), &user);
+  }
+  std::sort(order.begin(), order.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  const auto of_dimension = [&](const std::vector<Eigen::VectorXd>& pairs) {
+    return std::all_of(pairs.begin(), pairs.end(),
+                       [&](const Eigen::VectorXd& p) { return p.size() == dimension; });
+  };
+  for (const auto& [hash, external_user] : order) {
+    if (static_cast<int>(calibration.size()) >= limit) break;
+    model::CalibrationUser user = external_user->user;
+    if (user.feedback.empty() || user.held_out.empty() || !of_dimension(user.feedback) ||
+        !of_dimension(user.held_out)) {
+      continue;
+    }
+    auto row = rows.find(external_user->id);
+    user.reference_row = row != rows.end() && row->second < reference_size ? row->second : -1;
+    calibration.push_back(std::move(user));
+  }
+}
+
 }  // namespace
 
 void ApplyTrust(Knowledge& knowledge, model::Trust trust) {
@@ -71,7 +101,8 @@ void ApplyTrust(Knowledge& knowledge, model::Trust trust) {
 std::shared_ptr<Knowledge> BuildKnowledge(
     const model::Population& population, const std::vector<EstablishedUser>& fit_users,
     const ReferencePool& pool, const SchemaHistory& schema, storage::FeedbackStore& store,
-    const model::Population& base, const KnowledgeOptions& options, const model::Trust* reuse) {
+    const model::Population& base, const KnowledgeOptions& options, const model::Trust* reuse,
+    const ExternalCalibration& external, LocalCalibration* lent) {
   auto knowledge = std::make_shared<Knowledge>();
   knowledge->population = population;
   knowledge->information = model::InformationOf(knowledge->population);
@@ -90,7 +121,7 @@ std::shared_ptr<Knowledge> BuildKnowledge(
     order.reserve(static_cast<size_t>(n));
     for (int row = 0; row < n; ++row) {
       const std::string& id = set.user_ids[static_cast<size_t>(row)];
-      // Other shards' users (cluster mode) have no history here to calibrate with.
+      // Other shards' users (cluster mode) have no history here: they come as `external`.
       if (!id.empty() && id[0] == kExternalIdPrefix) continue;
       order.emplace_back(model::StableHash({id}, kCalibrationSeed), row);
     }
@@ -99,24 +130,40 @@ std::shared_ptr<Knowledge> BuildKnowledge(
     std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(held),
                       order.end());
     std::vector<model::CalibrationUser> calibration;
+    std::vector<std::string> calibration_ids;
     absl::flat_hash_set<int> held_rows;
     for (size_t i = 0; i < held; ++i) {
       const int row = order[i].second;
-      absl::StatusOr<model::CalibrationUser> user =
-          ReadCalibrationUser(set.user_ids[static_cast<size_t>(row)], schema, store);
+      const std::string& id = set.user_ids[static_cast<size_t>(row)];
+      absl::StatusOr<model::CalibrationUser> user = ReadCalibrationUser(id, schema, store);
       if (!user.ok() || user->feedback.empty() || user->held_out.empty()) continue;
       user->reference_row = row;
       held_rows.insert(row);
       calibration.push_back(*std::move(user));
+      calibration_ids.push_back(id);
     }
+    std::vector<model::Posterior> rest;
+    for (const EstablishedUser& user : fit_users) {
+      if (!held_rows.contains(user.row)) rest.push_back(user.posterior);
+    }
+    const model::Population local_population = model::FitPopulation(rest, base);
+    const size_t local_calibration = calibration.size();
+    AddExternalCalibration(external.users, *pool.rows(), set.size(), options.calibration_users,
+                           schema.current().schema.dimension(), calibration);
     if (static_cast<int>(calibration.size()) >= options.min_calibration_users / 2) {
-      std::vector<model::Posterior> rest;
-      for (const EstablishedUser& user : fit_users) {
-        if (!held_rows.contains(user.row)) rest.push_back(user.posterior);
-      }
-      model::Trust fitted = model::FitTrust(calibration, model::FitPopulation(rest, base), base,
-                                            set, options.neighbours, options.trust_fit);
+      std::vector<model::Population> fits(external.populations.begin(), external.populations.end());
+      fits.push_back(local_population);
+      const model::Population calibration_population =
+          fits.size() == 1 ? local_population : model::PoolPopulations(fits);
+      model::Trust fitted = model::FitTrust(calibration, calibration_population, base, set,
+                                            options.neighbours, options.trust_fit);
       if (fitted.calibration_users > 0) trust = std::move(fitted);
+    }
+    if (lent != nullptr) {
+      calibration.resize(local_calibration);
+      lent->users = std::move(calibration);
+      lent->user_ids = std::move(calibration_ids);
+      lent->population = local_population;
     }
   }
   ApplyTrust(*knowledge, std::move(trust));

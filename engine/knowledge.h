@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -66,6 +67,31 @@ struct ExternalReference {
 };
 inline constexpr char kExternalIdPrefix = '\x1f';
 
+// Cluster mode: an established user of another shard whom that shard held out to fit its
+// trust, lent so that every shard fits trust from calibration users across the cluster: their
+// pairs (z-scored under the current schema, split into pairs to learn from and pairs to predict
+// as the lending shard split them) under the opaque id their reference row has, if it was lent.
+struct ExternalCalibrationUser {
+  std::string id;
+  std::string group;
+  model::CalibrationUser user;  // reference_row unused
+};
+
+// What a trust fit held out of a group's own users, and the population fitted without them:
+// lent to the other shards (cluster mode), whose fits then predict these users under a prior
+// that has not seen them, as the local fit does.
+struct LocalCalibration {
+  std::vector<std::string> user_ids;
+  std::vector<model::CalibrationUser> users;  // parallel to user_ids
+  model::Population population;
+};
+
+// Other shards' calibration users and population fits without them, for one group.
+struct ExternalCalibration {
+  std::span<const ExternalCalibrationUser> users;
+  std::span<const model::Population> populations;
+};
+
 // An established user the population is fitted from, as a refresh sees them.
 struct EstablishedUser {
   std::string id;
@@ -78,10 +104,17 @@ struct EstablishedUser {
 // users (a seeded sample), whose histories are read from `store`, against a population fitted
 // without them. When `reuse` is given its trust is kept instead of being fitted again (refits
 // are needed only when the users have changed enough).
+//
+// Cluster mode: `external` calibration users fill the held-out set up to
+// options.calibration_users (the local ones first, then others in a seeded order), each
+// predicted without their own reference row, and the calibration population pools the local
+// fit without the held-out users with the other shards' fits without theirs. A refit fills
+// `lent` (when given) with the local held-out users and that local fit.
 std::shared_ptr<Knowledge> BuildKnowledge(
     const model::Population& population, const std::vector<EstablishedUser>& fit_users,
     const ReferencePool& pool, const SchemaHistory& schema, storage::FeedbackStore& store,
-    const model::Population& base, const KnowledgeOptions& options, const model::Trust* reuse);
+    const model::Population& base, const KnowledgeOptions& options, const model::Trust* reuse,
+    const ExternalCalibration& external = {}, LocalCalibration* lent = nullptr);
 
 // The prior-scaled population and its information for `trust` (shared by the constructor's
 // empty knowledge and BuildKnowledge).

@@ -30,6 +30,13 @@ model::TrustFitOptions TrustFitOptionsFor(double forget_keep) {
 constexpr uint64_t kExternalSampleSeed = 0x5a3b1e;
 constexpr uint64_t kExternalDigestSeed = 0xd16e57;
 
+// The id another shard knows a user by (cluster mode): a keyed digest, never the user id.
+std::string ExternalIdOf(absl::string_view user_id, absl::string_view id_prefix) {
+  return absl::StrCat(
+      std::string(1, kExternalIdPrefix), id_prefix,
+      absl::Hex(model::StableHash({user_id}, kExternalDigestSeed), absl::kZeroPad16));
+}
+
 int64_t NowMicros() { return absl::ToUnixMicros(absl::Now()); }
 
 ReferencePoolOptions PoolOptions(const EngineOptions& options, int capacity) {
@@ -328,17 +335,44 @@ void PreferenceEngine::SetExternalReferences(
 }
 
 void PreferenceEngine::SetExternalPopulations(std::vector<GroupPopulation> populations) {
+  // Another schema's fit (a shard misconfigured) is not pooled.
+  const auto usable = [d = schema_.dimension()](const model::Population& p) {
+    return p.users > 0 && p.mean.size() == d && p.cov.rows() == d && p.cov.cols() == d &&
+           p.mean.allFinite() && p.cov.allFinite();
+  };
   MutexLock lock(&external_mu_);
   external_populations_.clear();
   for (GroupPopulation& g : populations) {
-    const model::Population& p = g.population;
-    // Another schema's fit (a shard misconfigured) is not pooled.
-    if (p.users > 0 && p.mean.size() == schema_.dimension() &&
-        p.cov.rows() == schema_.dimension() && p.cov.cols() == schema_.dimension() &&
-        p.mean.allFinite() && p.cov.allFinite()) {
-      external_populations_.push_back(std::move(g));
+    if (!usable(g.population)) continue;
+    if (!usable(g.calibration)) g.calibration = model::Population{};
+    external_populations_.push_back(std::move(g));
+  }
+}
+
+void PreferenceEngine::SetExternalCalibration(
+    std::shared_ptr<const std::vector<ExternalCalibrationUser>> users) {
+  MutexLock lock(&external_mu_);
+  external_calibration_ = std::move(users);
+}
+
+std::vector<ExternalCalibrationUser> PreferenceEngine::CalibrationSample(
+    int limit, const std::string& id_prefix) const {
+  std::vector<Group*> groups = AllGroups();
+  std::sort(groups.begin(), groups.end(),
+            [](const Group* a, const Group* b) { return a->name < b->name; });
+  std::vector<ExternalCalibrationUser> out;
+  MutexLock lock(&external_mu_);
+  for (const Group* group : groups) {
+    if (group->lent == nullptr) continue;
+    const LocalCalibration& lent = *group->lent;
+    for (size_t i = 0; i < lent.users.size(); ++i) {
+      if (static_cast<int>(out.size()) >= limit) return out;
+      model::CalibrationUser user = lent.users[i];
+      user.reference_row = -1;
+      out.push_back({ExternalIdOf(lent.user_ids[i], id_prefix), group->name, std::move(user)});
     }
   }
+  return out;
 }
 
 std::vector<GroupPopulation> PreferenceEngine::LocalPopulations() const {
@@ -347,7 +381,9 @@ std::vector<GroupPopulation> PreferenceEngine::LocalPopulations() const {
   MutexLock lock(&external_mu_);
   for (const Group* group : groups) {
     if (group->local_population.users > 0) {
-      out.push_back(GroupPopulation{group->name, group->local_population});
+      out.push_back(
+          GroupPopulation{group->name, group->local_population,
+                          group->lent != nullptr ? group->lent->population : model::Population{}});
     }
   }
   std::sort(out.begin(), out.end(),
@@ -363,12 +399,9 @@ std::vector<ExternalReference> PreferenceEngine::ReferenceSample(
     MutexLock lock(&stripe.map_mu);
     for (const auto& [user_id, entry] : stripe.users) {
       if (entry->count < static_cast<uint64_t>(options_.established_pairs)) continue;
-      const uint64_t digest = model::StableHash({user_id}, kExternalDigestSeed);
-      sample.emplace_back(
-          model::StableHash({user_id}, kExternalSampleSeed),
-          ExternalReference{absl::StrCat(std::string(1, kExternalIdPrefix), id_prefix,
-                                         absl::Hex(digest, absl::kZeroPad16)),
-                            entry->posterior.Mean(), KnowledgeGroupOf(user_id)});
+      sample.emplace_back(model::StableHash({user_id}, kExternalSampleSeed),
+                          ExternalReference{ExternalIdOf(user_id, id_prefix),
+                                            entry->posterior.Mean(), KnowledgeGroupOf(user_id)});
     }
   }
   const size_t keep = std::min(sample.size(), static_cast<size_t>(std::max(limit, 0)));
@@ -438,7 +471,6 @@ void PreferenceEngine::Refresh(bool quick) {
 
 void PreferenceEngine::RefreshGroup(Group& group, ReferencePool& pool, bool quick) {
   ReferenceChanges changes = pool.Update();
-  const uint64_t seen = pool.offered();
 
   // The population is fitted from the reference users with the lowest ids (a seeded sample,
   // the same from refresh to refresh while they stay), under the base prior.
@@ -464,12 +496,22 @@ void PreferenceEngine::RefreshGroup(Group& group, ReferencePool& pool, bool quic
     fit.push_back(fit_users.back().posterior);
   }
   model::Population population = fit.empty() ? base_prior_ : model::FitPopulation(fit, base_prior_);
+  // Other shards' calibration users of this group and their fits without them (cluster mode).
+  std::vector<ExternalCalibrationUser> external_calibration;
+  std::vector<model::Population> external_calibration_fits;
   {
     MutexLock lock(&external_mu_);
     group.local_population = fit.empty() ? model::Population{} : population;
     std::vector<model::Population> pooled_groups;
     for (const GroupPopulation& other : external_populations_) {
-      if (other.group == group.name) pooled_groups.push_back(other.population);
+      if (other.group != group.name) continue;
+      pooled_groups.push_back(other.population);
+      if (other.calibration.users > 0) external_calibration_fits.push_back(other.calibration);
+    }
+    if (external_calibration_ != nullptr) {
+      for (const ExternalCalibrationUser& user : *external_calibration_) {
+        if (user.group == group.name) external_calibration.push_back(user);
+      }
     }
     if (!pooled_groups.empty()) {
       if (!fit.empty()) pooled_groups.push_back(population);
@@ -485,17 +527,25 @@ void PreferenceEngine::RefreshGroup(Group& group, ReferencePool& pool, bool quic
 
   // Trust is refitted when the group's established users have changed by 2% since the last
   // fit (it reads calibration users' histories); a quick refresh keeps what is in force.
+  // Other shards' calibration users count as users seen: trust is refitted when they change.
+  const uint64_t seen = pool.offered() + external_calibration.size();
   const model::Trust current_trust = CurrentKnowledge(group)->trust;
   const bool fitted = current_trust.calibration_users > 0;
   const bool changed =
       static_cast<double>(seen) >= 1.02 * static_cast<double>(group.trust_fitted_users) ||
       static_cast<double>(seen) <= 0.98 * static_cast<double>(group.trust_fitted_users);
   const bool refit = !quick && (!fitted || changed);
+  auto lent = std::make_shared<LocalCalibration>();
   std::shared_ptr<Knowledge> knowledge =
       BuildKnowledge(population, fit_users, pool, *schema_history_, store_, base_prior_,
-                     knowledge_options_, refit ? nullptr : &current_trust);
+                     knowledge_options_, refit ? nullptr : &current_trust,
+                     {external_calibration, external_calibration_fits}, lent.get());
   const bool refitted = refit && knowledge->trust.calibration_users > 0;
-  if (refitted) group.trust_fitted_users = seen;
+  if (refitted) {
+    group.trust_fitted_users = seen;
+    MutexLock lock(&external_mu_);
+    group.lent = std::move(lent);
+  }
   const size_t fitted_users = fit.size();
   {
     MutexLock lock(&group.knowledge_mu);

@@ -147,6 +147,9 @@ inline constexpr char kSharedKnowledgeGroup[] = "*";
 struct GroupPopulation {
   std::string group;
   model::Population population;
+  // Fitted without the users the group's last trust fit held out (CalibrationSample), which
+  // other shards fit their trust with; users = 0 when there was no such fit.
+  model::Population calibration;
 };
 
 // One tenant's users (EngineOptions::count_by_tenant).
@@ -297,6 +300,16 @@ class PreferenceEngine {
   // of the user id (no user id leaves the shard), tagged with the user's knowledge group (a
   // shard offers them only to that group's cold users).
   std::vector<ExternalReference> ReferenceSample(int limit, const std::string& id_prefix) const;
+  // Cluster mode, trust across shards: the users this shard's last trust fit of each group
+  // held out (their pairs split as the fit split them), at most `limit` of them, under the ids
+  // ReferenceSample gives them, tagged with their group. With each group's population fitted
+  // without them (LocalPopulations' `calibration`), other shards fit trust on them as well as
+  // on their own, so trust is not fitted from 1/N of the users as shards multiply.
+  std::vector<ExternalCalibrationUser> CalibrationSample(int limit,
+                                                         const std::string& id_prefix) const;
+  // Other shards' CalibrationSample()s, used at each trust fit from now on (each by its own
+  // group). Replaces the previous ones.
+  void SetExternalCalibration(std::shared_ptr<const std::vector<ExternalCalibrationUser>> users);
 
   const model::FeatureSchema& schema() const { return schema_; }
   // The data directory's schema versions; the last is schema()'s.
@@ -333,8 +346,11 @@ class PreferenceEngine {
     LiveGuard guard;
     // Carried from refresh to refresh; used only under refresh_work_mu_.
     ReferencePool pool;
-    uint64_t trust_fitted_users = 0;     // established users when trust was last fitted
+    // Established users, and other shards' calibration users, when trust was last fitted.
+    uint64_t trust_fitted_users = 0;
     model::Population local_population;  // under external_mu_: the last fit of own users
+    // Under external_mu_: what the last trust fit held out of the group's own users.
+    std::shared_ptr<const LocalCalibration> lent;
   };
   struct Stripe {
     Mutex write_mu;        // serializes writers of the stripe's users, held across commit
@@ -452,6 +468,8 @@ class PreferenceEngine {
   mutable Mutex external_mu_;
   std::shared_ptr<const std::vector<ExternalReference>> external_ ABSL_GUARDED_BY(external_mu_);
   std::vector<GroupPopulation> external_populations_ ABSL_GUARDED_BY(external_mu_);
+  std::shared_ptr<const std::vector<ExternalCalibrationUser>> external_calibration_
+      ABSL_GUARDED_BY(external_mu_);
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;
   bool stopping_ = false;  // guarded by stop_mu_

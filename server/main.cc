@@ -99,6 +99,9 @@ ABSL_FLAG(std::string, cluster_advertise, "",
 ABSL_FLAG(int32_t, cluster_exchange_users, kDefaults.cluster_exchange_users,
           "cluster mode: established users this shard lends the others as cold-start neighbours "
           "(a seeded sample; it borrows theirs too); 0 = no exchange");
+ABSL_FLAG(int32_t, cluster_exchange_calibration_users, kDefaults.cluster_exchange_calibration_users,
+          "cluster mode: users this shard's trust fits held out that it lends the others with its "
+          "sample, so each shard fits trust on users across the cluster; 0 = none");
 ABSL_FLAG(int32_t, cluster_join_timeout_s, kDefaults.cluster_join_timeout_s,
           "cluster mode: how long startup keeps trying to reach NATS before it gives up");
 ABSL_FLAG(int32_t, shutdown_grace_ms, kDefaults.shutdown_grace_ms,
@@ -150,6 +153,8 @@ int main(int argc, char** argv) {
   config.cluster_advertise = absl::GetFlag(FLAGS_cluster_advertise);
   config.cluster_join_timeout_s = absl::GetFlag(FLAGS_cluster_join_timeout_s);
   config.cluster_exchange_users = absl::GetFlag(FLAGS_cluster_exchange_users);
+  config.cluster_exchange_calibration_users =
+      absl::GetFlag(FLAGS_cluster_exchange_calibration_users);
   config.require_user_header = absl::GetFlag(FLAGS_require_user_header);
   if (absl::Status valid = config.Validate(); !valid.ok()) {
     std::fprintf(stderr, "tailord: %s\n", std::string(valid.message()).c_str());

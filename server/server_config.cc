@@ -104,6 +104,9 @@ absl::Status ServerConfig::Validate() const {
     if (cluster_exchange_users < 0) {
       return absl::InvalidArgumentError("--cluster_exchange_users: must be 0 or more");
     }
+    if (cluster_exchange_calibration_users < 0) {
+      return absl::InvalidArgumentError("--cluster_exchange_calibration_users: must be 0 or more");
+    }
     if (!tls_cert_file.empty()) {
       return absl::InvalidArgumentError(
           "--cluster_nats: cluster mode forwards calls between shards in plaintext; it cannot "

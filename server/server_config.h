@@ -90,6 +90,9 @@ struct ServerConfig {
   // Cold start across shards: established users this shard offers the others as neighbours
   // (a seeded sample), and borrows from each of them; 0 = nothing is exchanged.
   int32_t cluster_exchange_users = 100000;
+  // Trust across shards: users this shard's trust fits held out (their pairs, under opaque
+  // ids) lent to the others with the sample; 0 = none.
+  int32_t cluster_exchange_calibration_users = 400;
   // How long startup keeps trying to reach NATS and join before it gives up.
   int32_t cluster_join_timeout_s = 120;
 

@@ -240,6 +240,7 @@ absl::Status TailorServer::JoinCluster() {
   }
   cluster::ShardOptions options;
   options.exchange_users = config_.cluster_exchange_users;
+  options.exchange_calibration_users = config_.cluster_exchange_calibration_users;
   // As often as the knowledge is refreshed (which is when borrowed users take effect), at
   // least every 5 s and at most every 5 minutes.
   options.exchange_period =

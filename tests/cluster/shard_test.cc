@@ -329,6 +329,46 @@ TEST_F(ClusterShardTest, ShardsLendEachOtherTheirEstablishedUsersAsNeighbours) {
   EXPECT_TRUE(Eventually([&] { return b->cluster->Stats().borrowed_references == on_a - 1; }));
 }
 
+TEST_F(ClusterShardTest, ShardsFitTrustOnEachOthersHeldOutUsersToo) {
+  std::unique_ptr<Shard> a = Open("a", dir_.Sub("a"));
+  std::unique_ptr<Shard> b = Open("b", dir_.Sub("b"));
+  Rebalance({"a", "b"});
+  ASSERT_TRUE(Eventually(
+      [&] { return a->cluster->Stats().owned + b->cluster->Stats().owned == kPartitions; }));
+  const std::vector<std::string> users = Users(80);
+  for (int i = 0; i < 16; ++i) {
+    for (const std::string& u : users) Write({a.get(), b.get()}, u, i);
+  }
+  ASSERT_TRUE(Eventually([&] {
+    return a->cluster->Stats().borrowed_references + b->cluster->Stats().borrowed_references == 80u;
+  }));
+  // Each shard fits trust on the held-out half of its own users and lends them.
+  b->engine->RefreshKnowledge();
+  const std::vector<engine::ExternalCalibrationUser> lent_by_b =
+      b->engine->CalibrationSample(1000, "b/");
+  ASSERT_GT(lent_by_b.size(), 0u);
+  EXPECT_EQ(static_cast<int>(lent_by_b.size()), b->engine->Trust().trust.calibration_users);
+  for (const engine::ExternalCalibrationUser& u : lent_by_b) {
+    EXPECT_EQ(u.id[0], engine::kExternalIdPrefix);
+    EXPECT_EQ(u.id.find("user-"), std::string::npos);  // digests, not user ids
+    EXPECT_FALSE(u.user.feedback.empty());
+    EXPECT_FALSE(u.user.held_out.empty());
+  }
+  ASSERT_TRUE(Eventually(
+      [&] { return a->cluster->Stats().borrowed_calibration_users == lent_by_b.size(); }));
+  // a fits its trust on its own held-out users and on b's, read back from the exchange.
+  a->engine->RefreshKnowledge();
+  const size_t own = a->engine->CalibrationSample(1000, "a/").size();
+  ASSERT_GT(own, 0u);
+  EXPECT_EQ(a->engine->Trust().trust.calibration_users, static_cast<int>(own + lent_by_b.size()));
+  // What a lends is its own held-out users only (half its users), never b's it fitted with.
+  EXPECT_EQ(own, a->engine->Stats().established_users / 2);
+  // And its population fitted without them, for b's calibration prior.
+  ASSERT_EQ(a->engine->LocalPopulations().size(), 1u);
+  EXPECT_EQ(a->engine->LocalPopulations()[0].calibration.users,
+            a->engine->LocalPopulations()[0].population.users - own);
+}
+
 TEST_F(ClusterShardTest, WithKnowledgePerTenantShardsLendUsersOnlyToTheirOwnTenant) {
   const absl::Duration poll = absl::Milliseconds(20);
   std::unique_ptr<Shard> a = Open("a", dir_.Sub("a"), poll, /*knowledge_by_tenant=*/true);

@@ -4,12 +4,10 @@
 // the established users, split over the shards by hash. Each test user gives k pairs from half
 // of their prompts (by a seeded hash) and is scored on every pair of the other half, as the
 // replay benchmark does. Compared in the same run, on the same users and pairs: one engine
-// holding every history, shard 0 alone, and shard 0 borrowing the other shards' neighbours and
-// pooling their population fits (what cluster mode does). Tolerances at the assertions.
-// With these seeds (108 test users, about 19 held-out pairs each), accuracy one engine /
-// shard alone / shard borrowing: 3 shards, k = 2: 0.6833 / 0.6796 / 0.6797, k = 8: 0.6906 /
-// 0.6838 / 0.6864; 8 shards, k = 2: 0.6833 / 0.6708 / 0.6780, k = 8: 0.6906 / 0.6807 /
-// 0.6843. Paired standard errors are 0.002-0.006.
+// holding every history, shard 0 alone, shard 0 borrowing the other shards' neighbours and
+// pooling their population fits, and shard 0 also fitting its trust on their calibration users
+// (what cluster mode does). Tolerances at the assertions. The numbers each run prints are in
+// docs/QUALITY.md ("Cluster mode on real people").
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -102,6 +100,7 @@ TEST_P(RealShardsTest, AShardBorrowingFromTheOthersServesRealColdUsersAsOneEngin
   auto single = Engine(*schema, "single");
   auto alone = Engine(*schema, "alone");
   auto borrowing = Engine(*schema, "borrowing");
+  auto calibrating = Engine(*schema, "calibrating");
   std::vector<std::unique_ptr<PreferenceEngine>> others;
   for (int s = 1; s < kShards; ++s) others.push_back(Engine(*schema, absl::StrCat("shard-", s)));
   std::vector<const Person*> test;
@@ -117,6 +116,7 @@ TEST_P(RealShardsTest, AShardBorrowingFromTheOthersServesRealColdUsersAsOneEngin
       if (shard == 0) {
         ASSERT_TRUE(alone->RecordFeedback(Input(*e, p.id)).ok());
         ASSERT_TRUE(borrowing->RecordFeedback(Input(*e, p.id)).ok());
+        ASSERT_TRUE(calibrating->RecordFeedback(Input(*e, p.id)).ok());
       } else {
         ASSERT_TRUE(others[static_cast<size_t>(shard - 1)]->RecordFeedback(Input(*e, p.id)).ok());
       }
@@ -124,29 +124,44 @@ TEST_P(RealShardsTest, AShardBorrowingFromTheOthersServesRealColdUsersAsOneEngin
   }
   auto external = std::make_shared<std::vector<ExternalReference>>();
   std::vector<GroupPopulation> populations;
+  auto calibration = std::make_shared<std::vector<ExternalCalibrationUser>>();
   for (size_t s = 0; s < others.size(); ++s) {
     others[s]->RefreshKnowledge();
-    for (ExternalReference& r : others[s]->ReferenceSample(100000, absl::StrCat("s", s, "/"))) {
+    const std::string prefix = absl::StrCat("s", s, "/");
+    for (ExternalReference& r : others[s]->ReferenceSample(100000, prefix)) {
       external->push_back(std::move(r));
     }
     for (GroupPopulation& g : others[s]->LocalPopulations()) populations.push_back(std::move(g));
+    for (ExternalCalibrationUser& u : others[s]->CalibrationSample(100000, prefix)) {
+      calibration->push_back(std::move(u));
+    }
   }
-  borrowing->SetExternalReferences(external);
-  borrowing->SetExternalPopulations(populations);
-  for (PreferenceEngine* e : {single.get(), alone.get(), borrowing.get()}) e->RefreshKnowledge();
+  for (PreferenceEngine* e : {borrowing.get(), calibrating.get()}) {
+    e->SetExternalReferences(external);
+    e->SetExternalPopulations(populations);
+  }
+  calibrating->SetExternalCalibration(calibration);
+  constexpr int kEngines = 4;
+  PreferenceEngine* engines[kEngines] = {single.get(), alone.get(), borrowing.get(),
+                                         calibrating.get()};
+  for (PreferenceEngine* e : engines) e->RefreshKnowledge();
   EXPECT_EQ(borrowing->Stats().population_users, single->Stats().population_users);
+  std::printf("%d shards: calibration users one engine %d, shard alone %d, across shards %d\n",
+              kShards, single->Trust().trust.calibration_users,
+              alone->Trust().trust.calibration_users, calibrating->Trust().trust.calibration_users);
+  EXPECT_GT(calibrating->Trust().trust.calibration_users, alone->Trust().trust.calibration_users);
 
   // Per test user and k: held-out accuracy of each engine (a tie counts half).
   for (int k : {2, 8}) {
-    std::vector<double> one_minus_alone, one_minus_borrowing, borrowing_minus_alone;
-    double sums[3] = {0, 0, 0};
+    // Paired per user: one engine - each shard, and each borrowing shard - the shard alone.
+    std::vector<double> one_minus[kEngines], minus_alone[kEngines];
+    double sums[kEngines] = {0, 0, 0, 0};
     int users = 0;
     for (const Person* p : test) {
       if (static_cast<int>(p->pool.size()) < k) continue;
       const std::string id = absl::StrCat("k", k, "-", p->id);
-      double accuracy[3] = {0, 0, 0};
-      PreferenceEngine* engines[3] = {single.get(), alone.get(), borrowing.get()};
-      for (int m = 0; m < 3; ++m) {
+      double accuracy[kEngines] = {0, 0, 0, 0};
+      for (int m = 0; m < kEngines; ++m) {
         for (int i = 0; i < k; ++i) {
           ASSERT_TRUE(engines[m]->RecordFeedback(Input(*p->pool[static_cast<size_t>(i)], id)).ok());
         }
@@ -165,9 +180,10 @@ TEST_P(RealShardsTest, AShardBorrowingFromTheOthersServesRealColdUsersAsOneEngin
         }
         sums[m] += accuracy[m];
       }
-      one_minus_alone.push_back(accuracy[0] - accuracy[1]);
-      one_minus_borrowing.push_back(accuracy[0] - accuracy[2]);
-      borrowing_minus_alone.push_back(accuracy[2] - accuracy[1]);
+      for (int m = 1; m < kEngines; ++m) {
+        one_minus[m].push_back(accuracy[0] - accuracy[m]);
+        minus_alone[m].push_back(accuracy[m] - accuracy[1]);
+      }
       ++users;
     }
     auto mean_se = [](const std::vector<double>& v) {
@@ -176,21 +192,25 @@ TEST_P(RealShardsTest, AShardBorrowingFromTheOthersServesRealColdUsersAsOneEngin
       for (double x : v) var += (x - mean) * (x - mean) / static_cast<double>(v.size() - 1);
       return std::pair{mean, std::sqrt(var / static_cast<double>(v.size()))};
     };
-    const auto [gap_alone, se_alone] = mean_se(one_minus_alone);
-    const auto [gap_borrowing, se_borrowing] = mean_se(one_minus_borrowing);
-    const auto [gain, se_gain] = mean_se(borrowing_minus_alone);
     std::printf(
         "%d shards, k = %d, %d real test users: accuracy one engine %.4f, shard alone %.4f, "
-        "shard borrowing %.4f; one - borrowing %+.4f +- %.4f, borrowing - alone %+.4f +- "
-        "%.4f\n",
-        kShards, k, users, sums[0] / users, sums[1] / users, sums[2] / users, gap_borrowing,
-        se_borrowing, gain, se_gain);
-    (void)gap_alone;
-    (void)se_alone;
-    // A shard borrowing from the others is within 0.01 of one engine holding everyone (about
-    // three paired standard errors), and never worse than the shard alone by more than 0.005.
-    EXPECT_LE(gap_borrowing, 0.01);
-    EXPECT_GE(gain, -0.005);
+        "shard borrowing %.4f, borrowing trust too %.4f\n",
+        kShards, k, users, sums[0] / users, sums[1] / users, sums[2] / users, sums[3] / users);
+    const char* names[kEngines] = {"", "shard alone", "borrowing", "borrowing trust too"};
+    for (int m = 1; m < kEngines; ++m) {
+      const auto [gap, se_gap] = mean_se(one_minus[m]);
+      std::printf("  one engine - %s %+.4f +- %.4f", names[m], gap, se_gap);
+      if (m > 1) {
+        const auto [gain, se_gain] = mean_se(minus_alone[m]);
+        std::printf(", %s - shard alone %+.4f +- %.4f", names[m], gain, se_gain);
+        // A shard borrowing from the others is within 0.01 of one engine holding everyone
+        // (about three paired standard errors), and never worse than the shard alone by more
+        // than 0.005.
+        EXPECT_LE(gap, 0.01) << names[m];
+        EXPECT_GE(gain, -0.005) << names[m];
+      }
+      std::printf("\n");
+    }
   }
 }
 

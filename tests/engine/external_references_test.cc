@@ -2,13 +2,14 @@
 // as neighbours (PreferenceEngine::SetExternalReferences, fed from ReferenceSample) and pools
 // their population fits into its prior (SetExternalPopulations, fed from LocalPopulations)
 // serves its cold users as well as one engine holding every user, and better than the shard
-// alone. A clustered population (12 tastes, users close to theirs), split over 3 or 8 shards by
-// hash; cold users with 3 pairs are scored on 20 held-out pairs each. Fixed seeds; the
-// tolerances are stated at the assertions. With this seed: 3 shards, one engine 0.7635, the
-// shard alone 0.7608, borrowing 0.7635; 8 shards (90 established users each), 0.7635 / 0.7460
-// / 0.7521 (the rest of the gap: trust is fitted from local users only). Borrowing neighbours
-// alone gave 0.7638 and 0.7519: pooling the prior changes little here, where a cold user's
-// neighbours matter more than the prior.
+// alone; one that also fits its trust on their calibration users (SetExternalCalibration, fed
+// from CalibrationSample) serves them as one engine does. A clustered population (12 tastes,
+// users close to theirs), split over 3 or 8 shards by hash; cold users with 3 pairs are scored
+// on 20 held-out pairs each. Fixed seeds; the tolerances are stated at the assertions. With
+// this seed: 3 shards, one engine 0.7635, the shard alone 0.7608, borrowing 0.7635, borrowing
+// trust too 0.7635; 8 shards (90 established users each), 0.7635 / 0.7460 / 0.7615 / 0.7635.
+// Before population fits carried their calibration fit (trust fitted from local users against
+// a local population only), borrowing gave 0.7521 with 8 shards.
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -133,11 +134,14 @@ TEST_P(ExternalReferencesTest, AShardBorrowingOtherShardsNeighboursServesColdUse
     Record(*shards[static_cast<size_t>(ShardOf(users[static_cast<size_t>(u)].id, kShards))],
            users[static_cast<size_t>(u)]);
   }
-  // Shard 0 alone, and a copy of it (same users) that borrows from shards 1 and 2.
+  // Shard 0 alone, a copy of it (same users) that borrows neighbours and population fits from
+  // the other shards, and one that also fits its trust on their calibration users.
   std::unique_ptr<PreferenceEngine> borrowing = Engine("borrowing");
+  std::unique_ptr<PreferenceEngine> calibrating = Engine("calibrating");
   for (int u = 0; u < kEstablished; ++u) {
     if (ShardOf(users[static_cast<size_t>(u)].id, kShards) == 0) {
       Record(*borrowing, users[static_cast<size_t>(u)]);
+      Record(*calibrating, users[static_cast<size_t>(u)]);
     }
   }
   auto external = std::make_shared<std::vector<ExternalReference>>();
@@ -150,15 +154,29 @@ TEST_P(ExternalReferencesTest, AShardBorrowingOtherShardsNeighboursServesColdUse
     }
   }
   borrowing->SetExternalReferences(external);
+  calibrating->SetExternalReferences(external);
   // And it pools the other shards' population fits into its prior.
   std::vector<GroupPopulation> populations;
+  auto calibration = std::make_shared<std::vector<ExternalCalibrationUser>>();
   for (int s = 1; s < kShards; ++s) {
-    shards[static_cast<size_t>(s)]->RefreshKnowledge();
-    for (GroupPopulation& g : shards[static_cast<size_t>(s)]->LocalPopulations())
-      populations.push_back(std::move(g));
+    PreferenceEngine& shard = *shards[static_cast<size_t>(s)];
+    shard.RefreshKnowledge();
+    for (GroupPopulation& g : shard.LocalPopulations()) populations.push_back(std::move(g));
+    for (ExternalCalibrationUser& u :
+         shard.CalibrationSample(kEstablished, absl::StrCat("shard-", s, "/"))) {
+      calibration->push_back(std::move(u));
+    }
+  }
+  ASSERT_FALSE(calibration->empty());
+  for (const GroupPopulation& g : populations) {
+    EXPECT_GT(g.calibration.users, 0u);
+    EXPECT_LT(g.calibration.users, g.population.users);  // fitted without the lent users
   }
   borrowing->SetExternalPopulations(populations);
-  for (PreferenceEngine* engine : {single.get(), shards[0].get(), borrowing.get()}) {
+  calibrating->SetExternalPopulations(populations);
+  calibrating->SetExternalCalibration(calibration);
+  for (PreferenceEngine* engine :
+       {single.get(), shards[0].get(), borrowing.get(), calibrating.get()}) {
     engine->RefreshKnowledge();
     for (const User& user : cold) Record(*engine, user);
   }
@@ -166,20 +184,32 @@ TEST_P(ExternalReferencesTest, AShardBorrowingOtherShardsNeighboursServesColdUse
   EXPECT_EQ(borrowing->Stats().population_users, single->Stats().population_users);
   ASSERT_EQ(borrowing->LocalPopulations().size(), 1u);
   EXPECT_EQ(borrowing->LocalPopulations()[0].population.users, shards[0]->Stats().population_users);
-  EXPECT_GT(borrowing->Trust().trust.calibration_users, 0);  // calibrated on local users
+  const int local_calibration = borrowing->Trust().trust.calibration_users;
+  EXPECT_GT(local_calibration, 0);  // calibrated on local users
+  // With the other shards' calibration users it calibrates on as many as one engine does.
+  // (Each shard holds out half its users, rounded down.)
+  EXPECT_NEAR(calibrating->Trust().trust.calibration_users, single->Trust().trust.calibration_users,
+              kShards);
+  EXPECT_GT(calibrating->Trust().trust.calibration_users, local_calibration);
 
   const double one = ColdAccuracy(*single, cold);
   const double alone = ColdAccuracy(*shards[0], cold);
   const double borrowed = ColdAccuracy(*borrowing, cold);
+  const double calibrated = ColdAccuracy(*calibrating, cold);
   std::printf(
       "%d shards, cold accuracy (%d users x %d held-out pairs): one engine %.4f, shard "
-      "alone %.4f, shard borrowing %.4f\n",
-      kShards, kCold, kTestPairs, one, alone, borrowed);
-  // 4,800 scored pairs: a standard error of about 0.006 on each accuracy, and the three are
+      "alone %.4f, shard borrowing %.4f, borrowing trust too %.4f (calibration users: %d "
+      "local, %d across shards, %d in one engine)\n",
+      kShards, kCold, kTestPairs, one, alone, borrowed, calibrated, local_calibration,
+      calibrating->Trust().trust.calibration_users, single->Trust().trust.calibration_users);
+  // 4,800 scored pairs: a standard error of about 0.006 on each accuracy, and the four are
   // strongly paired (same users, same pairs). Borrowing must recover what one engine does
-  // within 1.5 points, and never be worse than the shard alone by more than half a point.
+  // within 1.5 points, and never be worse than the shard alone by more than half a point;
+  // borrowing trust too, within half a point of one engine.
   EXPECT_GE(borrowed, one - 0.015);
   EXPECT_GE(borrowed, alone - 0.005);
+  EXPECT_GE(calibrated, one - 0.005);
+  EXPECT_GE(calibrated, alone - 0.005);
 }
 
 TEST_F(EnginesTest, TheReferenceSampleIsBoundedSeededAndHoldsOnlyEstablishedUsers) {

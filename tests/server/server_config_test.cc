@@ -75,6 +75,18 @@ INSTANTIATE_TEST_SUITE_P(
                         c.cluster_nats = "nats://127.0.0.1:4222";
                       },
                       "--evolve_schema: not in cluster mode"},
+        BadConfigCase{"NegativeExchangeUsers",
+                      [](ServerConfig& c) {
+                        c.cluster_nats = "nats://127.0.0.1:4222";
+                        c.cluster_exchange_users = -1;
+                      },
+                      "--cluster_exchange_users: must be 0 or more"},
+        BadConfigCase{"NegativeExchangeCalibrationUsers",
+                      [](ServerConfig& c) {
+                        c.cluster_nats = "nats://127.0.0.1:4222";
+                        c.cluster_exchange_calibration_users = -1;
+                      },
+                      "--cluster_exchange_calibration_users: must be 0 or more"},
         BadConfigCase{"ShareKnowledgeWithoutTenants",
                       [](ServerConfig& c) { c.share_knowledge = {"acme"}; },
                       "--share_knowledge: needs --auth_tokens_file"},
