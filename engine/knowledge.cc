@@ -72,17 +72,16 @@ void AddExternalCalibration(std::span<const ExternalCalibrationUser> external,
   }
   std::sort(order.begin(), order.end(),
             [](const auto& a, const auto& b) { return a.first < b.first; });
-  const auto of_dimension = [&](const std::vector<Eigen::VectorXd>& pairs) {
-    return std::all_of(pairs.begin(), pairs.end(),
-                       [&](const Eigen::VectorXd& p) { return p.size() == dimension; });
+  // Another schema's pairs (a shard misconfigured), or damaged ones, are not read.
+  const auto usable = [&](const std::vector<Eigen::VectorXd>& pairs) {
+    return !pairs.empty() && std::all_of(pairs.begin(), pairs.end(), [&](const Eigen::VectorXd& p) {
+      return p.size() == dimension && p.allFinite();
+    });
   };
   for (const auto& [hash, external_user] : order) {
     if (static_cast<int>(calibration.size()) >= limit) break;
     model::CalibrationUser user = external_user->user;
-    if (user.feedback.empty() || user.held_out.empty() || !of_dimension(user.feedback) ||
-        !of_dimension(user.held_out)) {
-      continue;
-    }
+    if (!usable(user.feedback) || !usable(user.held_out)) continue;
     auto row = rows.find(external_user->id);
     user.reference_row = row != rows.end() && row->second < reference_size ? row->second : -1;
     calibration.push_back(std::move(user));

@@ -83,6 +83,8 @@ class ClusterShardTest : public ::testing::Test {
     shard.directory = Directory();
     ExchangeOptions exchange_options;
     exchange_options.replicas = 1;
+    // Small chunks: a sample of a few dozen users spans many (rows and calibration users).
+    exchange_options.chunk_bytes = 2048;
     auto exchange = ReferenceExchange::Open(exchange_options, Connect());
     EXPECT_TRUE(exchange.ok()) << exchange.status();
     shard.exchange = *std::move(exchange);

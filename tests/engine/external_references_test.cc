@@ -212,6 +212,35 @@ TEST_P(ExternalReferencesTest, AShardBorrowingOtherShardsNeighboursServesColdUse
   EXPECT_GE(calibrated, alone - 0.005);
 }
 
+TEST_F(EnginesTest, OnlyWellFormedCalibrationUsersOfTheGroupAreFittedOn) {
+  std::mt19937_64 rng(11);
+  const std::vector<User> users = Population(rng);
+  std::unique_ptr<PreferenceEngine> engine = Engine("e");
+  for (int u = 0; u < 80; ++u) Record(*engine, users[static_cast<size_t>(u)]);
+  engine->RefreshKnowledge();
+  const int local = engine->Trust().trust.calibration_users;
+  ASSERT_EQ(local, 40);  // half the users
+  auto lent = [&](const std::string& id, int dimension, double value, const std::string& group) {
+    ExternalCalibrationUser user{std::string(1, kExternalIdPrefix) + id, group, {}};
+    for (int i = 0; i < 4; ++i) {
+      user.user.feedback.push_back(Eigen::VectorXd::Constant(dimension, i % 2 ? 1.0 : -1.0));
+      user.user.held_out.push_back(Eigen::VectorXd::Constant(dimension, value));
+    }
+    return user;
+  };
+  auto external =
+      std::make_shared<std::vector<ExternalCalibrationUser>>(std::vector<ExternalCalibrationUser>{
+          lent("good", kD, 0.5, ""), lent("other-schema", kD + 1, 0.5, ""),
+          lent("damaged", kD, std::nan(""), ""), lent("other-tenant", kD, 0.5, "t2")});
+  engine->SetExternalCalibration(external);
+  // More established users: trust is refitted (a change of 2% or more).
+  for (int u = 80; u < 84; ++u) Record(*engine, users[static_cast<size_t>(u)]);
+  engine->RefreshKnowledge();
+  EXPECT_EQ(engine->Trust().trust.calibration_users, 42 + 1);  // 84 users: 42 held out, 1 lent
+  // Lent users are never lent on: only the group's own held-out users are.
+  EXPECT_EQ(engine->CalibrationSample(1000, "x/").size(), 42u);
+}
+
 TEST_F(EnginesTest, TheReferenceSampleIsBoundedSeededAndHoldsOnlyEstablishedUsers) {
   std::mt19937_64 rng(7);
   const std::vector<User> users = Population(rng);
