@@ -285,8 +285,7 @@ class PreferenceEngine {
 
   // Cluster mode, cold start across shards: other shards' established users, offered to the
   // neighbour reference set at each refresh alongside the local ones (the seeded sample of
-  // max_reference_users is drawn from both). Trust is still fitted from local users, whose
-  // histories are here. Replaces the previous set.
+  // max_reference_users is drawn from both). Replaces the previous set.
   void SetExternalReferences(std::shared_ptr<const std::vector<ExternalReference>> references);
   // Cluster mode: other shards' population fits (LocalPopulation), pooled with this shard's at
   // each refresh (model::PoolPopulations) into the prior it serves. Replaces the previous ones.

@@ -406,6 +406,7 @@ class ClusterTest(unittest.TestCase):
                                        re.M).group(1))
             self.assertGreater(borrowed, 0, shard.name)
         self.assertEqual(owned, PARTITIONS)
+        self.assertIn("tailor_cluster_borrowed_calibration_users", exported)
         for expr in dashboard_exprs(cluster=True):
             for name in re.findall(r"tailor_cluster_\w+", expr):
                 self.assertIn(name, exported, expr)
