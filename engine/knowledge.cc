@@ -62,13 +62,13 @@ absl::StatusOr<model::CalibrationUser> ReadCalibrationUser(const std::string& us
 // Adds other shards' calibration users (cluster mode) to `calibration` in a seeded order until
 // it holds `limit`, each with their own reference row (when it was lent) left out of the
 // neighbours they are predicted from. Pairs of another dimension are not read.
-void AddExternalCalibration(std::span<const ExternalCalibrationUser> external,
+void AddExternalCalibration(std::span<const ExternalCalibrationUser* const> external,
                             const ReferenceRows& rows, int reference_size, int limit, int dimension,
                             std::vector<model::CalibrationUser>& calibration) {
   std::vector<std::pair<uint64_t, const ExternalCalibrationUser*>> order;
   order.reserve(external.size());
-  for (const ExternalCalibrationUser& user : external) {
-    order.emplace_back(model::StableHash({user.id}, kCalibrationSeed), &user);
+  for (const ExternalCalibrationUser* user : external) {
+    order.emplace_back(model::StableHash({user->id}, kCalibrationSeed), user);
   }
   std::sort(order.begin(), order.end(),
             [](const auto& a, const auto& b) { return a.first < b.first; });

@@ -88,7 +88,7 @@ struct LocalCalibration {
 
 // Other shards' calibration users and population fits without them, for one group.
 struct ExternalCalibration {
-  std::span<const ExternalCalibrationUser> users;
+  std::span<const ExternalCalibrationUser* const> users;
   std::span<const model::Population> populations;
 };
 

@@ -497,7 +497,8 @@ void PreferenceEngine::RefreshGroup(Group& group, ReferencePool& pool, bool quic
   }
   model::Population population = fit.empty() ? base_prior_ : model::FitPopulation(fit, base_prior_);
   // Other shards' calibration users of this group and their fits without them (cluster mode).
-  std::vector<ExternalCalibrationUser> external_calibration;
+  std::shared_ptr<const std::vector<ExternalCalibrationUser>> lent_to_us;
+  std::vector<const ExternalCalibrationUser*> external_calibration;
   std::vector<model::Population> external_calibration_fits;
   {
     MutexLock lock(&external_mu_);
@@ -508,9 +509,10 @@ void PreferenceEngine::RefreshGroup(Group& group, ReferencePool& pool, bool quic
       pooled_groups.push_back(other.population);
       if (other.calibration.users > 0) external_calibration_fits.push_back(other.calibration);
     }
-    if (external_calibration_ != nullptr) {
-      for (const ExternalCalibrationUser& user : *external_calibration_) {
-        if (user.group == group.name) external_calibration.push_back(user);
+    lent_to_us = external_calibration_;
+    if (lent_to_us != nullptr) {
+      for (const ExternalCalibrationUser& user : *lent_to_us) {
+        if (user.group == group.name) external_calibration.push_back(&user);
       }
     }
     if (!pooled_groups.empty()) {
