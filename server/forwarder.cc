@@ -44,7 +44,7 @@ std::shared_ptr<v1::Tailor::Stub> Forwarder::StubFor(const std::string& address)
   std::lock_guard<std::mutex> lock(mu_);
   std::shared_ptr<v1::Tailor::Stub>& stub = stubs_[address];
   if (stub == nullptr) {
-    stub = v1::Tailor::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+    stub = v1::Tailor::NewStub(grpc::CreateChannel(address, credentials_));
   }
   return stub;
 }

@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "grpcpp/client_context.h"
+#include "grpcpp/security/credentials.h"
 #include "grpcpp/server_context.h"
 #include "tailor/v1/tailor.grpc.pb.h"
 
@@ -33,7 +34,10 @@ struct ForwardedCall {
 
 class Forwarder {
  public:
-  explicit Forwarder(std::string shard_name) : shard_name_(std::move(shard_name)) {}
+  // `credentials`: how this shard reaches the others (plaintext, or TLS presenting its own
+  // certificate).
+  Forwarder(std::string shard_name, std::shared_ptr<grpc::ChannelCredentials> credentials)
+      : shard_name_(std::move(shard_name)), credentials_(std::move(credentials)) {}
 
   // The original call's credentials, routing header and deadline.
   static ForwardedCall From(const grpc::CallbackServerContext& context);
@@ -60,6 +64,7 @@ class Forwarder {
   static absl::Status FromGrpc(const grpc::Status& status);
 
   const std::string shard_name_;
+  const std::shared_ptr<grpc::ChannelCredentials> credentials_;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<v1::Tailor::Stub>> stubs_;  // guarded by mu_
 };

@@ -61,6 +61,9 @@ ABSL_FLAG(std::string, tls_cert_file, "", "PEM certificate chain for TLS on --li
 ABSL_FLAG(std::string, tls_key_file, "", "PEM private key for --tls_cert_file");
 ABSL_FLAG(std::string, tls_client_ca_file, "",
           "PEM CA bundle; clients must present a certificate it signed (mutual TLS)");
+ABSL_FLAG(std::string, cluster_tls_ca_file, "",
+          "cluster mode with TLS: PEM CA bundle that signed the other shards' certificates; "
+          "calls forwarded to them are verified against it and present --tls_cert_file");
 ABSL_FLAG(std::string, auth_tokens_file, "",
           "bearer tokens bound to tenants, one 'TENANT TOKEN [admin]' per line; reloaded on "
           "SIGHUP (empty: no authentication)");
@@ -143,6 +146,7 @@ int main(int argc, char** argv) {
   config.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
   config.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
   config.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
+  config.cluster_tls_ca_file = absl::GetFlag(FLAGS_cluster_tls_ca_file);
   config.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
   config.tenant_quotas_file = absl::GetFlag(FLAGS_tenant_quotas_file);
   config.share_knowledge = absl::GetFlag(FLAGS_share_knowledge);

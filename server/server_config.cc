@@ -107,11 +107,19 @@ absl::Status ServerConfig::Validate() const {
     if (cluster_exchange_calibration_users < 0) {
       return absl::InvalidArgumentError("--cluster_exchange_calibration_users: must be 0 or more");
     }
-    if (!tls_cert_file.empty()) {
+    if (!tls_cert_file.empty() && cluster_tls_ca_file.empty()) {
       return absl::InvalidArgumentError(
-          "--cluster_nats: cluster mode forwards calls between shards in plaintext; it cannot "
-          "be combined with --tls_cert_file yet");
+          "--cluster_tls_ca_file: cluster mode with --tls_cert_file needs the CA that signed the "
+          "other shards' certificates (calls are forwarded between shards over TLS)");
     }
+    if (!cluster_tls_ca_file.empty() && tls_cert_file.empty()) {
+      return absl::InvalidArgumentError(
+          "--cluster_tls_ca_file: needs --tls_cert_file and --tls_key_file (shards that serve "
+          "plaintext forward in plaintext)");
+    }
+  } else if (!cluster_tls_ca_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--cluster_tls_ca_file: only in cluster mode (--cluster_nats)");
   }
   return absl::OkStatus();
 }

@@ -63,6 +63,10 @@ struct ServerConfig {
   std::string tls_cert_file;
   std::string tls_key_file;
   std::string tls_client_ca_file;
+  // Cluster mode with TLS: the CA bundle that signed the other shards' certificates. Calls
+  // forwarded to another shard verify its certificate against it (for the host of its
+  // advertised address) and present this shard's certificate (for shards requiring mTLS).
+  std::string cluster_tls_ca_file;
   // Bearer tokens bound to tenants (server/auth.h); empty = no authentication, one tenant.
   std::string auth_tokens_file;
   // Per-tenant request quotas (server/quota.h); empty = none. Needs auth_tokens_file.

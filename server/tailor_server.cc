@@ -98,6 +98,25 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFor(
   return grpc::SslServerCredentials(options);
 }
 
+// Cluster mode: how this shard calls the others. Plaintext when it serves plaintext; else TLS,
+// verifying their certificates against --cluster_tls_ca_file and presenting its own (shards
+// that require mutual TLS accept it when their --tls_client_ca_file signed it).
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ShardCredentialsFor(
+    const ServerConfig& config) {
+  if (config.tls_cert_file.empty()) return grpc::InsecureChannelCredentials();
+  absl::StatusOr<std::string> ca = ReadPem("cluster_tls_ca_file", config.cluster_tls_ca_file);
+  if (!ca.ok()) return ca.status();
+  absl::StatusOr<std::string> cert = ReadPem("tls_cert_file", config.tls_cert_file);
+  if (!cert.ok()) return cert.status();
+  absl::StatusOr<std::string> key = ReadPem("tls_key_file", config.tls_key_file);
+  if (!key.ok()) return key.status();
+  grpc::SslCredentialsOptions options;
+  options.pem_root_certs = *ca;
+  options.pem_cert_chain = *cert;
+  options.pem_private_key = *key;
+  return grpc::SslCredentials(options);
+}
+
 TailorServer::TailorServer(ServerConfig config) : config_(std::move(config)) {}
 
 absl::StatusOr<std::unique_ptr<TailorServer>> TailorServer::Start(const ServerConfig& config) {
@@ -123,6 +142,11 @@ absl::StatusOr<std::unique_ptr<TailorServer>> TailorServer::Start(const ServerCo
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
       ServerCredentialsFor(config);
   if (!credentials.ok()) return credentials.status();
+  if (!config.cluster_nats.empty()) {
+    absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> shards = ShardCredentialsFor(config);
+    if (!shards.ok()) return shards.status();
+    server->shard_credentials_ = *std::move(shards);
+  }
 
   // Metrics first: a large data directory takes a while to load, and its progress shows there
   // (tailor_starting, tailor_startup_users_loaded) instead of a port that does not answer.
@@ -255,7 +279,7 @@ absl::Status TailorServer::JoinCluster() {
       cluster::ClusterShard::Start(*engine_, *log_, *directory_, exchange_.get(), options);
   if (!shard.ok()) return shard.status();
   cluster_ = *std::move(shard);
-  service_->SetCluster(cluster_.get());
+  service_->SetCluster(cluster_.get(), shard_credentials_);
   metrics_->WatchCluster(*cluster_);
   const cluster::ClusterStats stats = cluster_->Stats();
   Log(LogLevel::kInfo,

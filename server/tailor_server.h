@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "engine/preference_engine.h"
+#include "grpcpp/security/credentials.h"
 #include "grpcpp/server.h"
 #include "server/auth.h"
 #include "server/metrics.h"
@@ -52,6 +53,8 @@ class TailorServer {
   std::unique_ptr<cluster::PartitionDirectory> directory_;
   std::unique_ptr<cluster::ReferenceExchange> exchange_;  // null with --cluster_exchange_users=0
   std::unique_ptr<cluster::ClusterShard> cluster_;
+  // How this shard reaches the others (cluster mode): plaintext or TLS, from the --tls_* flags.
+  std::shared_ptr<grpc::ChannelCredentials> shard_credentials_;
   std::unique_ptr<WorkQueue> queue_;
   std::unique_ptr<Authenticator> auth_;   // null without --auth_tokens_file
   std::unique_ptr<TenantQuotas> quotas_;  // null without --tenant_quotas_file

@@ -770,9 +770,12 @@ absl::Status TailorService::ApplyFeedback(const CallScope& scope, const v1::Feed
   }
 }
 
-void TailorService::SetCluster(cluster::ClusterShard* cluster) {
+void TailorService::SetCluster(cluster::ClusterShard* cluster,
+                               std::shared_ptr<grpc::ChannelCredentials> shards) {
   cluster_ = cluster;
-  forwarder_ = cluster == nullptr ? nullptr : std::make_unique<Forwarder>(config_.shard_name);
+  forwarder_ = cluster == nullptr
+                   ? nullptr
+                   : std::make_unique<Forwarder>(config_.shard_name, std::move(shards));
 }
 
 absl::StatusOr<std::optional<std::string>> TailorService::OwnerAddress(

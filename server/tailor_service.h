@@ -76,7 +76,8 @@ class TailorService final : public TailorRawService {
   TailorService(engine::PreferenceEngine& engine, WorkQueue& queue, Metrics& metrics,
                 const ServerConfig& config, const Authenticator* auth, TenantQuotas* quotas,
                 const std::atomic<bool>& ready);
-  void SetCluster(cluster::ClusterShard* cluster);
+  // `shards`: the credentials calls forwarded to other shards are made with.
+  void SetCluster(cluster::ClusterShard* cluster, std::shared_ptr<grpc::ChannelCredentials> shards);
 
   // Cluster mode: where a user's call is served. nullopt = here (always, on a single node);
   // else the owner's address, to forward to. UNAVAILABLE when the partition has no owner,

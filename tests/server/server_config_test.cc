@@ -10,6 +10,17 @@ using ::testing::HasSubstr;
 
 TEST(ServerConfigTest, DefaultsAreValid) { EXPECT_TRUE(ServerConfig().Validate().ok()); }
 
+TEST(ServerConfigTest, ClusterModeServesTlsWithTheShardsCa) {
+  ServerConfig config;
+  config.cluster_nats = "nats://127.0.0.1:4222";
+  config.tls_cert_file = "cert.pem";
+  config.tls_key_file = "key.pem";
+  config.cluster_tls_ca_file = "ca.pem";
+  EXPECT_TRUE(config.Validate().ok()) << config.Validate();
+  config.tls_client_ca_file = "ca.pem";  // and mutual TLS
+  EXPECT_TRUE(config.Validate().ok()) << config.Validate();
+}
+
 TEST(ServerConfigTest, TenantsMayOptInToShareKnowledge) {
   ServerConfig config;
   config.auth_tokens_file = "tokens";
@@ -87,6 +98,22 @@ INSTANTIATE_TEST_SUITE_P(
                         c.cluster_exchange_calibration_users = -1;
                       },
                       "--cluster_exchange_calibration_users: must be 0 or more"},
+        BadConfigCase{"ClusterTlsWithoutTheShardsCa",
+                      [](ServerConfig& c) {
+                        c.cluster_nats = "nats://127.0.0.1:4222";
+                        c.tls_cert_file = "cert.pem";
+                        c.tls_key_file = "key.pem";
+                      },
+                      "--cluster_tls_ca_file: cluster mode with --tls_cert_file needs the CA"},
+        BadConfigCase{"ShardsCaWithoutTls",
+                      [](ServerConfig& c) {
+                        c.cluster_nats = "nats://127.0.0.1:4222";
+                        c.cluster_tls_ca_file = "ca.pem";
+                      },
+                      "--cluster_tls_ca_file: needs --tls_cert_file and --tls_key_file"},
+        BadConfigCase{"ShardsCaOnASingleNode",
+                      [](ServerConfig& c) { c.cluster_tls_ca_file = "ca.pem"; },
+                      "--cluster_tls_ca_file: only in cluster mode"},
         BadConfigCase{"ShareKnowledgeWithoutTenants",
                       [](ServerConfig& c) { c.share_knowledge = {"acme"}; },
                       "--share_knowledge: needs --auth_tokens_file"},
