@@ -79,14 +79,25 @@ absl::StatusOr<std::string> ReadPem(absl::string_view flag, const std::string& p
   return text.str();
 }
 
-// Plaintext, TLS, or mutual TLS, from the --tls_* flags.
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFor(
-    const ServerConfig& config) {
-  if (config.tls_cert_file.empty()) return grpc::InsecureServerCredentials();
+// This server's certificate chain and private key (--tls_cert_file, --tls_key_file).
+struct CertificateAndKey {
+  std::string cert;
+  std::string key;
+};
+absl::StatusOr<CertificateAndKey> ReadCertificateAndKey(const ServerConfig& config) {
   absl::StatusOr<std::string> cert = ReadPem("tls_cert_file", config.tls_cert_file);
   if (!cert.ok()) return cert.status();
   absl::StatusOr<std::string> key = ReadPem("tls_key_file", config.tls_key_file);
   if (!key.ok()) return key.status();
+  return CertificateAndKey{*std::move(cert), *std::move(key)};
+}
+
+// Plaintext, TLS, or mutual TLS, from the --tls_* flags.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFor(
+    const ServerConfig& config) {
+  if (config.tls_cert_file.empty()) return grpc::InsecureServerCredentials();
+  absl::StatusOr<CertificateAndKey> own = ReadCertificateAndKey(config);
+  if (!own.ok()) return own.status();
   grpc::SslServerCredentialsOptions options(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
   if (!config.tls_client_ca_file.empty()) {
     absl::StatusOr<std::string> ca = ReadPem("tls_client_ca_file", config.tls_client_ca_file);
@@ -94,7 +105,7 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFor(
     options.pem_root_certs = *ca;
     options.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
   }
-  options.pem_key_cert_pairs.push_back({*key, *cert});
+  options.pem_key_cert_pairs.push_back({own->key, own->cert});
   return grpc::SslServerCredentials(options);
 }
 
@@ -106,14 +117,12 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ShardCredentialsFor(
   if (config.tls_cert_file.empty()) return grpc::InsecureChannelCredentials();
   absl::StatusOr<std::string> ca = ReadPem("cluster_tls_ca_file", config.cluster_tls_ca_file);
   if (!ca.ok()) return ca.status();
-  absl::StatusOr<std::string> cert = ReadPem("tls_cert_file", config.tls_cert_file);
-  if (!cert.ok()) return cert.status();
-  absl::StatusOr<std::string> key = ReadPem("tls_key_file", config.tls_key_file);
-  if (!key.ok()) return key.status();
+  absl::StatusOr<CertificateAndKey> own = ReadCertificateAndKey(config);
+  if (!own.ok()) return own.status();
   grpc::SslCredentialsOptions options;
   options.pem_root_certs = *ca;
-  options.pem_cert_chain = *cert;
-  options.pem_private_key = *key;
+  options.pem_cert_chain = own->cert;
+  options.pem_private_key = own->key;
   return grpc::SslCredentials(options);
 }
 

@@ -93,10 +93,7 @@ class ClusterTlsTest(unittest.TestCase):
         address (shard addresses are read every 2 s)."""
         deadline = time.time() + timeout
         for name in cls.shards:
-            client = TailorClient(f"127.0.0.1:{cls.shards[name].port}", timeout=10,
-                                  root_ca=read(f"{cls.tmp}/ca.pem"),
-                                  client_cert=read(f"{cls.tmp}/client.pem"),
-                                  client_key=read(f"{cls.tmp}/client.key"), route_to_owner=False)
+            client = cls.tls_client(name)
             try:
                 while True:
                     c = client.server_info().cluster
@@ -124,12 +121,17 @@ class ClusterTlsTest(unittest.TestCase):
             cls.nats_log.close()
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
+    @classmethod
+    def tls_client(cls, shard, route_to_owner=False):
+        """A client of `shard` over mutual TLS, with the client certificate."""
+        return TailorClient(f"127.0.0.1:{cls.shards[shard].port}", timeout=10,
+                            root_ca=read(f"{cls.tmp}/ca.pem"),
+                            client_cert=read(f"{cls.tmp}/client.pem"),
+                            client_key=read(f"{cls.tmp}/client.key"),
+                            route_to_owner=route_to_owner)
+
     def client(self, shard, route_to_owner=False):
-        client = TailorClient(f"127.0.0.1:{self.shards[shard].port}", timeout=10,
-                              root_ca=read(f"{self.tmp}/ca.pem"),
-                              client_cert=read(f"{self.tmp}/client.pem"),
-                              client_key=read(f"{self.tmp}/client.key"),
-                              route_to_owner=route_to_owner)
+        client = self.tls_client(shard, route_to_owner)
         self.addCleanup(client.close)
         return client
 
