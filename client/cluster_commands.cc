@@ -194,7 +194,7 @@ int ClusterCommand(const std::vector<std::string>& args, const ClusterFlags& fla
     return kUsageError;
   }
   absl::StatusOr<std::unique_ptr<cluster::NatsConnection>> nats =
-      cluster::NatsConnection::Connect(flags.nats, absl::Seconds(5));
+      cluster::NatsConnection::Connect(flags.nats, absl::Seconds(5), flags.nats_tls);
   if (!nats.ok()) return Fail(nats.status());
   std::shared_ptr<cluster::NatsConnection> connection = *std::move(nats);
   cluster::DirectoryOptions options;

@@ -6,11 +6,14 @@
 #include <string>
 #include <vector>
 
+#include "cluster/nats_connection.h"
+
 namespace tailor::client {
 
 struct ClusterFlags {
   std::string nats = "nats://127.0.0.1:4222";
-  int partitions = 64;  // used while there is no map yet (the log's count)
+  cluster::NatsTls nats_tls;  // plaintext unless a CA is given
+  int partitions = 64;        // used while there is no map yet (the log's count)
   int replicas = 3;
   bool json = false;
   int wait_seconds = 120;        // `wait`: how long to wait for moves to finish

@@ -52,6 +52,13 @@ ABSL_FLAG(std::string, format, "nginx", "cluster router-config: nginx or envoy")
 ABSL_FLAG(std::string, listen, "50051", "cluster router-config: the router's PORT or HOST:PORT");
 ABSL_FLAG(std::string, nats, "nats://127.0.0.1:4222",
           "cluster commands: NATS servers of the cluster (comma-separated URLs)");
+ABSL_FLAG(std::string, nats_ca_file, "",
+          "cluster commands: PEM CA bundle that signed the NATS servers' certificates (TLS)");
+ABSL_FLAG(std::string, nats_cert_file, "",
+          "cluster commands: PEM client certificate for NATS servers that verify clients");
+ABSL_FLAG(std::string, nats_key_file, "", "cluster commands: PEM key for --nats_cert_file");
+ABSL_FLAG(std::string, nats_tls_hostname, "",
+          "cluster commands: the host name the NATS servers' certificates must name");
 ABSL_FLAG(int32_t, partitions, 64, "cluster commands: partitions of the log, before any map");
 ABSL_FLAG(int32_t, replicas, 3, "cluster commands: replicas of the KV bucket if it is created");
 ABSL_FLAG(int32_t, wait_seconds, 120, "cluster wait: how long to wait for moves to finish");
@@ -122,7 +129,8 @@ commands:
                               address (by the partition map), else --target
   cluster status|rebalance|add-shard NAME|drain-shard NAME|remove-shard NAME|wait
                               cluster mode's partition map, read and changed in NATS
-                              (--nats=URL; --partitions=N before the first rebalance)
+                              (--nats=URL; --partitions=N before the first rebalance;
+                              TLS: --nats_ca_file [--nats_cert_file --nats_key_file])
   cluster router-config       an nginx (--format=nginx) or Envoy (--format=envoy) router
                               config generated from the map: calls carrying x-tailor-partition
                               go to the owner, the rest to any shard (which forwards)
@@ -442,6 +450,8 @@ int main(int argc, char** argv) {
   if (command == "cluster") {
     tailor::client::ClusterFlags flags;
     flags.nats = absl::GetFlag(FLAGS_nats);
+    flags.nats_tls = {absl::GetFlag(FLAGS_nats_ca_file), absl::GetFlag(FLAGS_nats_cert_file),
+                      absl::GetFlag(FLAGS_nats_key_file), absl::GetFlag(FLAGS_nats_tls_hostname)};
     flags.partitions = absl::GetFlag(FLAGS_partitions);
     flags.replicas = absl::GetFlag(FLAGS_replicas);
     flags.wait_seconds = absl::GetFlag(FLAGS_wait_seconds);

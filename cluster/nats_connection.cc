@@ -33,7 +33,8 @@ absl::Status FromNats(natsStatus status, jsErrCode code, absl::string_view what)
 }
 
 absl::StatusOr<std::unique_ptr<NatsConnection>> NatsConnection::Connect(const std::string& url,
-                                                                        absl::Duration timeout) {
+                                                                        absl::Duration timeout,
+                                                                        const NatsTls& tls) {
   std::unique_ptr<NatsConnection> nats(new NatsConnection());
   nats->timeout_ = timeout;
   const auto timeout_ms = absl::ToInt64Milliseconds(timeout);
@@ -50,6 +51,24 @@ absl::StatusOr<std::unique_ptr<NatsConnection>> NatsConnection::Connect(const st
   // must never give up on its log.
   if (s == NATS_OK) s = natsOptions_SetMaxReconnect(nats->options_, -1);
   if (s == NATS_OK) s = natsOptions_SetReconnectWait(nats->options_, 250);
+  if (s == NATS_OK && !tls.ca_file.empty()) {
+    s = natsOptions_SetSecure(nats->options_, true);
+    if (s == NATS_OK)
+      s = natsOptions_LoadCATrustedCertificates(nats->options_, tls.ca_file.c_str());
+    if (s != NATS_OK)
+      return FromNats(s, static_cast<jsErrCode>(0), "read the NATS CA " + tls.ca_file);
+    if (!tls.cert_file.empty()) {
+      s = natsOptions_LoadCertificatesChain(nats->options_, tls.cert_file.c_str(),
+                                            tls.key_file.c_str());
+      if (s != NATS_OK) {
+        return FromNats(s, static_cast<jsErrCode>(0),
+                        "read the NATS client certificate " + tls.cert_file);
+      }
+    }
+    if (!tls.hostname.empty()) {
+      s = natsOptions_SetExpectedHostname(nats->options_, tls.hostname.c_str());
+    }
+  }
   if (s == NATS_OK) s = natsConnection_Connect(&nats->connection_, nats->options_);
   if (s != NATS_OK) return FromNats(s, static_cast<jsErrCode>(0), "connect to " + url);
   jsOptions js_options;

@@ -25,11 +25,23 @@ inline constexpr jsErrCode kNoMessageFound = static_cast<jsErrCode>(10037);
 // UNAVAILABLE when no server answers, DEADLINE_EXCEEDED on a timeout, else INTERNAL.
 absl::Status FromNats(natsStatus status, jsErrCode code, absl::string_view what);
 
+// TLS to the NATS servers. Empty `ca_file`: plaintext. Otherwise each server's certificate
+// chain is verified against `ca_file` and, when `hostname` is given, must name it (libnats
+// checks no host name otherwise); `cert_file` and `key_file` (both or neither) are presented
+// to servers that verify clients.
+struct NatsTls {
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+  std::string hostname;
+};
+
 class NatsConnection {
  public:
   // `url`: one or more servers, comma-separated; the client reconnects to any of them.
   static absl::StatusOr<std::unique_ptr<NatsConnection>> Connect(const std::string& url,
-                                                                 absl::Duration timeout);
+                                                                 absl::Duration timeout,
+                                                                 const NatsTls& tls = {});
   ~NatsConnection();
   NatsConnection(const NatsConnection&) = delete;
   NatsConnection& operator=(const NatsConnection&) = delete;

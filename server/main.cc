@@ -64,6 +64,15 @@ ABSL_FLAG(std::string, tls_client_ca_file, "",
 ABSL_FLAG(std::string, cluster_tls_ca_file, "",
           "cluster mode with TLS: PEM CA bundle that signed the other shards' certificates; "
           "calls forwarded to them are verified against it and present --tls_cert_file");
+ABSL_FLAG(std::string, cluster_nats_ca_file, "",
+          "cluster mode: PEM CA bundle that signed the NATS servers' certificates (TLS to NATS)");
+ABSL_FLAG(std::string, cluster_nats_cert_file, "",
+          "cluster mode: PEM client certificate for NATS servers that verify clients");
+ABSL_FLAG(std::string, cluster_nats_key_file, "",
+          "cluster mode: PEM key for --cluster_nats_cert_file");
+ABSL_FLAG(std::string, cluster_nats_tls_hostname, "",
+          "cluster mode: the host name the NATS servers' certificates must name (libnats checks "
+          "none otherwise)");
 ABSL_FLAG(std::string, auth_tokens_file, "",
           "bearer tokens bound to tenants, one 'TENANT TOKEN [admin]' per line; reloaded on "
           "SIGHUP (empty: no authentication)");
@@ -147,6 +156,10 @@ int main(int argc, char** argv) {
   config.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
   config.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
   config.cluster_tls_ca_file = absl::GetFlag(FLAGS_cluster_tls_ca_file);
+  config.cluster_nats_ca_file = absl::GetFlag(FLAGS_cluster_nats_ca_file);
+  config.cluster_nats_cert_file = absl::GetFlag(FLAGS_cluster_nats_cert_file);
+  config.cluster_nats_key_file = absl::GetFlag(FLAGS_cluster_nats_key_file);
+  config.cluster_nats_tls_hostname = absl::GetFlag(FLAGS_cluster_nats_tls_hostname);
   config.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
   config.tenant_quotas_file = absl::GetFlag(FLAGS_tenant_quotas_file);
   config.share_knowledge = absl::GetFlag(FLAGS_share_knowledge);

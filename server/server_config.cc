@@ -117,9 +117,20 @@ absl::Status ServerConfig::Validate() const {
           "--cluster_tls_ca_file: needs --tls_cert_file and --tls_key_file (shards that serve "
           "plaintext forward in plaintext)");
     }
-  } else if (!cluster_tls_ca_file.empty()) {
-    return absl::InvalidArgumentError(
-        "--cluster_tls_ca_file: only in cluster mode (--cluster_nats)");
+    if (cluster_nats_cert_file.empty() != cluster_nats_key_file.empty()) {
+      return absl::InvalidArgumentError(
+          "--cluster_nats_cert_file, --cluster_nats_key_file: give both or neither");
+    }
+    if (cluster_nats_ca_file.empty() &&
+        (!cluster_nats_cert_file.empty() || !cluster_nats_tls_hostname.empty())) {
+      return absl::InvalidArgumentError(
+          "--cluster_nats_ca_file: TLS to NATS (a client certificate or host name) needs the CA "
+          "that signed the NATS servers' certificates");
+    }
+  } else if (!cluster_tls_ca_file.empty() || !cluster_nats_ca_file.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        cluster_tls_ca_file.empty() ? "--cluster_nats_ca_file" : "--cluster_tls_ca_file",
+        ": only in cluster mode (--cluster_nats)"));
   }
   return absl::OkStatus();
 }

@@ -67,6 +67,11 @@ struct ServerConfig {
   // forwarded to another shard verify its certificate against it (for the host of its
   // advertised address) and present this shard's certificate (for shards requiring mTLS).
   std::string cluster_tls_ca_file;
+  // Cluster mode: TLS to the NATS servers (cluster::NatsTls); empty CA = plaintext.
+  std::string cluster_nats_ca_file;
+  std::string cluster_nats_cert_file;
+  std::string cluster_nats_key_file;
+  std::string cluster_nats_tls_hostname;
   // Bearer tokens bound to tenants (server/auth.h); empty = no authentication, one tenant.
   std::string auth_tokens_file;
   // Per-tenant request quotas (server/quota.h); empty = none. Needs auth_tokens_file.

@@ -247,7 +247,10 @@ void TailorServer::LeaveCluster() {
 absl::Status TailorServer::JoinCluster() {
   LeaveCluster();  // what an earlier, failed attempt opened
   absl::StatusOr<std::unique_ptr<cluster::NatsConnection>> connected =
-      cluster::NatsConnection::Connect(config_.cluster_nats, absl::Seconds(5));
+      cluster::NatsConnection::Connect(
+          config_.cluster_nats, absl::Seconds(5),
+          {config_.cluster_nats_ca_file, config_.cluster_nats_cert_file,
+           config_.cluster_nats_key_file, config_.cluster_nats_tls_hostname});
   if (!connected.ok()) return connected.status();
   std::shared_ptr<cluster::NatsConnection> nats = *std::move(connected);
   cluster::FeedbackLogOptions log_options;

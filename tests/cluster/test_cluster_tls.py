@@ -1,7 +1,8 @@
 """Cluster mode over TLS: shards that serve mutual TLS forward calls to each other over TLS,
-verifying the owner's certificate against --cluster_tls_ca_file and presenting their own.
-A JetStream nats-server (Debian's) and three tailord shards on loopback, certificates made by
-openssl here: s0 and s1 trust the CA that signed every shard's certificate; s2 is given an
+verifying the owner's certificate against --cluster_tls_ca_file and presenting their own; and
+they, and tailorctl, reach NATS over mutual TLS too. A JetStream nats-server (Debian's) that
+requires verified client certificates and three tailord shards on loopback, certificates made
+by openssl here: s0 and s1 trust the CA that signed every shard's certificate; s2 is given an
 unrelated CA, so it cannot verify the others and its forwarded calls fail, while the calls it
 serves itself, and the calls the others forward to it, succeed."""
 import os
@@ -31,6 +32,18 @@ USERS = [f"tls-user-{u}" for u in range(24)]
 
 # A CA, an unrelated CA, one certificate for every shard (127.0.0.1; no extended key usage, so
 # it serves as the shards' client certificate too) and one for the client.
+# JetStream on loopback, TLS only, client certificates required and verified.
+NATS_CONFIG = """
+listen: 127.0.0.1:{port}
+jetstream {{ store_dir: "{dir}/nats" }}
+tls {{
+  cert_file: "{dir}/shard.pem"
+  key_file: "{dir}/shard.key"
+  ca_file: "{dir}/ca.pem"
+  verify: true
+}}
+"""
+
 CERTIFICATES = """set -e
 key='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes'
 for ca in ca other; do openssl req -x509 $key -keyout $ca.key -out $ca.pem -days 1 -subj /CN=$ca; done
@@ -58,12 +71,17 @@ class ClusterTlsTest(unittest.TestCase):
             subprocess.run(["bash", "-c", CERTIFICATES], cwd=cls.tmp, check=True,
                            capture_output=True)
             port = free_port()
+            config = os.path.join(cls.tmp, "nats.conf")
+            with open(config, "w") as f:
+                f.write(NATS_CONFIG.format(port=port, dir=cls.tmp))
             cls.nats_log = open(os.path.join(cls.tmp, "nats.log"), "w")
-            cls.nats = subprocess.Popen(
-                ["nats-server", "-a", "127.0.0.1", "-p", str(port), "-js", "-sd",
-                 os.path.join(cls.tmp, "nats")], stdout=cls.nats_log, stderr=cls.nats_log)
+            cls.nats = subprocess.Popen(["nats-server", "-c", config], stdout=cls.nats_log,
+                                        stderr=cls.nats_log)
             wait_for_port(port)
             cls.url = f"nats://127.0.0.1:{port}"
+            cls.nats_tls = [f"--{{}}ca_file={cls.tmp}/ca.pem",
+                            f"--{{}}cert_file={cls.tmp}/shard.pem",
+                            f"--{{}}key_file={cls.tmp}/shard.key", "--{}tls_hostname=localhost"]
             for name, shards_ca in (("s0", "ca"), ("s1", "ca"), ("s2", "other")):
                 cls.shards[name] = cls.start_shard(name, shards_ca)
             for args in (["rebalance"], ["wait", "--wait_seconds=60"]):
@@ -84,7 +102,8 @@ class ClusterTlsTest(unittest.TestCase):
              f"--cluster_partitions={PARTITIONS}", f"--cluster_advertise=127.0.0.1:{port}",
              f"--tls_cert_file={cls.tmp}/shard.pem", f"--tls_key_file={cls.tmp}/shard.key",
              f"--tls_client_ca_file={cls.tmp}/ca.pem",
-             f"--cluster_tls_ca_file={cls.tmp}/{shards_ca}.pem"),
+             f"--cluster_tls_ca_file={cls.tmp}/{shards_ca}.pem",
+             *(flag.format("cluster_nats_") for flag in cls.nats_tls)),
             data_dir=directory, port=port, start_timeout=120)
 
     @classmethod
@@ -106,9 +125,10 @@ class ClusterTlsTest(unittest.TestCase):
                 client.close()
 
     @classmethod
-    def ctl(cls, *args):
+    def ctl(cls, *args, tls=True):
         return subprocess.run([TAILORCTL, "cluster", *args, f"--nats={cls.url}",
-                               f"--partitions={PARTITIONS}"],
+                               f"--partitions={PARTITIONS}",
+                               *(flag.format("nats_") for flag in cls.nats_tls if tls)],
                               capture_output=True, text=True, timeout=120)
 
     @classmethod
@@ -162,6 +182,21 @@ class ClusterTlsTest(unittest.TestCase):
         # A client that reads the map reaches each owner directly, over TLS as well.
         for u in USERS:
             self.assertEqual(routed.get_user(u).feedback_count, 1)
+
+    def test_nats_is_reached_over_mutual_tls_only(self):
+        status = self.ctl("status", "--json")
+        self.assertEqual(status.returncode, 0, status.stderr)
+        self.assertIn('"s2"', status.stdout)
+        plaintext = self.ctl("status", tls=False)
+        self.assertNotEqual(plaintext.returncode, 0)
+        # A client certificate the server's CA did not sign, or a host name the server's
+        # certificate does not name, is refused too.
+        for wrong in ([f"--nats_ca_file={self.tmp}/ca.pem"],
+                      [f"--nats_ca_file={self.tmp}/ca.pem", f"--nats_cert_file={self.tmp}/client.pem",
+                       f"--nats_key_file={self.tmp}/client.key", "--nats_tls_hostname=elsewhere"]):
+            refused = subprocess.run([TAILORCTL, "cluster", "status", f"--nats={self.url}", *wrong],
+                                     capture_output=True, text=True, timeout=120)
+            self.assertNotEqual(refused.returncode, 0, wrong)
 
     def test_a_shard_that_cannot_verify_the_others_does_not_forward_to_them(self):
         via_s2 = self.client("s2")

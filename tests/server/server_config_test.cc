@@ -19,6 +19,11 @@ TEST(ServerConfigTest, ClusterModeServesTlsWithTheShardsCa) {
   EXPECT_TRUE(config.Validate().ok()) << config.Validate();
   config.tls_client_ca_file = "ca.pem";  // and mutual TLS
   EXPECT_TRUE(config.Validate().ok()) << config.Validate();
+  config.cluster_nats_ca_file = "nats-ca.pem";  // and TLS to NATS, with a client certificate
+  config.cluster_nats_cert_file = "nats-cert.pem";
+  config.cluster_nats_key_file = "nats-key.pem";
+  config.cluster_nats_tls_hostname = "nats.internal";
+  EXPECT_TRUE(config.Validate().ok()) << config.Validate();
 }
 
 TEST(ServerConfigTest, TenantsMayOptInToShareKnowledge) {
@@ -114,6 +119,30 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfigCase{"ShardsCaOnASingleNode",
                       [](ServerConfig& c) { c.cluster_tls_ca_file = "ca.pem"; },
                       "--cluster_tls_ca_file: only in cluster mode"},
+        BadConfigCase{"NatsCertificateWithoutKey",
+                      [](ServerConfig& c) {
+                        c.cluster_nats = "nats://127.0.0.1:4222";
+                        c.cluster_nats_ca_file = "ca.pem";
+                        c.cluster_nats_cert_file = "cert.pem";
+                      },
+                      "--cluster_nats_cert_file, --cluster_nats_key_file: give both or neither"},
+        BadConfigCase{"NatsCertificateWithoutCa",
+                      [](ServerConfig& c) {
+                        c.cluster_nats = "nats://127.0.0.1:4222";
+                        c.cluster_nats_cert_file = "cert.pem";
+                        c.cluster_nats_key_file = "key.pem";
+                      },
+                      "--cluster_nats_ca_file: TLS to NATS (a client certificate or host name) "
+                      "needs the CA"},
+        BadConfigCase{"NatsHostnameWithoutCa",
+                      [](ServerConfig& c) {
+                        c.cluster_nats = "nats://127.0.0.1:4222";
+                        c.cluster_nats_tls_hostname = "nats.internal";
+                      },
+                      "--cluster_nats_ca_file: TLS to NATS"},
+        BadConfigCase{"NatsCaOnASingleNode",
+                      [](ServerConfig& c) { c.cluster_nats_ca_file = "ca.pem"; },
+                      "--cluster_nats_ca_file: only in cluster mode"},
         BadConfigCase{"ShareKnowledgeWithoutTenants",
                       [](ServerConfig& c) { c.share_knowledge = {"acme"}; },
                       "--share_knowledge: needs --auth_tokens_file"},
