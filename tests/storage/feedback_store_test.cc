@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <random>
 #include <sstream>
 
@@ -444,8 +445,15 @@ TEST_P(CrashTest, AckedEventsSurviveSigkill) {
   const std::string db = dir.Sub("db");
   std::mt19937 rng(20261122);
   std::map<std::string, uint64_t> acked;
+  auto total_acked = [&acked] {
+    uint64_t total = 0;
+    for (const auto& [u, last] : acked) total += last;
+    return total;
+  };
+  // 24 kills; more (up to 96) while fewer than 200 events were acked, as when every commit
+  // waits for a slow disk's fsync.
   constexpr int kRounds = 24;
-  for (int round = 0; round < kRounds; ++round) {
+  for (int round = 0; round < 4 * kRounds && (round < kRounds || total_acked() < 200); ++round) {
     int out[2];
     ASSERT_EQ(::pipe(out), 0);
     const pid_t pid = ::fork();
@@ -456,17 +464,26 @@ TEST_P(CrashTest, AckedEventsSurviveSigkill) {
       ::_exit(127);
     }
     ::close(out[1]);
-    // Let it write for a random while (past startup), then kill it mid-stream.
+    // Let it write for a random while, then kill it mid-stream. The while starts at its first
+    // ack, not at the fork: startup (opening RocksDB, sanitizer runtimes on a loaded machine)
+    // can take longer than the whole window, and a writer killed before writing proves little.
     const int kill_after_ms = std::uniform_int_distribution<int>(30, 250)(rng);
     std::string received;
-    const auto start = std::chrono::steady_clock::now();
+    const auto forked = std::chrono::steady_clock::now();
+    std::optional<std::chrono::steady_clock::time_point> first_ack;
     char buffer[4096];
-    while (std::chrono::steady_clock::now() - start < std::chrono::milliseconds(kill_after_ms)) {
+    while (true) {
+      const auto now = std::chrono::steady_clock::now();
+      if (first_ack ? now - *first_ack >= std::chrono::milliseconds(kill_after_ms)
+                    : now - forked >= std::chrono::seconds(60))
+        break;
       pollfd pfd{out[0], POLLIN, 0};
       if (::poll(&pfd, 1, 5) > 0) {
         ssize_t n = ::read(out[0], buffer, sizeof(buffer));
         if (n <= 0) break;
         received.append(buffer, static_cast<size_t>(n));
+        if (!first_ack && received.find('\n') != std::string::npos)
+          first_ack = std::chrono::steady_clock::now();
       }
     }
     ::kill(pid, SIGKILL);
@@ -498,8 +515,7 @@ TEST_P(CrashTest, AckedEventsSurviveSigkill) {
                       .has_value());
     }
   }
-  uint64_t total = 0;
-  for (const auto& [u, last] : acked) total += last;
+  const uint64_t total = total_acked();
   EXPECT_GT(total, 100u) << "the writer barely ran; the test proved little";
   RecordProperty("acked_events", static_cast<int>(total));
 }
