@@ -1,5 +1,6 @@
 // Every tailor.v1 RPC against a real TailorServer on port 0 with a temp RocksDB directory.
 // (In-process: this binary links the server, so it uses raw stubs, not client/.)
+#include <chrono>
 #include <limits>
 #include <random>
 #include <thread>
@@ -74,6 +75,20 @@ class TailorServiceTest : public ::testing::Test {
       refresh_info_ = false;
     }
     return info_;
+  }
+
+  // Waits (up to 60 s) for a knowledge refresh that holds at least `users` reference users: a
+  // fixed sleep past refresh_ms is too short on a loaded machine under sanitizers.
+  void AwaitReferenceUsers(uint64_t users) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (true) {
+      refresh_info_ = true;
+      const uint64_t now = Info().knowledge().reference_users();
+      if (now >= users) return;
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline)
+          << "no refresh with " << users << " reference users; " << now << " so far";
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
   }
 
   uint64_t StoredEvents() {
@@ -568,7 +583,7 @@ TEST_F(TailorServiceTest, ColdStartBorrowsFromNeighboursAndForgetsDeletedOnes) {
               .ok());
     }
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // > refresh_ms
+  ASSERT_NO_FATAL_FAILURE(AwaitReferenceUsers(20));
   ASSERT_TRUE(Feedback(Event("n1", "newbie", Expert("a", 6), Expert("b", 2)), &ack).ok());
   v1::RankResponsesResponse response;
   ASSERT_TRUE(Rank("newbie", {Expert("two", 2), Expert("six", 6)}, &response).ok());
