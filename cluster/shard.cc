@@ -214,7 +214,13 @@ absl::Status ClusterShard::Apply(int partition, uint64_t sequence, absl::string_
       }
       break;
     case v1::LogEntry::ENTRY_NOT_SET:
-      break;  // written by a newer release: nothing this one knows to apply
+      // A kind of entry this release does not know, so written by a newer one (during a
+      // rolling upgrade). Skipping it could silently drop acknowledged feedback: the partition
+      // stops here until this shard runs a release that knows it.
+      return absl::FailedPreconditionError(
+          absl::StrCat("cluster: log entry ", sequence, " of partition ", partition,
+                       " is of a kind this release does not know (written by a newer release); "
+                       "upgrade this shard to apply it"));
   }
   part.applied = sequence;
   replayed_entries_.fetch_add(1, std::memory_order_relaxed);
@@ -544,20 +550,30 @@ void ClusterShard::Loop() {
     const auto now = std::chrono::steady_clock::now();
     const bool slow = now - last_slow >= slow_period;
     if (slow) last_slow = now;
-    // A failed pass (NATS unreachable, a map conflict) is retried at the next one; what it
-    // leaves undone shows in Stats().
-    (void)Follow(slow);
+    // A failed pass (NATS unreachable, a map conflict, a partition that cannot be caught up)
+    // is retried at the next one; what it leaves undone shows in Stats(), and why is reported.
+    if (absl::Status s = Follow(slow); !s.ok()) Report(s);
     if (exchange_ != nullptr && options_.exchange_period > absl::ZeroDuration() &&
         (exchange_due_.exchange(false) ||
          now - last_exchange >= absl::ToChronoMilliseconds(options_.exchange_period))) {
       last_exchange = now;
-      if (!Exchange().ok()) {
+      if (absl::Status s = Exchange(); !s.ok()) {
+        Report(s);
         exchange_failures_.fetch_add(1, std::memory_order_relaxed);
         exchange_due_ = true;
       }
     }
     lock.lock();
   }
+}
+
+void ClusterShard::Report(const absl::Status& status) {
+  if (!options_.report) return;
+  const auto now = std::chrono::steady_clock::now();
+  std::erase_if(reported_,
+                [&](const auto& r) { return now - r.second >= std::chrono::minutes(1); });
+  if (!reported_.try_emplace(status.ToString(), now).second) return;
+  options_.report(status);
 }
 
 ClusterShard::RoutingTable ClusterShard::Routing() const {

@@ -22,8 +22,10 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -58,6 +60,10 @@ struct ShardOptions {
   // Trust across shards: at most this many of the users this shard's trust fits held out are
   // lent with the sample (0: none; the others then fit trust from their own users only).
   int exchange_calibration_users = 400;
+  // Told of what fails in the background (following the map, catching up a partition being
+  // taken, the exchange): a new failure at once, the same one again at most once a minute.
+  // tailord logs them. Called on the shard's own thread.
+  std::function<void(const absl::Status&)> report;
 };
 
 // Upper bounds (seconds) of the log append latency histogram.
@@ -155,6 +161,9 @@ class ClusterShard {
   // One pass over the map: takes, receives and drops partitions.
   absl::Status Follow(bool slow);
   void Loop();
+  // Passes `status` to options_.report unless the same was passed within the last minute.
+  // The loop thread's.
+  void Report(const absl::Status& status);
 
   engine::PreferenceEngine& engine_;
   FeedbackLog& log_;
@@ -183,6 +192,8 @@ class ClusterShard {
   std::condition_variable stop_cv_;
   bool stopping_ = false;  // guarded by stop_mu_
   std::thread loop_;
+  // What Report passed on in the last minute, and when (the loop thread's).
+  std::map<std::string, std::chrono::steady_clock::time_point> reported_;
 };
 
 }  // namespace tailor::cluster

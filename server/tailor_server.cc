@@ -7,6 +7,8 @@
 #include <sstream>
 #include <utility>
 
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "cluster/nats_connection.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -285,6 +287,12 @@ absl::Status TailorServer::JoinCluster() {
   options.address = config_.cluster_advertise.empty()
                         ? absl::StrCat(config_.shard_name, ":", grpc_port_)
                         : config_.cluster_advertise;
+  options.report = [](const absl::Status& status) {
+    const absl::string_view message = status.message();
+    Log(LogLevel::kWarning,
+        absl::StrCat(absl::StartsWith(message, "cluster: ") ? "" : "cluster: ", message, " (",
+                     absl::StatusCodeToString(status.code()), ")"));
+  };
   Log(LogLevel::kInfo, absl::StrCat("cluster: joining as shard ", options.name, " at ",
                                     options.address, " (catching up owned partitions)"));
   absl::StatusOr<std::unique_ptr<cluster::ClusterShard>> shard =

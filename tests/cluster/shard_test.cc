@@ -5,9 +5,12 @@
 // cold-start neighbours and pool their population fits. Partition plans are checked on their own.
 #include "cluster/shard.h"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <map>
+#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
@@ -59,10 +62,11 @@ class ClusterShardTest : public ::testing::Test {
   }
 
   // Opens shard `name` on data directory `data`; `map_poll` long = a shard that does not notice
-  // map changes by itself.
+  // map changes by itself. With `started`, a shard that fails to start is not a test failure:
+  // its status is stored there.
   std::unique_ptr<Shard> Open(const std::string& name, const std::string& data,
                               absl::Duration map_poll = absl::Milliseconds(20),
-                              bool knowledge_by_tenant = false) {
+                              bool knowledge_by_tenant = false, absl::Status* started = nullptr) {
     auto owned = std::make_unique<Shard>();
     Shard& shard = *owned;
     storage::StoreOptions store_options;
@@ -94,9 +98,14 @@ class ClusterShardTest : public ::testing::Test {
     options.address = absl::StrCat(name, ":1");
     options.map_poll = map_poll;
     options.slow_poll = absl::Milliseconds(50);
+    options.report = report_;
     auto cluster = ClusterShard::Start(*shard.engine, *shard.log, *shard.directory,
                                        shard.exchange.get(), options);
-    EXPECT_TRUE(cluster.ok()) << cluster.status();
+    if (started != nullptr) {
+      *started = cluster.status();
+    } else {
+      EXPECT_TRUE(cluster.ok()) << cluster.status();
+    }
     if (cluster.ok()) shard.cluster = *std::move(cluster);
     return owned;
   }
@@ -167,6 +176,7 @@ class ClusterShardTest : public ::testing::Test {
 
   testing::TempDir dir_;
   testing::NatsServer nats_;
+  std::function<void(const absl::Status&)> report_;  // for the shards opened from now on
 };
 
 TEST_F(ClusterShardTest, WritesGoThroughTheLogAndAnEmptyDiskIsRebuiltFromIt) {
@@ -289,6 +299,85 @@ TEST_F(ClusterShardTest, ADeletedUserLeavesNothingInTheLog) {
   a = Open("a", dir_.Sub("a"));
   EXPECT_TRUE(History(*a, users[2]).empty());
   EXPECT_EQ(History(*a, users[3]).size(), 5u);
+}
+
+// A newer release may log entries of a kind this one does not know (a rolling upgrade). Skipping
+// one could drop acknowledged feedback without a word: its partition stops there instead, with
+// an error that says why; a running shard's other partitions carry on, and a restarted shard
+// refuses to start until it is upgraded.
+TEST_F(ClusterShardTest, AnEntryOfAKindThisReleaseDoesNotKnowStopsItsPartition) {
+  std::unique_ptr<Shard> a = Open("a", dir_.Sub("a"));
+  Rebalance({"a"});
+  ASSERT_TRUE(Eventually([&] { return a->cluster->Stats().owned == kPartitions; }));
+  const std::vector<std::string> users = Users(24);
+  const std::string& user = users[0];
+  const int partition = FeedbackLog::PartitionOf(user, kPartitions);
+  std::string other;  // a user of another partition
+  for (const std::string& u : users) {
+    if (FeedbackLog::PartitionOf(u, kPartitions) != partition) other = u;
+  }
+  ASSERT_FALSE(other.empty());
+  Write({a.get()}, user, 0);
+
+  // Field 15 of LogEntry, which this release does not have: "x".
+  const std::string unknown_kind("\x7a\x01x", 3);
+  v1::LogEntry parsed;
+  ASSERT_TRUE(parsed.ParseFromString(unknown_kind));
+  ASSERT_EQ(parsed.entry_case(), v1::LogEntry::ENTRY_NOT_SET);
+  FeedbackLogOptions log_options;
+  log_options.partitions = kPartitions;
+  log_options.replicas = 1;
+  absl::StatusOr<std::unique_ptr<FeedbackLog>> newer = FeedbackLog::Open(log_options, Connect());
+  ASSERT_TRUE(newer.ok()) << newer.status();
+  const absl::StatusOr<uint64_t> last = (*newer)->LastSequence(partition);
+  ASSERT_TRUE(last.ok()) << last.status();
+  ASSERT_TRUE((*newer)->Append(partition, "newer-release-1", unknown_kind, *last).ok());
+
+  const Event next = MakeEvent(user, 1);
+  const absl::StatusOr<engine::FeedbackResult> refused = a->cluster->RecordFeedback(next.input);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
+  EXPECT_NE(refused.status().message().find("written by a newer release"), std::string::npos)
+      << refused.status();
+  EXPECT_EQ(History(*a, user), std::vector<std::string>{"e0"});
+  // Refused again, not skipped on a second try.
+  EXPECT_EQ(a->cluster->RecordFeedback(next.input).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  Write({a.get()}, other, 0);
+  EXPECT_EQ(History(*a, other), std::vector<std::string>{"e0"});
+
+  // Restarted, the shard refuses to start with the same error (its operator upgrades it).
+  a.reset();
+  absl::Status started;
+  a = Open("a", dir_.Sub("a"), absl::Milliseconds(20), false, &started);
+  EXPECT_EQ(started.code(), absl::StatusCode::kFailedPrecondition) << started;
+  EXPECT_NE(started.message().find("upgrade this shard"), std::string::npos) << started;
+  EXPECT_EQ(History(*a, user), std::vector<std::string>{"e0"});
+  a.reset();
+
+  // A running shard given the partition cannot take it, and says why in its reports (tailord
+  // logs them), once a minute rather than at every pass; it takes the others.
+  std::mutex mu;
+  std::vector<std::string> reports;
+  report_ = [&](const absl::Status& status) {
+    std::lock_guard<std::mutex> lock(mu);
+    reports.push_back(status.ToString());
+  };
+  std::unique_ptr<Shard> b = Open("b", dir_.Sub("b"));
+  Rebalance({"b"});
+  auto newer_release_reports = [&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return std::count_if(reports.begin(), reports.end(), [](const std::string& r) {
+      return r.find("written by a newer release") != std::string::npos;
+    });
+  };
+  ASSERT_TRUE(Eventually([&] { return newer_release_reports() > 0; }));
+  EXPECT_TRUE(Eventually([&] { return b->cluster->Stats().owned == kPartitions - 1; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // many passes of 20 ms
+  EXPECT_EQ(newer_release_reports(), 1);
+  EXPECT_EQ(History(*b, other), std::vector<std::string>{"e0"});
+  EXPECT_EQ(History(*b, user), std::vector<std::string>{"e0"});  // up to the unknown entry
+  b.reset();
+  report_ = nullptr;
 }
 
 TEST_F(ClusterShardTest, ShardsLendEachOtherTheirEstablishedUsersAsNeighbours) {
