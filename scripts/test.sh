@@ -26,7 +26,10 @@ scripts/build.sh "${line_tables[@]}"
 
 if [ "${1:-}" != "--quick" ]; then
   echo "== build + test with ASan + UBSan (build-asan/)"
-  TAILOR_BUILD_DIR=build-asan scripts/build.sh -DTAILOR_SANITIZE=ON "${line_tables[@]}"
+  # -O1, as the ASan docs suggest: a third less compiling than -O2, and the sanitizer tests
+  # took as long (249 s either way on 2 cores).
+  TAILOR_BUILD_DIR=build-asan scripts/build.sh -DTAILOR_SANITIZE=ON \
+    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG"
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j "$jobs" -LE "statistical|ops")
 
   echo "== engine concurrency tests with ThreadSanitizer (build-tsan/)"
